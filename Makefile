@@ -1,0 +1,41 @@
+# FrostGate developer entry points. Every target installs what it needs from the lock.
+PYTHON ?= python3
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+FG := $(VENV)/bin/frostgate
+PY := $(VENV)/bin/python
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: install run test test-sqlite test-postgres lint bench clean
+
+$(UV): tools/uv-requirements.txt
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --require-hashes -r tools/uv-requirements.txt
+	touch $(UV)
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --locked --quiet
+	touch $@
+
+install: $(VENV)/.synced
+
+run: install
+	$(FG) migrate
+	$(FG) bootstrap
+	$(FG) serve
+
+test: install
+	$(PY) -m pytest
+	FG_TEST_DB_URL=$${FG_TEST_DB_URL:-postgresql://postgres@127.0.0.1:5432/postgres} $(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy
+
+bench: install
+	$(PY) -m frostgate.bench
+
+clean:
+	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,114 @@
+"""Small helpers shared by the routers: body parsing, principal access, query parsing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+
+from frostgate.api.context import services
+from frostgate.errors import ErrorCode, FrostGateError
+from frostgate.security import Principal, parse_json
+from frostgate.store.decisions import DecisionFilter
+
+THREAT_LEVELS = ("none", "low", "medium", "high", "critical")
+
+
+def tenant_of(request: Request) -> str:
+    """The caller's tenant. The gate guarantees a tenant key on tenant-data routes."""
+    principal: Principal = request.state.principal
+    if principal.tenant_id is None:
+        raise FrostGateError(ErrorCode.SCOPE_DENIED, "platform key on tenant route")
+    return principal.tenant_id
+
+
+async def read_json(request: Request) -> Any:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() != "application/json":
+        raise FrostGateError(ErrorCode.UNSUPPORTED_MEDIA_TYPE)
+    body = await request.body()
+    return parse_json(body, services(request).json_limits)
+
+
+def json_response(payload: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        content=orjson.dumps(payload), status_code=status_code, media_type="application/json", headers=headers
+    )
+
+
+def raw_json_response(body: bytes, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(content=body, status_code=status_code, media_type="application/json", headers=headers)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise FrostGateError(ErrorCode.TIMESTAMP_INVALID, "bad query timestamp") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_cursor(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise FrostGateError(ErrorCode.CURSOR_INVALID)
+    return int(value)
+
+
+def decision_filter(
+    *,
+    threat_level: str | None,
+    event_type: str | None,
+    source: str | None,
+    since: str | None,
+    until: str | None,
+    only_changed: bool = False,
+    only_actionable: bool = False,
+) -> DecisionFilter:
+    levels: tuple[str, ...] = ()
+    if threat_level is not None:
+        levels = tuple(v.strip() for v in threat_level.split(",") if v.strip())
+        if not levels or any(level not in THREAT_LEVELS for level in levels):
+            raise FrostGateError(ErrorCode.FILTER_INVALID, "unknown threat level")
+    for text in (event_type, source):
+        if text is not None and (not text or len(text) > 256):
+            raise FrostGateError(ErrorCode.FILTER_INVALID)
+    return DecisionFilter(
+        threat_levels=levels,
+        event_type=event_type,
+        source=source,
+        since=parse_time(since),
+        until=parse_time(until),
+        only_changed=only_changed,
+        only_actionable=only_actionable,
+    )
+
+
+def decision_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """The public view of a stored decision row."""
+    created = row["created_at"]
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    return {
+        "id": row["event_id"],
+        "seq": row["seq"],
+        "event_id": row["event_id"],
+        "source": row["source"],
+        "event_type": row["event_type"],
+        "src_ip": row["src_ip"],
+        "threat_level": row["threat_level"],
+        "score": row["score"],
+        "rules_triggered": orjson.loads(row["rules"]),
+        "action_taken": orjson.loads(row["actions"]),
+        "actionable": bool(row["actionable"]),
+        "changed": bool(row["changed"]),
+        "diff": None if row["diff"] is None else orjson.loads(row["diff"]),
+        "policy_hash": row["policy_hash"],
+        "created_at": created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }

@@ -1,0 +1,116 @@
+"""Application factory: the FastAPI app behind the auth gate, plus its lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from frostgate import __version__
+from frostgate.api import routers_decide, routers_read
+from frostgate.api.context import Services
+from frostgate.api.feed_notifier import FeedNotifier
+from frostgate.config import Settings, get_settings
+from frostgate.decisions import DecisionService
+from frostgate.engine import load_policy
+from frostgate.errors import ErrorCode, FrostGateError, error_body
+from frostgate.security import ROUTES, AuthGate, JsonLimits, KeyAuthenticator, RouteTable
+from frostgate.security.peppers import load_peppers
+from frostgate.store import GroupCommitWriter, open_database
+
+__all__ = ["build_app"]
+
+log = logging.getLogger("frostgate.app")
+
+_HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
+
+
+def _error(request: Request, code: ErrorCode) -> Response:
+    request_id = getattr(request.state, "request_id", "")
+    return Response(
+        content=error_body(code, request_id), status_code=code.status, media_type="application/json"
+    )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def on_frostgate_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, FrostGateError)
+        if exc.code.status >= 500:
+            log.warning("request failed: %s (%s)", exc.code.name, exc)
+        return _error(request, exc.code)
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        return _error(request, ErrorCode.VALIDATION_FAILED)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return _error(request, _HTTP_CODES.get(exc.status_code, ErrorCode.INTERNAL))
+
+    app.add_exception_handler(FrostGateError, on_frostgate_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+
+
+def build_app(settings: Settings | None = None) -> AuthGate:
+    """Build the service. Refuses to build when a mounted route is not declared."""
+    settings = settings or get_settings()
+    db = open_database(settings.database_url)
+    writer = GroupCommitWriter(db.write, max_batch=settings.writer_max_batch)
+    policy = load_policy(settings.policy_path)
+    authenticator = KeyAuthenticator(db, load_peppers(settings), cache_seconds=settings.key_cache_seconds)
+    svc = Services(
+        settings=settings,
+        db=db,
+        writer=writer,
+        decisions=DecisionService(policy, writer),
+        authenticator=authenticator,
+        json_limits=JsonLimits(
+            max_depth=settings.max_json_depth,
+            max_array_items=settings.max_array_items,
+            max_string_bytes=settings.max_string_bytes,
+        ),
+        feed=FeedNotifier(),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        writer.start()
+        try:
+            yield
+        finally:
+            writer.stop()
+            db.dispose()
+
+    app = FastAPI(
+        title="FrostGate",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        redirect_slashes=False,
+        lifespan=lifespan,
+    )
+    app.state.services = svc
+    _install_error_handlers(app)
+    app.include_router(routers_decide.router)
+    app.include_router(routers_read.router)
+
+    table = RouteTable(ROUTES)
+    # The OpenAPI document lists every mounted operation (FastAPI's public view of its
+    # routes). A route hidden from it would still be unreachable: the gate serves only
+    # declared (method, path) pairs.
+    mounted = [
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    ]
+    mounted.append(("GET", app.openapi_url or "/openapi.json"))
+    problems = table.check_mounted(mounted)
+    if problems:
+        raise RuntimeError("route table disagrees with mounted routes: " + "; ".join(problems))
+    gate = AuthGate(app, routes=table, authenticator=authenticator, max_body_bytes=settings.max_body_bytes)
+    return gate

@@ -1,0 +1,118 @@
+"""``POST /v1/defend`` and ``POST /v1/ingest``: thin — parse, call the service, shape."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from frostgate.api._common import raw_json_response, read_json, tenant_of
+from frostgate.api.context import services
+from frostgate.errors import ErrorCode, FrostGateError, error_body
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+_EVENT_SCHEMA = {
+    "type": "object",
+    "description": "A security event. Fields may sit at the top level or in `payload`.",
+    "properties": {
+        "event_id": {"type": "string", "maxLength": 128},
+        "event_type": {"type": "string"},
+        "source": {"type": "string"},
+        "timestamp": {"type": ["string", "number"]},
+        "payload": {"type": "object"},
+    },
+}
+
+
+@router.post(
+    "/v1/defend",
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _EVENT_SCHEMA}}}
+    },
+)
+async def defend(request: Request) -> Response:
+    tenant_id = tenant_of(request)
+    raw = await read_json(request)
+    svc = services(request)
+    outcome = await svc.decisions.decide(tenant_id, raw)
+    if outcome.status == "conflict":
+        return raw_json_response(
+            error_body(ErrorCode.IDEMPOTENCY_CONFLICT, request.state.request_id),
+            status_code=ErrorCode.IDEMPOTENCY_CONFLICT.status,
+        )
+    if outcome.status == "replayed":
+        return raw_json_response(outcome.response, headers={"idempotent-replay": "true"})
+    svc.feed.notify()
+    return raw_json_response(outcome.response)
+
+
+@router.post(
+    "/v1/ingest",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["events"],
+                        "properties": {
+                            "events": {"type": "array", "items": _EVENT_SCHEMA, "maxItems": 1000}
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def ingest(request: Request) -> Response:
+    tenant_id = tenant_of(request)
+    raw = await read_json(request)
+    svc = services(request)
+    if not isinstance(raw, dict) or not isinstance(raw.get("events"), list):
+        raise FrostGateError(ErrorCode.VALIDATION_FAILED, "body must be {'events': [...]}")
+    events = raw["events"]
+    if not events:
+        raise FrostGateError(ErrorCode.BATCH_EMPTY)
+    if len(events) > svc.settings.max_batch_events:
+        raise FrostGateError(ErrorCode.BATCH_TOO_LARGE)
+    outcomes = await svc.decisions.decide_batch(tenant_id, events)
+    results = []
+    counts = {"created": 0, "replayed": 0, "conflict": 0}
+    for outcome in outcomes:
+        counts[outcome.status] += 1
+        if outcome.status == "conflict":
+            results.append(
+                {"event_id": outcome.event_id, "status": "conflict", "error_code": "IDEMPOTENCY_CONFLICT"}
+            )
+        else:
+            results.append(
+                {"event_id": outcome.event_id, "status": outcome.status, "decision": _Raw(outcome.response)}
+            )
+    if counts["created"]:
+        svc.feed.notify()
+    return raw_json_response(_encode_results(results, counts))
+
+
+class _Raw:
+    """Marks already-encoded JSON so stored decision bytes are embedded verbatim."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def _encode_results(results: list[dict[str, object]], counts: dict[str, int]) -> bytes:
+    parts: list[bytes] = []
+    for result in results:
+        decision = result.pop("decision", None)
+        head = orjson.dumps(result)
+        if isinstance(decision, _Raw):
+            head = head[:-1] + b',"decision":' + decision.data + b"}"
+        parts.append(head)
+    return b'{"counts":' + orjson.dumps(counts) + b',"results":[' + b",".join(parts) + b"]}"
+

@@ -1,0 +1,295 @@
+"""Read routes: decisions, the live feed (page and SSE), stats, forensics, health.
+
+Database work runs in worker threads (FastAPI runs sync dependencies there; here the
+calls are explicit through ``anyio.to_thread``), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio.to_thread
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response, StreamingResponse
+
+from frostgate.api._common import (
+    THREAT_LEVELS,
+    decision_filter,
+    decision_summary,
+    json_response,
+    parse_cursor,
+    parse_time,
+    tenant_of,
+)
+from frostgate.api.context import Services, services
+from frostgate.decisions import verify_chain
+from frostgate.errors import ErrorCode, FrostGateError
+from frostgate.store import is_migrated
+from frostgate.store import decisions as repo
+from frostgate.store.entries import decision_stream
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+async def _read(svc: Services, tenant_id: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def run() -> Any:
+        try:
+            with svc.db.read.connect() as conn:
+                return fn(conn, tenant_id, *args, **kwargs)
+        except FrostGateError:
+            raise
+        except Exception as exc:
+            raise FrostGateError(ErrorCode.STORAGE_UNAVAILABLE, "read failed") from exc
+
+    return await anyio.to_thread.run_sync(run)
+
+
+def _limit(value: int | None, default: int, maximum: int) -> int:
+    if value is None:
+        return default
+    if value < 1 or value > maximum:
+        raise FrostGateError(ErrorCode.FILTER_INVALID, "limit out of range")
+    return value
+
+
+@router.get("/v1/decisions")
+async def list_decisions(
+    request: Request,
+    threat_level: str | None = None,
+    event_type: str | None = None,
+    source: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    cursor: str | None = None,
+    limit: int | None = Query(default=None),
+) -> Response:
+    tenant_id = tenant_of(request)
+    flt = decision_filter(
+        threat_level=threat_level, event_type=event_type, source=source, since=since, until=until
+    )
+    size = _limit(limit, 50, 500)
+    rows = await _read(services(request), tenant_id, repo.list_page, flt, before_seq=parse_cursor(cursor), limit=size)
+    next_cursor = str(rows[-1]["seq"]) if len(rows) == size else None
+    return json_response({"items": [decision_summary(r) for r in rows], "next_cursor": next_cursor})
+
+
+@router.get("/v1/decisions/{event_id}")
+async def get_decision(request: Request, event_id: str) -> Response:
+    tenant_id = tenant_of(request)
+    row = await _read(services(request), tenant_id, repo.get_decision, event_id)
+    if row is None:
+        raise FrostGateError(ErrorCode.NOT_FOUND)
+    body = decision_summary(row)
+    body["decision"] = orjson.loads(row["response_json"])
+    return json_response(body)
+
+
+def _feed_filter(
+    threat_level: str | None, event_type: str | None, source: str | None, only_changed: bool, only_actionable: bool
+) -> repo.DecisionFilter:
+    return decision_filter(
+        threat_level=threat_level,
+        event_type=event_type,
+        source=source,
+        since=None,
+        until=None,
+        only_changed=only_changed,
+        only_actionable=only_actionable,
+    )
+
+
+@router.get("/v1/feed/live")
+async def feed_live(
+    request: Request,
+    since: str | None = None,
+    limit: int | None = Query(default=None),
+    threat_level: str | None = None,
+    event_type: str | None = None,
+    source: str | None = None,
+    only_changed: bool = False,
+    only_actionable: bool = False,
+) -> Response:
+    tenant_id = tenant_of(request)
+    flt = _feed_filter(threat_level, event_type, source, only_changed, only_actionable)
+    size = _limit(limit, 100, 500)
+    after = parse_cursor(since)
+    rows = await _read(services(request), tenant_id, repo.feed_page, flt, after_seq=-1 if after is None else after, limit=size)
+    cursor = str(rows[-1]["seq"]) if rows else (since or None)
+    return json_response({"items": [decision_summary(r) for r in rows], "next_since": cursor})
+
+
+@router.get("/v1/feed/stream")
+async def feed_stream(
+    request: Request,
+    since: str | None = None,
+    threat_level: str | None = None,
+    event_type: str | None = None,
+    source: str | None = None,
+    only_changed: bool = False,
+    only_actionable: bool = False,
+) -> StreamingResponse:
+    """Server-Sent Events. Each event's ``id:`` is the decision's sequence number; a
+    client that reconnects with ``Last-Event-ID`` resumes right after it."""
+    tenant_id = tenant_of(request)
+    flt = _feed_filter(threat_level, event_type, source, only_changed, only_actionable)
+    last_event_id = request.headers.get("last-event-id")
+    after = parse_cursor(last_event_id if last_event_id is not None else since)
+    svc = services(request)
+    heartbeat = svc.settings.sse_heartbeat_seconds
+
+    async def events() -> AsyncIterator[bytes]:
+        cursor = -1 if after is None else after
+        loop = asyncio.get_running_loop()
+        last_sent = loop.time()
+        yield b"retry: 2000\n\n"
+        while True:
+            rows = await _read(svc, tenant_id, repo.feed_page, flt, after_seq=cursor, limit=200)
+            for row in rows:
+                cursor = int(row["seq"])
+                data = orjson.dumps(decision_summary(row))
+                yield b"id: %d\nevent: decision\ndata: %s\n\n" % (cursor, data)
+                last_sent = loop.time()
+            if len(rows) == 200:
+                continue
+            if loop.time() - last_sent >= heartbeat:
+                yield b": heartbeat\n\n"
+                last_sent = loop.time()
+            await svc.feed.wait(min(1.0, heartbeat))
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"x-accel-buffering": "no"}
+    )
+
+
+def _window(since: str | None, until: str | None, now: datetime) -> tuple[datetime, datetime]:
+    end = parse_time(until) or now
+    start = parse_time(since) or end - timedelta(hours=24)
+    if start >= end:
+        raise FrostGateError(ErrorCode.RANGE_INVALID, "since must precede until")
+    return start, end
+
+
+async def _stats(request: Request, since: str | None, until: str | None) -> dict[str, Any]:
+    tenant_id = tenant_of(request)
+    svc = services(request)
+    start, end = _window(since, until, datetime.now(UTC))
+    previous_start = start - (end - start)
+    current = await _read(svc, tenant_id, repo.stats, since=start, until=end)
+    previous = await _read(svc, tenant_id, repo.stats, since=previous_start, until=start)
+    seconds = (end - start).total_seconds()
+    levels = {level: current["by_threat_level"].get(level, 0) for level in THREAT_LEVELS}
+    current["by_threat_level"] = levels
+    current["window"] = {"since": start.isoformat(), "until": end.isoformat(), "seconds": seconds}
+    current["rate_per_minute"] = round(current["total"] / seconds * 60, 3)
+    prev_total = previous["total"]
+    current["trend"] = {
+        "previous_total": prev_total,
+        "change": current["total"] - prev_total,
+        "direction": "up" if current["total"] > prev_total else "down" if current["total"] < prev_total else "flat",
+    }
+    return current
+
+
+def _headline(stats: dict[str, Any]) -> str:
+    levels = stats["by_threat_level"]
+    severe = levels["high"] + levels["critical"]
+    return (
+        f"{stats['total']} decisions, {severe} high or critical, "
+        f"{stats['actionable']} with mitigations, trend {stats['trend']['direction']}"
+    )
+
+
+@router.get("/v1/stats")
+async def get_stats(request: Request, since: str | None = None, until: str | None = None) -> Response:
+    stats = await _stats(request, since, until)
+    stats["headline"] = _headline(stats)
+    return json_response(stats)
+
+
+@router.get("/v1/stats/summary")
+async def get_stats_summary(request: Request, since: str | None = None, until: str | None = None) -> Response:
+    stats = await _stats(request, since, until)
+    return json_response(
+        {
+            "headline": _headline(stats),
+            "total": stats["total"],
+            "by_threat_level": stats["by_threat_level"],
+            "unique_ips": stats["unique_ips"],
+            "rate_per_minute": stats["rate_per_minute"],
+            "trend": stats["trend"],
+            "top_rule": stats["top_rules"][0]["name"] if stats["top_rules"] else None,
+        }
+    )
+
+
+@router.get("/v1/forensics/snapshot/{event_id}")
+async def forensics_snapshot(request: Request, event_id: str) -> Response:
+    tenant_id = tenant_of(request)
+    row = await _read(services(request), tenant_id, repo.get_decision, event_id)
+    if row is None:
+        raise FrostGateError(ErrorCode.NOT_FOUND)
+    summary = decision_summary(row)
+    return json_response(
+        {
+            "event_id": event_id,
+            "summary": summary,
+            "request": orjson.loads(row["request_json"]),
+            "response": orjson.loads(row["response_json"]),
+            "ledger": {
+                "stream": decision_stream(tenant_id),
+                "index": row["seq"],
+                "leaf_hash": row["leaf_hash"],
+                "prev_chain_hash": row["prev_chain_hash"],
+                "chain_hash": row["chain_hash"],
+                "request_sha256": row["request_sha256"],
+                "response_sha256": row["response_sha256"],
+            },
+        }
+    )
+
+
+@router.get("/v1/forensics/chain/verify")
+async def chain_verify(request: Request, start: int | None = None, end: int | None = None) -> Response:
+    tenant_id = tenant_of(request)
+    first = 0 if start is None else start
+    if first < 0 or (end is not None and end <= first):
+        raise FrostGateError(ErrorCode.RANGE_INVALID)
+    svc = services(request)
+
+    def run(conn: Any, tenant: str) -> dict[str, Any]:
+        head = repo.ledger_head(conn, decision_stream(tenant), tenant)
+        rows = repo.chain_rows(conn, tenant, first, end)
+        to_tip = end is None or (head is not None and end >= head[0])
+        report = verify_chain(
+            rows, start=first, start_prev_chain=None, head=(head or (0, "")) if to_tip and first == 0 else None
+        )
+        return report.as_dict()
+
+    return json_response(await _read(svc, tenant_id, run))
+
+
+@router.get("/health/live")
+async def health_live() -> Response:
+    return json_response({"status": "ok"})
+
+
+@router.get("/health/ready")
+async def health_ready(request: Request) -> Response:
+    svc = services(request)
+
+    def check() -> bool:
+        try:
+            return is_migrated(svc.db.read)
+        except Exception:  # noqa: BLE001 - readiness reports the failure as "not ready"
+            return False
+
+    ready = await anyio.to_thread.run_sync(check)
+    if not ready:
+        raise FrostGateError(ErrorCode.NOT_READY)
+    return json_response({"status": "ready", "database": "ok", "schema": "current"})

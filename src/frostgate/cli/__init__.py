@@ -1,0 +1,209 @@
+"""The ``frostgate`` command (Typer + Rich)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from datetime import timedelta
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from frostgate.config import get_settings, startup_problems
+from frostgate.security import PLATFORM_SCOPES, TENANT_SCOPES, parse_scopes
+from frostgate.security import admin
+from frostgate.security.peppers import load_peppers
+from frostgate.store import Database, is_migrated, open_database, upgrade
+from frostgate.store import keys as key_repo
+from frostgate.store import tenants as tenant_repo
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="FrostGate security decision service.")
+tenants_app = typer.Typer(no_args_is_help=True, help="Manage tenants.")
+keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(keys_app, name="keys")
+
+console = Console(stderr=True)
+out = Console()
+
+_TTL_RE = re.compile(r"(\d+)([smhdw])")
+_TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _parse_ttl(text: str) -> timedelta:
+    match = _TTL_RE.fullmatch(text.strip())
+    if match is None or int(match.group(1)) == 0:
+        raise typer.BadParameter("use a number and a unit: 30s, 15m, 12h, 30d, 2w")
+    return timedelta(seconds=int(match.group(1)) * _TTL_UNITS[match.group(2)])
+
+
+def _db() -> Database:
+    return open_database(get_settings().database_url)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema."""
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = _db()
+    upgrade(db.write)
+    console.print("schema is current")
+
+
+@app.command()
+def bootstrap() -> None:
+    """First run: on an empty database create tenant 'demo' and a demo key with every
+    tenant scope, print the key once and save it to <data_dir>/demo-key (mode 0600)."""
+    settings = get_settings()
+    db = _db()
+    if admin.tenant_count(db) > 0:
+        console.print("database already has tenants; nothing to bootstrap")
+        return
+    admin.create_tenant(db, "demo", "Demo tenant")
+    issued = admin.mint_key(
+        db, load_peppers(settings), tenant_id="demo", scopes=TENANT_SCOPES, label="demo key (bootstrap)"
+    )
+    path = settings.data_dir / "demo-key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(issued.token + "\n")
+    os.chmod(path, 0o600)
+    console.print(f"created tenant [bold]demo[/bold]; demo key saved to {path} (shown once):")
+    out.print(issued.token, soft_wrap=True)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="Bind address (default FG_HOST, 127.0.0.1)"),
+    port: int = typer.Option(None, help="Port (default FG_PORT, 8080)"),
+    workers: int = typer.Option(1, min=1, help="Worker processes"),
+) -> None:
+    """Serve the API."""
+    import uvicorn
+
+    settings = get_settings()
+    problems = startup_problems(settings)
+    if problems:
+        for problem in problems:
+            console.print(f"[red]refusing to start:[/red] {problem}")
+        raise typer.Exit(code=2)
+    if not is_migrated(_db().read):
+        _fail("the database schema is not current; run 'frostgate migrate' first")
+    uvicorn.run(
+        "frostgate.api:build_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+    )
+
+
+@tenants_app.command("create")
+def tenants_create(tenant_id: str, name: str = typer.Option(None, help="Display name")) -> None:
+    """Create a tenant."""
+    try:
+        tenant = admin.create_tenant(_db(), tenant_id, name)
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    out.print(f"created tenant {tenant.tenant_id}")
+
+
+@tenants_app.command("list")
+def tenants_list() -> None:
+    """List tenants."""
+    with _db().read.connect() as conn:
+        rows = tenant_repo.list_tenants(conn)
+    table = Table("tenant", "name", "status", "created")
+    for t in rows:
+        table.add_row(t.tenant_id, t.name, t.status, t.created_at.isoformat())
+    out.print(table)
+
+
+@keys_app.command("mint")
+def keys_mint(
+    tenant: str = typer.Option(None, help="Tenant id (omit with --platform)"),
+    scopes: str = typer.Option(..., help="Comma-separated scopes"),
+    ttl: str = typer.Option(None, help="Lifetime, e.g. 30d"),
+    label: str = typer.Option("", help="A note for operators"),
+    platform: bool = typer.Option(False, "--platform", help="Mint a platform key"),
+) -> None:
+    """Mint a key; the key alone is printed on the last line of stdout."""
+    if platform == (tenant is not None):
+        _fail("give exactly one of --tenant or --platform")
+    try:
+        scope_set = parse_scopes(scopes, PLATFORM_SCOPES if platform else TENANT_SCOPES)
+        issued = admin.mint_key(
+            _db(),
+            load_peppers(get_settings()),
+            tenant_id=tenant,
+            scopes=scope_set,
+            kind="platform" if platform else "tenant",
+            ttl=_parse_ttl(ttl) if ttl else None,
+            label=label,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    console.print(f"minted key {issued.key_id} for {tenant or 'the platform'}; it is shown once:")
+    sys.stdout.write(issued.token + "\n")
+
+
+@keys_app.command("list")
+def keys_list(tenant: str = typer.Option(None, help="Only this tenant's keys")) -> None:
+    """List keys (never secrets or hashes)."""
+    with _db().read.connect() as conn:
+        rows = key_repo.list_keys(conn, tenant)
+    table = Table("key_id", "tenant", "kind", "scopes", "expires", "revoked", "label")
+    for k in rows:
+        table.add_row(
+            k.key_id,
+            k.tenant_id or "-",
+            k.kind,
+            ",".join(sorted(k.scopes)),
+            k.expires_at.isoformat() if k.expires_at else "-",
+            k.revoked_at.isoformat() if k.revoked_at else "-",
+            k.label,
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke one key (effective in every process within a second)."""
+    if not admin.revoke_key(_db(), key_id):
+        _fail(f"no active key {key_id!r}")
+    out.print(f"revoked {key_id}")
+
+
+@app.command("config-check")
+def config_check() -> None:
+    """Print every startup problem of the current configuration."""
+    problems = startup_problems(get_settings())
+    for problem in problems:
+        out.print(f"problem: {problem}")
+    if problems:
+        raise typer.Exit(code=1)
+    out.print("configuration ok")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Typed settings read from ``FG_*`` environment variables; the only reader of the environment.
+
+Profiles: ``dev`` (local work, generates missing secrets into the data directory),
+``test`` (like dev, used by the test suite) and ``prod`` (refuses to start when a
+startup invariant is violated; see :func:`startup_problems`).
+"""
+
+from __future__ import annotations
+
+import enum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Profile", "Settings", "get_settings", "startup_problems"]
+
+
+class Profile(enum.StrEnum):
+    DEV = "dev"
+    TEST = "test"
+    PROD = "prod"
+
+
+class Settings(BaseSettings):
+    """Every tunable of FrostGate. Defaults suit ``make run`` on one machine."""
+
+    model_config = SettingsConfigDict(env_prefix="FG_", extra="ignore", frozen=True)
+
+    profile: Profile = Profile.DEV
+    data_dir: Path = Path("./var")
+    db_url: str = Field(default="", description="SQLAlchemy URL; empty = SQLite in data_dir")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    key_peppers: str = Field(
+        default="",
+        description="Comma-separated 'id:hex' peppers, current first; dev/test generate one",
+    )
+    policy_path: Path | None = None
+    clock_skew_seconds: int = Field(default=300, ge=1)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_json_depth: int = Field(default=16, ge=2)
+    max_array_items: int = Field(default=1000, ge=1)
+    max_string_bytes: int = Field(default=8 * 1024, ge=64)
+    max_batch_events: int = Field(default=1000, ge=1)
+    writer_max_batch: int = Field(default=4096, ge=1)
+    key_cache_seconds: float = Field(
+        default=1.0, gt=0, le=1.0, description="Verified-key cache life; bounds revocation lag"
+    )
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
+
+    @property
+    def database_url(self) -> str:
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{(self.data_dir / 'frostgate.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def startup_problems(settings: Settings) -> list[str]:
+    """Every reason this configuration must not serve; empty when it may start."""
+    problems: list[str] = []
+    if settings.profile is Profile.PROD:
+        if settings.is_sqlite:
+            problems.append("prod requires PostgreSQL (FG_DB_URL=postgresql://...)")
+        if not settings.key_peppers:
+            problems.append("prod requires FG_KEY_PEPPERS (generated peppers are dev-only)")
+    return problems
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

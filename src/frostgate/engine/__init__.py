@@ -1,0 +1,35 @@
+"""The decision engine: normalize an event, evaluate it under a policy, explain why.
+
+Pure and deterministic: nothing here does I/O at evaluation time or reads the clock
+(``now`` is an argument), so the same event under the same policy at the same instant
+always yields the same decision, byte for byte once encoded. The policy is data
+(``policies/default.yaml``) with a fingerprint (SHA-256 over its RFC 8785 form) that every
+decision carries.
+
+    event = normalize(body)                       # FrostGateError on bad input
+    decision = evaluate(event, load_policy(), now=datetime.now(UTC))
+    decision.as_dict()                            # the JSON-ready decision body
+"""
+
+from __future__ import annotations
+
+from ._conditions import PolicyError
+from ._evaluate import evaluate
+from ._model import THREAT_LEVELS, Decision, Event, Mitigation, ThreatLevel, TieD
+from ._normalize import normalize
+from ._policy import Policy, load_policy, policy_from_document
+
+__all__ = [
+    "THREAT_LEVELS",
+    "Decision",
+    "Event",
+    "Mitigation",
+    "Policy",
+    "PolicyError",
+    "ThreatLevel",
+    "TieD",
+    "evaluate",
+    "load_policy",
+    "normalize",
+    "policy_from_document",
+]

@@ -1,0 +1,86 @@
+"""The error-code registry and the one response builder (audit findings F3, F14).
+
+Every non-2xx body FrostGate produces is ``{"error_code", "detail", "request_id"}``.
+``detail`` is a fixed, safe sentence per code: exception text never reaches a client,
+so an upstream message cannot leak internal state and clients can rely on the code.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import orjson
+
+__all__ = ["ErrorCode", "FrostGateError", "error_body"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    status: int
+    detail: str
+
+
+class ErrorCode(enum.Enum):
+    """Every error FrostGate can answer with: HTTP status and its fixed detail sentence."""
+
+    # Request shape and limits
+    NOT_FOUND = _Spec(404, "No such resource.")
+    METHOD_NOT_ALLOWED = _Spec(405, "Method not allowed on this resource.")
+    BODY_TOO_LARGE = _Spec(413, "Request body exceeds the size limit.")
+    UNSUPPORTED_MEDIA_TYPE = _Spec(415, "Request body must be application/json.")
+    MALFORMED_JSON = _Spec(400, "Request body is not valid JSON.")
+    JSON_TOO_DEEP = _Spec(422, "JSON nesting exceeds the depth limit.")
+    ARRAY_TOO_LONG = _Spec(422, "A JSON array exceeds the item limit.")
+    STRING_TOO_LONG = _Spec(422, "A JSON string exceeds the length limit.")
+    BATCH_TOO_LARGE = _Spec(422, "The batch holds more events than allowed.")
+    BATCH_EMPTY = _Spec(422, "The batch holds no events.")
+    VALIDATION_FAILED = _Spec(422, "The request does not match the expected schema.")
+    EVENT_INVALID = _Spec(422, "The event is missing a required field or has a wrong type.")
+    EVENT_ID_REQUIRED = _Spec(422, "Every ingested event needs an event_id.")
+    EVENT_ID_INVALID = _Spec(422, "The event_id is not a valid identifier.")
+    TIMESTAMP_INVALID = _Spec(422, "A timestamp could not be parsed.")
+    FILTER_INVALID = _Spec(422, "A query filter has an unknown or invalid value.")
+    CURSOR_INVALID = _Spec(422, "The pagination cursor is invalid.")
+    RANGE_INVALID = _Spec(422, "The requested range is invalid.")
+    DUPLICATE_EVENT_IN_BATCH = _Spec(422, "The batch names the same event_id twice.")
+    # Authentication and authorisation
+    AUTH_REQUIRED = _Spec(401, "A valid API key is required.")
+    KEY_IN_QUERY = _Spec(400, "API keys are accepted in headers only.")
+    SCOPE_DENIED = _Spec(403, "The API key lacks the scope this route requires.")
+    TENANT_MISMATCH = _Spec(403, "The request names a tenant other than the key's.")
+    TENANT_SUSPENDED = _Spec(403, "The tenant is suspended.")
+    # Conflicts and quotas
+    IDEMPOTENCY_CONFLICT = _Spec(409, "This event_id was already used with a different body.")
+    TENANT_EXISTS = _Spec(409, "A tenant with this id already exists.")
+    RATE_LIMITED = _Spec(429, "Too many requests; retry later.")
+    QUOTA_EXCEEDED = _Spec(429, "The tenant's daily event quota is used up.")
+    # Server side (fail closed)
+    STORAGE_UNAVAILABLE = _Spec(503, "Storage is unavailable; nothing was recorded.")
+    NOT_READY = _Spec(503, "The service is not ready.")
+    OVERLOADED = _Spec(503, "The service is at its concurrency limit; retry later.")
+    REQUEST_TIMEOUT = _Spec(504, "The request did not complete in time.")
+    INTERNAL = _Spec(500, "Internal error.")
+
+    @property
+    def status(self) -> int:
+        return self.value.status
+
+    @property
+    def detail(self) -> str:
+        return self.value.detail
+
+
+class FrostGateError(Exception):
+    """An error with a registered code. Its message is for logs only, never for clients."""
+
+    def __init__(self, code: ErrorCode, log_message: str = "") -> None:
+        super().__init__(log_message or code.name)
+        self.code = code
+
+
+def error_body(code: ErrorCode, request_id: str) -> bytes:
+    """The one error body builder: stable code, fixed detail, the request id."""
+    return orjson.dumps(
+        {"error_code": code.name, "detail": code.detail, "request_id": request_id}
+    )

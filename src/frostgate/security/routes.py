@@ -1,0 +1,101 @@
+"""The declarative route table: every reachable route, its scopes and its tenancy (F5, F13).
+
+A request is served only if its exact method and path match an entry here. The app
+refuses to start when a mounted route is missing from this table (or an entry has no
+route), so a new endpoint cannot ship without a reviewed declaration. Public routes are
+exact paths; there is no prefix matching.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["ROUTES", "RouteSpec", "RouteTable"]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    method: str
+    path: str
+    scopes: frozenset[str]
+    tenant_data: bool
+    public: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "scopes": sorted(self.scopes),
+            "tenant_data": self.tenant_data,
+            "public": self.public,
+        }
+
+
+def _public(method: str, path: str) -> RouteSpec:
+    return RouteSpec(method, path, frozenset(), tenant_data=False, public=True)
+
+
+def _tenant(method: str, path: str, scope: str) -> RouteSpec:
+    return RouteSpec(method, path, frozenset({scope}), tenant_data=True)
+
+
+ROUTES: tuple[RouteSpec, ...] = (
+    _public("GET", "/health/live"),
+    _public("GET", "/health/ready"),
+    _public("GET", "/openapi.json"),
+    _tenant("POST", "/v1/defend", "defend:write"),
+    _tenant("POST", "/v1/ingest", "ingest:write"),
+    _tenant("GET", "/v1/decisions", "decisions:read"),
+    _tenant("GET", "/v1/decisions/{event_id}", "decisions:read"),
+    _tenant("GET", "/v1/feed/live", "feed:read"),
+    _tenant("GET", "/v1/feed/stream", "feed:read"),
+    _tenant("GET", "/v1/stats", "stats:read"),
+    _tenant("GET", "/v1/stats/summary", "stats:read"),
+    _tenant("GET", "/v1/forensics/snapshot/{event_id}", "forensics:read"),
+    _tenant("GET", "/v1/forensics/chain/verify", "forensics:verify"),
+)
+
+_PARAM = re.compile(r"\{([a-z_]+)\}")
+
+
+def _compile(path: str) -> re.Pattern[str]:
+    pattern = ""
+    position = 0
+    for match in _PARAM.finditer(path):
+        pattern += re.escape(path[position : match.start()]) + r"[^/]+"
+        position = match.end()
+    pattern += re.escape(path[position:])
+    return re.compile(pattern)
+
+
+class RouteTable:
+    """Exact matching of (method, path) against the declared routes."""
+
+    def __init__(self, routes: Iterable[RouteSpec]) -> None:
+        self.routes = tuple(routes)
+        self._static: dict[tuple[str, str], RouteSpec] = {}
+        self._templated: list[tuple[str, re.Pattern[str], RouteSpec]] = []
+        for spec in self.routes:
+            if "{" in spec.path:
+                self._templated.append((spec.method, _compile(spec.path), spec))
+            else:
+                self._static[(spec.method, spec.path)] = spec
+
+    def match(self, method: str, path: str) -> RouteSpec | None:
+        spec = self._static.get((method, path))
+        if spec is not None:
+            return spec
+        for declared_method, pattern, templated in self._templated:
+            if declared_method == method and pattern.fullmatch(path):
+                return templated
+        return None
+
+    def check_mounted(self, mounted: Iterable[tuple[str, str]]) -> list[str]:
+        """Problems between the mounted routes and this table (empty when they agree)."""
+        declared = {(s.method, s.path) for s in self.routes}
+        mounted_set = set(mounted)
+        problems = [f"mounted but not declared: {m} {p}" for m, p in sorted(mounted_set - declared)]
+        problems += [f"declared but not mounted: {m} {p}" for m, p in sorted(declared - mounted_set)]
+        return problems

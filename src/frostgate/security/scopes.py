@@ -1,0 +1,30 @@
+"""The scopes FrostGate knows. A key holds a subset; each route requires some (F13)."""
+
+from __future__ import annotations
+
+__all__ = ["PLATFORM_SCOPES", "TENANT_SCOPES", "parse_scopes"]
+
+TENANT_SCOPES: frozenset[str] = frozenset(
+    {
+        "defend:write",
+        "ingest:write",
+        "decisions:read",
+        "feed:read",
+        "stats:read",
+        "forensics:read",
+        "forensics:verify",
+    }
+)
+
+PLATFORM_SCOPES: frozenset[str] = frozenset({"tenants:admin", "keys:admin"})
+
+
+def parse_scopes(text: str, allowed: frozenset[str]) -> frozenset[str]:
+    """Parse a comma- or space-separated scope list; unknown scopes are an error."""
+    scopes = frozenset(s for s in text.replace(",", " ").split() if s)
+    if not scopes:
+        raise ValueError("at least one scope is required")
+    unknown = scopes - allowed
+    if unknown:
+        raise ValueError(f"unknown scopes: {', '.join(sorted(unknown))}")
+    return scopes

@@ -1,0 +1,105 @@
+"""API key repository: stores only keyed hashes, never secrets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from frostgate.store import schema
+
+__all__ = ["KeyRecord", "get_key", "insert_key", "list_keys", "revoke_key"]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    key_id: str
+    tenant_id: str | None
+    kind: str
+    scopes: frozenset[str]
+    secret_hash: str
+    pepper_id: str
+    label: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    tenant_status: str | None
+
+
+_k = schema.api_keys
+_t = schema.tenants
+_COLUMNS = (
+    _k.c.key_id,
+    _k.c.tenant_id,
+    _k.c.kind,
+    _k.c.scopes,
+    _k.c.secret_hash,
+    _k.c.pepper_id,
+    _k.c.label,
+    _k.c.created_at,
+    _k.c.expires_at,
+    _k.c.revoked_at,
+    _k.c.last_used_at,
+    _t.c.status,
+)
+
+
+def _record(row: sa.Row[tuple[object, ...]]) -> KeyRecord:
+    values = list(row)
+    values[3] = frozenset(str(values[3]).split())
+    return KeyRecord(*values)  # type: ignore[arg-type]
+
+
+def _select() -> sa.Select[tuple[object, ...]]:
+    return sa.select(*_COLUMNS).select_from(_k.outerjoin(_t, _k.c.tenant_id == _t.c.tenant_id))
+
+
+def insert_key(
+    conn: sa.Connection,
+    *,
+    key_id: str,
+    tenant_id: str | None,
+    kind: str,
+    scopes: frozenset[str],
+    secret_hash: str,
+    pepper_id: str,
+    label: str,
+    now: datetime,
+    expires_at: datetime | None,
+    created_by: str | None,
+) -> None:
+    conn.execute(
+        _k.insert().values(
+            key_id=key_id,
+            tenant_id=tenant_id,
+            kind=kind,
+            scopes=" ".join(sorted(scopes)),
+            secret_hash=secret_hash,
+            pepper_id=pepper_id,
+            label=label,
+            created_at=now,
+            expires_at=expires_at,
+            created_by=created_by,
+        )
+    )
+
+
+def get_key(conn: sa.Connection, key_id: str) -> KeyRecord | None:
+    row = conn.execute(_select().where(_k.c.key_id == key_id)).first()
+    return None if row is None else _record(row)
+
+
+def list_keys(conn: sa.Connection, tenant_id: str | None = None) -> list[KeyRecord]:
+    query = _select().order_by(_k.c.created_at, _k.c.key_id)
+    if tenant_id is not None:
+        query = query.where(_k.c.tenant_id == tenant_id)
+    return [_record(r) for r in conn.execute(query)]
+
+
+def revoke_key(conn: sa.Connection, key_id: str, now: datetime) -> bool:
+    result = conn.execute(
+        _k.update().where(_k.c.key_id == key_id, _k.c.revoked_at.is_(None)).values(revoked_at=now)
+    )
+    return result.rowcount == 1

@@ -1,0 +1,80 @@
+"""Table definitions (SQLAlchemy Core) shared by the repositories and the writer.
+
+The Alembic migrations in ``migrations/`` are the source of truth for the database;
+these objects describe the same tables for building statements. ``tenant_id`` is
+NOT NULL on every tenant table: there is no default or synthetic tenant (audit F6).
+Decisions are append-only: no code path issues UPDATE or DELETE against them.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("daily_event_quota", sa.BigInteger, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.tenant_id"), nullable=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("scopes", sa.Text, nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("pepper_id", sa.String(32), nullable=False),
+    sa.Column("label", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_by", sa.String(32), nullable=True),
+)
+
+decisions = sa.Table(
+    "decisions",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.tenant_id"), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("event_id", sa.String(128), nullable=False),
+    sa.Column("source", sa.String(256), nullable=False),
+    sa.Column("event_type", sa.String(256), nullable=False),
+    sa.Column("src_ip", sa.String(64), nullable=True),
+    sa.Column("threat_level", sa.String(16), nullable=False),
+    sa.Column("score", sa.Integer, nullable=False),
+    sa.Column("rules", sa.Text, nullable=False),
+    sa.Column("actions", sa.Text, nullable=False),
+    sa.Column("actionable", sa.Boolean, nullable=False),
+    sa.Column("changed", sa.Boolean, nullable=False),
+    sa.Column("diff", sa.Text, nullable=True),
+    sa.Column("policy_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("request_json", sa.Text, nullable=False),
+    sa.Column("request_sha256", sa.String(64), nullable=False),
+    sa.Column("response_json", sa.Text, nullable=False),
+    sa.Column("response_sha256", sa.String(64), nullable=False),
+    sa.Column("leaf_hash", sa.String(64), nullable=False),
+    sa.Column("prev_chain_hash", sa.String(64), nullable=False),
+    sa.Column("chain_hash", sa.String(64), nullable=False),
+    sa.UniqueConstraint("tenant_id", "event_id", name="uq_decisions_tenant_event"),
+    sa.Index("ix_decisions_lineage", "tenant_id", "source", "event_type", "seq"),
+    sa.Index("ix_decisions_level", "tenant_id", "threat_level", "seq"),
+    sa.Index("ix_decisions_created", "tenant_id", "created_at"),
+)
+
+ledger_heads = sa.Table(
+    "ledger_heads",
+    metadata,
+    sa.Column("stream", sa.String(100), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("chain_hash", sa.String(64), nullable=False),
+)

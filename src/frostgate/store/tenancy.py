@@ -1,0 +1,21 @@
+"""Binding a transaction to one tenant.
+
+On PostgreSQL the tenant is set per transaction (``set_config(..., is_local => true)``,
+the function form of ``SET LOCAL``) so row-level security policies see it and it cannot
+leak into the next transaction on a pooled connection. SQLite has no RLS; there the
+repositories' explicit ``tenant_id`` predicates are the only guard, and every
+repository function takes the tenant as a required argument.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+__all__ = ["bind_tenant"]
+
+
+def bind_tenant(conn: sa.Connection, tenant_id: str) -> None:
+    if not tenant_id:
+        raise ValueError("a tenant id is required")
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT set_config('fg.tenant_id', :t, true)"), {"t": tenant_id})

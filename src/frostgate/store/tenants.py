@@ -1,0 +1,57 @@
+"""Tenant repository."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from frostgate.store import schema
+
+__all__ = ["TENANT_ID_RE", "Tenant", "create_tenant", "get_tenant", "list_tenants"]
+
+TENANT_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    tenant_id: str
+    name: str
+    status: str
+    daily_event_quota: int | None
+    created_at: datetime
+
+
+def _tenant(row: sa.Row[tuple[str, str, str, int | None, datetime]]) -> Tenant:
+    return Tenant(*row)
+
+
+def create_tenant(conn: sa.Connection, tenant_id: str, name: str, now: datetime) -> Tenant:
+    if not TENANT_ID_RE.fullmatch(tenant_id):
+        raise ValueError("tenant id must be 2-63 chars of a-z, 0-9 and '-', starting alnum")
+    conn.execute(
+        schema.tenants.insert().values(
+            tenant_id=tenant_id, name=name, status="active", created_at=now
+        )
+    )
+    return Tenant(tenant_id, name, "active", None, now)
+
+
+def get_tenant(conn: sa.Connection, tenant_id: str) -> Tenant | None:
+    t = schema.tenants
+    row = conn.execute(
+        sa.select(t.c.tenant_id, t.c.name, t.c.status, t.c.daily_event_quota, t.c.created_at)
+        .where(t.c.tenant_id == tenant_id)
+    ).first()
+    return None if row is None else _tenant(row)
+
+
+def list_tenants(conn: sa.Connection) -> list[Tenant]:
+    t = schema.tenants
+    rows = conn.execute(
+        sa.select(t.c.tenant_id, t.c.name, t.c.status, t.c.daily_event_quota, t.c.created_at)
+        .order_by(t.c.tenant_id)
+    )
+    return [_tenant(r) for r in rows]

@@ -1,0 +1,303 @@
+"""The group-commit writer: many requests, one transaction, one fsync.
+
+Requests hand fully evaluated decisions to :meth:`GroupCommitWriter.write` and wait.
+A single thread drains the queue, writes every waiting decision in one transaction
+(decision rows, their ledger leaves and chain links, the ledger heads) and only after
+the commit returns wakes the waiting requests. A request is therefore acknowledged only
+once its decision is durable; if the commit fails, every request in the batch fails
+with ``STORAGE_UNAVAILABLE`` and nothing of the batch is stored (fail closed).
+
+The thread is the only place the event loop hands work to; the hot path hops threads
+exactly once. Idempotency (same tenant + event_id) is settled here, inside the same
+transaction that would insert the row, so two racing requests cannot both insert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+import sqlalchemy as sa
+
+from frostgate.errors import ErrorCode, FrostGateError
+from frostgate.ledger import GENESIS, chain_hash, entry_leaf_hash
+from frostgate.store import schema
+from frostgate.store.entries import decision_entry, decision_stream
+from frostgate.store.tenancy import bind_tenant
+
+__all__ = ["GroupCommitWriter", "PendingDecision", "WriteResult"]
+
+log = logging.getLogger("frostgate.writer")
+
+
+@dataclass(slots=True)
+class PendingDecision:
+    """One evaluated event, ready to be stored. ``response_json`` is the exact answer."""
+
+    tenant_id: str
+    event_id: str
+    source: str
+    event_type: str
+    src_ip: str | None
+    threat_level: str
+    score: int
+    rules: list[str]
+    actions: list[str]
+    policy_hash: str
+    created_at: datetime
+    request_json: str
+    response_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What happened to one pending decision: stored, an idempotent replay, or a conflict."""
+
+    status: Literal["created", "replayed", "conflict"]
+    response_json: str
+    seq: int | None
+
+
+@dataclass(slots=True)
+class _Job:
+    items: Sequence[PendingDecision]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[list[WriteResult]]
+    results: list[WriteResult | None] = field(default_factory=list)
+
+
+_STOP = object()
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _diff(previous: Any, item: PendingDecision) -> dict[str, Any] | None:
+    """What changed since the previous decision of the same tenant+source+event_type."""
+    if previous is None:
+        return None
+    diff: dict[str, Any] = {"previous_event_id": previous.event_id}
+    if previous.threat_level != item.threat_level:
+        diff["threat_level"] = [previous.threat_level, item.threat_level]
+    if previous.score != item.score:
+        diff["score"] = [previous.score, item.score]
+    before = set(orjson.loads(previous.rules))
+    after = set(item.rules)
+    if before != after:
+        diff["rules_added"] = sorted(after - before)
+        diff["rules_removed"] = sorted(before - after)
+    return diff
+
+
+class GroupCommitWriter:
+    """One per process. ``start()`` before use, ``stop()`` drains and joins the thread."""
+
+    def __init__(self, engine: sa.Engine, *, max_batch: int = 4096) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="fg-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+
+    async def write(self, items: Sequence[PendingDecision]) -> list[WriteResult]:
+        """Store ``items`` (in order) and return one result each once committed."""
+        if self._thread is None:
+            raise FrostGateError(ErrorCode.STORAGE_UNAVAILABLE, "writer not started")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[WriteResult]] = loop.create_future()
+        self._queue.put(_Job(items=items, loop=loop, future=future))
+        return await future
+
+    # -- writer thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            assert isinstance(first, _Job)
+            jobs = [first]
+            count = len(first.items)
+            stop_after = False
+            while count < self._max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop_after = True
+                    break
+                assert isinstance(nxt, _Job)
+                jobs.append(nxt)
+                count += len(nxt.items)
+            self._commit_and_answer(jobs)
+            if stop_after:
+                return
+
+    def _commit_and_answer(self, jobs: list[_Job]) -> None:
+        try:
+            self._commit(jobs)
+        except sa.exc.SQLAlchemyError:
+            log.exception("group commit failed; %d requests fail closed", len(jobs))
+            for job in jobs:
+                self._settle(job, FrostGateError(ErrorCode.STORAGE_UNAVAILABLE))
+            return
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting request, never dropped
+            log.exception("group commit raised unexpectedly")
+            for job in jobs:
+                self._settle(job, exc)
+            return
+        for job in jobs:
+            self._settle(job, [r for r in job.results if r is not None])
+
+    @staticmethod
+    def _settle(job: _Job, outcome: list[WriteResult] | BaseException) -> None:
+        def resolve() -> None:
+            if job.future.done():
+                return
+            if isinstance(outcome, BaseException):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)
+
+        job.loop.call_soon_threadsafe(resolve)
+
+    def _commit(self, jobs: list[_Job]) -> None:
+        by_tenant: dict[str, list[tuple[_Job, int]]] = {}
+        for job in jobs:
+            job.results = [None] * len(job.items)
+            for position, item in enumerate(job.items):
+                by_tenant.setdefault(item.tenant_id, []).append((job, position))
+        with self._engine.begin() as conn:
+            for tenant_id, members in by_tenant.items():
+                bind_tenant(conn, tenant_id)
+                self._write_tenant(conn, tenant_id, members)
+
+    def _write_tenant(
+        self, conn: sa.Connection, tenant_id: str, members: list[tuple[_Job, int]]
+    ) -> None:
+        d = schema.decisions
+        event_ids = [job.items[pos].event_id for job, pos in members]
+        known: dict[str, tuple[str, str]] = {}
+        for chunk_start in range(0, len(event_ids), 500):
+            chunk = event_ids[chunk_start : chunk_start + 500]
+            for row in conn.execute(
+                sa.select(d.c.event_id, d.c.request_json, d.c.response_json).where(
+                    d.c.tenant_id == tenant_id, d.c.event_id.in_(chunk)
+                )
+            ):
+                known[row.event_id] = (_sha256(row.request_json), row.response_json)
+
+        stream = decision_stream(tenant_id)
+        heads = schema.ledger_heads
+        head_query = sa.select(heads.c.size, heads.c.chain_hash).where(heads.c.stream == stream)
+        if conn.dialect.name == "postgresql":
+            head_query = head_query.with_for_update()
+        head = conn.execute(head_query).first()
+        size = head.size if head else 0
+        prev_chain = bytes.fromhex(head.chain_hash) if head else GENESIS
+
+        lineage: dict[tuple[str, str], Any] = {}
+        rows: list[dict[str, Any]] = []
+        for job, pos in members:
+            item = job.items[pos]
+            request_sha = _sha256(item.request_json)
+            seen = known.get(item.event_id)
+            if seen is not None:
+                status: Literal["replayed", "conflict"] = (
+                    "replayed" if seen[0] == request_sha else "conflict"
+                )
+                job.results[pos] = WriteResult(status=status, response_json=seen[1], seq=None)
+                continue
+            key = (item.source, item.event_type)
+            if key not in lineage:
+                lineage[key] = conn.execute(
+                    sa.select(d.c.event_id, d.c.threat_level, d.c.score, d.c.rules)
+                    .where(
+                        d.c.tenant_id == tenant_id,
+                        d.c.source == item.source,
+                        d.c.event_type == item.event_type,
+                    )
+                    .order_by(d.c.seq.desc())
+                    .limit(1)
+                ).first()
+            diff = _diff(lineage[key], item)
+            changed = diff is None or len(diff) > 1
+            row: dict[str, Any] = {
+                "tenant_id": tenant_id,
+                "seq": size,
+                "event_id": item.event_id,
+                "source": item.source,
+                "event_type": item.event_type,
+                "src_ip": item.src_ip,
+                "threat_level": item.threat_level,
+                "score": item.score,
+                "rules": orjson.dumps(item.rules).decode(),
+                "actions": orjson.dumps(item.actions).decode(),
+                "actionable": bool(item.actions),
+                "changed": changed,
+                "diff": None if diff is None else orjson.dumps(diff).decode(),
+                "policy_hash": item.policy_hash,
+                "created_at": item.created_at,
+                "request_json": item.request_json,
+                "request_sha256": request_sha,
+                "response_json": item.response_json,
+                "response_sha256": _sha256(item.response_json),
+            }
+            leaf = entry_leaf_hash(decision_entry(row))
+            chained = chain_hash(prev_chain, leaf)
+            row["leaf_hash"] = leaf.hex()
+            row["prev_chain_hash"] = prev_chain.hex()
+            row["chain_hash"] = chained.hex()
+            rows.append(row)
+            known[item.event_id] = (request_sha, item.response_json)
+            lineage[key] = _LineageView(item.event_id, item.threat_level, item.score, row["rules"])
+            prev_chain = chained
+            size += 1
+            job.results[pos] = WriteResult(status="created", response_json=item.response_json, seq=row["seq"])
+
+        if not rows:
+            return
+        conn.execute(d.insert(), rows)
+        if head is None:
+            conn.execute(
+                heads.insert().values(
+                    stream=stream, tenant_id=tenant_id, size=size, chain_hash=prev_chain.hex()
+                )
+            )
+        else:
+            conn.execute(
+                heads.update()
+                .where(heads.c.stream == stream)
+                .values(size=size, chain_hash=prev_chain.hex())
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class _LineageView:
+    """The columns of a just-written row that the next diff in the same batch needs."""
+
+    event_id: str
+    threat_level: str
+    score: int
+    rules: str
+

@@ -1,0 +1,189 @@
+"""/v1/defend and /v1/ingest: decisions, persistence, idempotency, bad input."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+import sqlalchemy as sa
+
+from frostgate.store import schema
+from tests.conftest import Env
+
+BRUTE = {
+    "source": "sshd",
+    "event_type": "auth.failed",
+    "payload": {"src_ip": "203.0.113.9", "failed_auths": 7},
+}
+
+
+def _count(env: Env) -> int:
+    with env.db.read.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(schema.decisions)).scalar_one())
+
+
+def test_defend_decides_and_persists(env: Env) -> None:
+    r = env.client.post("/v1/defend", json=BRUTE, headers=env.headers())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["threat_level"] == "high"
+    assert body["score"] == 90
+    assert body["rules_triggered"] == ["brute_force"]
+    assert body["mitigations"][0]["action"] == "block_ip"
+    assert body["mitigations"][0]["target"] == "203.0.113.9"
+    assert body["tenant_id"] == "acme"
+    assert len(body["policy_hash"]) == 64
+    stored = env.client.get(f"/v1/decisions/{body['event_id']}", headers=env.headers())
+    assert stored.status_code == 200
+    assert stored.json()["decision"] == body
+    assert _count(env) == 1
+
+
+def test_server_assigns_uuid7_event_id(env: Env) -> None:
+    r = env.client.post("/v1/defend", json=BRUTE, headers=env.headers())
+    event_id = r.json()["event_id"]
+    assert len(event_id) == 36 and event_id[14] == "7"
+
+
+def test_replay_returns_identical_bytes(env: Env) -> None:
+    event = dict(BRUTE, event_id="evt-1")
+    first = env.client.post("/v1/defend", json=event, headers=env.headers())
+    # Same body, keys in another order: still the same event.
+    reordered = orjson.loads(orjson.dumps(dict(reversed(list(event.items())))))
+    second = env.client.post("/v1/defend", json=reordered, headers=env.headers())
+    assert second.status_code == 200
+    assert second.content == first.content
+    assert second.headers["idempotent-replay"] == "true"
+    assert "idempotent-replay" not in first.headers
+    assert _count(env) == 1
+
+
+def test_same_event_id_different_body_conflicts(env: Env) -> None:
+    env.client.post("/v1/defend", json=dict(BRUTE, event_id="evt-2"), headers=env.headers())
+    changed = dict(BRUTE, event_id="evt-2", source="other")
+    r = env.client.post("/v1/defend", json=changed, headers=env.headers())
+    assert r.status_code == 409
+    assert r.json()["error_code"] == "IDEMPOTENCY_CONFLICT"
+    assert _count(env) == 1
+
+
+def test_event_ids_are_per_tenant(env: Env) -> None:
+    a = env.client.post("/v1/defend", json=dict(BRUTE, event_id="shared"), headers=env.headers("acme"))
+    b = env.client.post("/v1/defend", json=dict(BRUTE, event_id="shared"), headers=env.headers("globex"))
+    assert a.status_code == b.status_code == 200
+    assert b.json()["tenant_id"] == "globex"
+    assert "idempotent-replay" not in b.headers
+
+
+def test_ingest_batch_in_order_with_replays_and_conflicts(env: Env) -> None:
+    events = [dict(BRUTE, event_id=f"b-{i}") for i in range(5)]
+    r = env.client.post("/v1/ingest", json={"events": events}, headers=env.headers())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [x["event_id"] for x in body["results"]] == [f"b-{i}" for i in range(5)]
+    assert body["counts"] == {"created": 5, "replayed": 0, "conflict": 0}
+    again = events[:2] + [dict(BRUTE, event_id="b-2", source="changed"), dict(BRUTE, event_id="b-9")]
+    r2 = env.client.post("/v1/ingest", json={"events": again}, headers=env.headers())
+    statuses = [x["status"] for x in r2.json()["results"]]
+    assert statuses == ["replayed", "replayed", "conflict", "created"]
+    assert r2.json()["results"][0]["decision"] == body["results"][0]["decision"]
+    assert _count(env) == 6
+
+
+def test_ingest_requires_event_ids(env: Env) -> None:
+    r = env.client.post("/v1/ingest", json={"events": [BRUTE]}, headers=env.headers())
+    assert r.status_code == 422
+    assert r.json()["error_code"] == "EVENT_ID_REQUIRED"
+    assert _count(env) == 0
+
+
+def test_ingest_rejects_duplicate_ids_in_one_batch(env: Env) -> None:
+    events = [dict(BRUTE, event_id="dup"), dict(BRUTE, event_id="dup")]
+    r = env.client.post("/v1/ingest", json={"events": events}, headers=env.headers())
+    assert r.json()["error_code"] == "DUPLICATE_EVENT_IN_BATCH"
+    assert _count(env) == 0
+
+
+def test_event_naming_another_tenant_is_refused(env: Env) -> None:
+    r = env.client.post("/v1/defend", json=dict(BRUTE, tenant_id="globex"), headers=env.headers())
+    assert r.status_code == 403
+    assert r.json()["error_code"] == "TENANT_MISMATCH"
+    assert _count(env) == 0
+
+
+def _nested(depth: int) -> object:
+    value: object = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "code"),
+    [
+        (b"{not json", 400, "MALFORMED_JSON"),
+        (b'{"event_type": 5}', 422, "EVENT_INVALID"),
+        (b"[1, 2]", 422, "EVENT_INVALID"),
+        (orjson.dumps({"payload": _nested(16)}), 422, "JSON_TOO_DEEP"),
+        (orjson.dumps({"payload": {"xs": list(range(1001))}}), 422, "ARRAY_TOO_LONG"),
+        (orjson.dumps({"payload": {"s": "x" * 8193}}), 422, "STRING_TOO_LONG"),
+        (orjson.dumps({"payload": {"s": "é" * 4097}}), 422, "STRING_TOO_LONG"),
+        (orjson.dumps({"timestamp": "yesterday-ish"}), 422, "TIMESTAMP_INVALID"),
+        (orjson.dumps({"payload": {"failed_auths": "many"}}), 422, "EVENT_INVALID"),
+        (orjson.dumps({"event_id": "bad id with spaces"}), 422, "EVENT_ID_INVALID"),
+        (b"x" * (1024 * 1024 + 1), 413, "BODY_TOO_LARGE"),
+    ],
+)
+def test_bad_input_gets_its_own_code_and_stores_nothing(
+    env: Env, raw: bytes, status: int, code: str
+) -> None:
+    headers = dict(env.headers(), **{"content-type": "application/json"})
+    r = env.client.post("/v1/defend", content=raw, headers=headers)
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["error_code"] == code
+    assert set(body) == {"error_code", "detail", "request_id"}
+    assert _count(env) == 0
+
+
+def test_depth_sixteen_is_accepted(env: Env) -> None:
+    r = env.client.post("/v1/defend", json={"payload": _nested(15)}, headers=env.headers())
+    assert r.status_code == 200, r.text
+
+
+def test_streamed_body_over_limit_without_content_length(env: Env) -> None:
+    def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(20):
+            yield b"x" * 65536
+
+    headers = dict(env.headers(), **{"content-type": "application/json"})
+    r = env.client.post("/v1/defend", content=chunks(), headers=headers)
+    assert r.status_code == 413
+    assert r.json()["error_code"] == "BODY_TOO_LARGE"
+
+
+def test_batch_over_limit(env: Env) -> None:
+    events = [{"event_id": f"e{i}"} for i in range(1001)]
+    r = env.client.post("/v1/ingest", json={"events": events}, headers=env.headers())
+    assert r.status_code == 422
+    assert r.json()["error_code"] in {"BATCH_TOO_LARGE", "ARRAY_TOO_LONG"}
+    assert _count(env) == 0
+
+
+def test_wrong_content_type(env: Env) -> None:
+    r = env.client.post("/v1/defend", content=b"{}", headers=dict(env.headers(), **{"content-type": "text/plain"}))
+    assert r.status_code == 415
+    assert r.json()["error_code"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
+def test_storage_down_answers_503_and_acknowledges_nothing(env: Env) -> None:
+    if env.db.dialect != "sqlite":
+        pytest.skip("simulated by dropping the SQLite table; PostgreSQL outage is a chaos test")
+    with env.db.write.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE decisions RENAME TO decisions_away")
+    r = env.client.post("/v1/defend", json=BRUTE, headers=env.headers())
+    assert r.status_code == 503
+    assert r.json()["error_code"] == "STORAGE_UNAVAILABLE"
+    assert set(r.json()) == {"error_code", "detail", "request_id"}
+    with env.db.write.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE decisions_away RENAME TO decisions")
+    assert _count(env) == 0

@@ -1,0 +1,103 @@
+"""The auth gate: unknown routes, missing/forged keys, scopes, error contract, headers."""
+
+from __future__ import annotations
+
+import pytest
+
+from frostgate.security import admin
+from frostgate.security.peppers import load_peppers
+from tests.conftest import Env
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/nope"),
+        ("GET", "//v1/decisions"),
+        ("GET", "/v1/decisions/"),
+        ("GET", "/V1/decisions"),
+        ("GET", "/v1/decisions/..%2fstats"),
+        ("GET", "/v1/decisions/%2e%2e/stats"),
+        ("DELETE", "/v1/decisions/x"),
+        ("PUT", "/v1/defend"),
+        ("GET", "/docs"),
+        ("HEAD", "/v1/decisions"),
+    ],
+)
+def test_unknown_route_or_method_is_404_even_with_a_key(env: Env, method: str, path: str) -> None:
+    r = env.client.request(method, path, headers=env.headers())
+    assert r.status_code == 404
+    if method != "HEAD":
+        assert r.json()["error_code"] == "NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        None,
+        "Bearer ",
+        "Bearer fgk_0000000000000000_" + "A" * 43,
+        "Bearer fgk_deadbeef",
+        "Basic dXNlcjpwYXNz",
+    ],
+)
+def test_missing_or_forged_key_is_401(env: Env, auth: str | None) -> None:
+    headers = {"Authorization": auth} if auth else {}
+    r = env.client.get("/v1/decisions", headers=headers)
+    assert r.status_code == 401
+    assert r.json()["error_code"] == "AUTH_REQUIRED"
+    assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_right_key_id_wrong_secret_is_401(env: Env) -> None:
+    token = env.keys["acme"]
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    r = env.client.get("/v1/decisions", headers={"Authorization": f"Bearer {forged}"})
+    assert r.status_code == 401
+
+
+def test_key_in_query_string_is_refused(env: Env) -> None:
+    r = env.client.get(f"/v1/decisions?api_key={env.keys['acme']}")
+    assert r.status_code == 400
+    assert r.json()["error_code"] == "KEY_IN_QUERY"
+
+
+def test_missing_scope_is_403(env: Env) -> None:
+    token = admin.mint_key(
+        env.db, load_peppers(env.settings), tenant_id="acme", scopes=frozenset({"feed:read"})
+    ).token
+    r = env.client.post("/v1/defend", json={}, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 403
+    assert r.json()["error_code"] == "SCOPE_DENIED"
+    assert env.client.get("/v1/feed/live", headers={"X-API-Key": token}).status_code == 200
+
+
+def test_revoked_key_stops_working(env: Env) -> None:
+    issued = admin.mint_key(env.db, load_peppers(env.settings), tenant_id="acme", scopes=frozenset({"feed:read"}))
+    headers = {"Authorization": f"Bearer {issued.token}"}
+    assert env.client.get("/v1/feed/live", headers=headers).status_code == 200
+    admin.revoke_key(env.db, issued.key_id)
+    env.client.app.authenticator.invalidate(issued.key_id)  # type: ignore[attr-defined]
+    assert env.client.get("/v1/feed/live", headers=headers).status_code == 401
+
+
+def test_platform_key_cannot_read_tenant_data(env: Env) -> None:
+    token = admin.mint_key(
+        env.db, load_peppers(env.settings), tenant_id=None, kind="platform", scopes=frozenset({"tenants:admin"})
+    ).token
+    r = env.client.get("/v1/decisions", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 403
+
+
+def test_every_response_has_request_id_and_security_headers(env: Env) -> None:
+    for r in (
+        env.client.get("/health/live"),
+        env.client.get("/v1/decisions"),
+        env.client.get("/nowhere"),
+        env.client.get("/v1/decisions", headers=env.headers()),
+    ):
+        assert len(r.headers["x-request-id"]) == 32
+        assert r.headers["x-frame-options"] == "DENY"
+        assert r.headers["cache-control"] == "no-store"
+        if r.status_code >= 400:
+            assert r.json()["request_id"] == r.headers["x-request-id"]

@@ -1,0 +1,117 @@
+"""Decisions listing, the live feed, stats, forensics and health."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from tests.conftest import Env
+
+BRUTE = {"source": "sshd", "event_type": "auth.failed", "payload": {"src_ip": "203.0.113.9", "failed_auths": 7}}
+QUIET = {"source": "web", "event_type": "http.request", "payload": {"ip": "198.51.100.4"}}
+LLM = {"source": "gw", "event_type": "suspicious_llm_usage", "payload": {"src_ip": "198.51.100.7", "failed_auths": 12}}
+
+
+def _post(env: Env, events: list[dict[str, object]], who: str = "acme") -> None:
+    batch = [dict(e, event_id=f"{who}-{i}") for i, e in enumerate(events)]
+    r = env.client.post("/v1/ingest", json={"events": batch}, headers=env.headers(who))
+    assert r.status_code == 200, r.text
+
+
+def test_list_filters_and_cursor(env: Env) -> None:
+    _post(env, [BRUTE, QUIET] * 5)
+    r = env.client.get("/v1/decisions?threat_level=high&limit=3", headers=env.headers())
+    page = r.json()
+    assert [i["threat_level"] for i in page["items"]] == ["high"] * 3
+    rest = env.client.get(f"/v1/decisions?threat_level=high&limit=3&cursor={page['next_cursor']}", headers=env.headers())
+    assert len(rest.json()["items"]) == 2
+    seqs = [i["seq"] for i in page["items"] + rest.json()["items"]]
+    assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == 5
+    by_source = env.client.get("/v1/decisions?source=web", headers=env.headers()).json()["items"]
+    assert {i["source"] for i in by_source} == {"web"} and len(by_source) == 5
+
+
+def test_unknown_filter_value_is_422(env: Env) -> None:
+    for query in ("threat_level=severe", "since=notatime", "cursor=abc", "limit=0", "limit=501"):
+        r = env.client.get(f"/v1/decisions?{query}", headers=env.headers())
+        assert r.status_code == 422, query
+        assert r.json()["error_code"] in {"FILTER_INVALID", "TIMESTAMP_INVALID", "CURSOR_INVALID"}
+
+
+def test_foreign_decision_is_404(env: Env) -> None:
+    _post(env, [BRUTE], who="globex")
+    r = env.client.get("/v1/decisions/globex-0", headers=env.headers("acme"))
+    assert r.status_code == 404
+    assert r.json()["error_code"] == "NOT_FOUND"
+    assert env.client.get("/v1/decisions", headers=env.headers("acme")).json()["items"] == []
+
+
+def test_feed_filters_applied_in_query_so_pages_are_full(env: Env) -> None:
+    _post(env, [QUIET] * 30 + [BRUTE] * 4 + [QUIET] * 30 + [BRUTE] * 4)
+    r = env.client.get("/v1/feed/live?only_actionable=true&limit=5", headers=env.headers())
+    items = r.json()["items"]
+    assert len(items) == 5
+    assert all(i["action_taken"] == ["block_ip:203.0.113.9"] for i in items)
+    nxt = env.client.get(f"/v1/feed/live?only_actionable=true&since={r.json()['next_since']}", headers=env.headers())
+    assert len(nxt.json()["items"]) == 3
+
+
+def test_feed_only_changed_tracks_lineage(env: Env) -> None:
+    _post(env, [QUIET, QUIET, BRUTE, BRUTE, QUIET])
+    items = env.client.get("/v1/feed/live?only_changed=true", headers=env.headers()).json()["items"]
+    # First of each lineage counts as a change; repeats with the same outcome do not.
+    assert [i["event_id"] for i in items] == ["acme-0", "acme-2"]
+
+
+def test_diff_against_previous_decision(env: Env) -> None:
+    a = dict(BRUTE, payload={"src_ip": "203.0.113.9", "failed_auths": 1})
+    _post(env, [a, BRUTE])
+    second = env.client.get("/v1/decisions/acme-1", headers=env.headers()).json()
+    assert second["changed"] is True
+    assert second["diff"]["previous_event_id"] == "acme-0"
+    assert second["diff"]["threat_level"] == ["none", "high"]
+    assert second["diff"]["rules_added"] == ["brute_force"]
+
+
+def test_stats_counts_every_level(env: Env) -> None:
+    _post(env, [BRUTE, QUIET, LLM])
+    stats = env.client.get("/v1/stats", headers=env.headers()).json()
+    assert stats["total"] == 3
+    assert stats["by_threat_level"] == {"none": 1, "low": 0, "medium": 0, "high": 1, "critical": 1}
+    assert stats["unique_ips"] == 3
+    assert {r["name"] for r in stats["top_rules"]} >= {"brute_force", "suspicious_llm_usage"}
+    assert stats["top_sources"][0]["count"] == 1
+    summary = env.client.get("/v1/stats/summary", headers=env.headers()).json()
+    assert summary["by_threat_level"]["critical"] == 1
+    assert summary["headline"].startswith("3 decisions")
+
+
+def test_forensics_snapshot_and_chain_verify(env: Env) -> None:
+    _post(env, [BRUTE, QUIET, LLM])
+    snap = env.client.get("/v1/forensics/snapshot/acme-1", headers=env.headers()).json()
+    assert snap["ledger"]["index"] == 1
+    assert snap["request"]["event_id"] == "acme-1"
+    report = env.client.get("/v1/forensics/chain/verify", headers=env.headers()).json()
+    assert report == {"ok": True, "checked": 3, "first_bad_index": None, "reason": None}
+
+
+def test_chain_verify_names_first_tampered_row(env: Env) -> None:
+    _post(env, [BRUTE, QUIET, LLM, QUIET])
+    with env.db.write.begin() as conn:
+        conn.execute(sa.text("UPDATE decisions SET score = 1 WHERE tenant_id = 'acme' AND seq = 2"))
+    report = env.client.get("/v1/forensics/chain/verify", headers=env.headers()).json()
+    assert report["ok"] is False
+    assert report["first_bad_index"] == 2
+
+
+def test_chain_verify_detects_tail_truncation(env: Env) -> None:
+    _post(env, [BRUTE, QUIET, LLM])
+    with env.db.write.begin() as conn:
+        conn.execute(sa.text("DELETE FROM decisions WHERE tenant_id = 'acme' AND seq = 2"))
+    report = env.client.get("/v1/forensics/chain/verify", headers=env.headers()).json()
+    assert report["ok"] is False
+    assert report["first_bad_index"] == 2
+
+
+def test_health(env: Env) -> None:
+    assert env.client.get("/health/live").json() == {"status": "ok"}
+    assert env.client.get("/health/ready").status_code == 200
