@@ -35,7 +35,7 @@ lint: install
 	$(VENV)/bin/mypy
 
 bench: install
-	$(PY) -m frostgate.bench
+	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from frostgate.config import get_settings, startup_problems
 from frostgate.security import PLATFORM_SCOPES, TENANT_SCOPES, parse_scopes
@@ -168,7 +168,8 @@ def keys_list(tenant: str = typer.Option(None, help="Only this tenant's keys")) 
     """List keys (never secrets or hashes)."""
     with _db().read.connect() as conn:
         rows = key_repo.list_keys(conn, tenant)
-    table = Table("key_id", "tenant", "kind", "scopes", "expires", "revoked", "label")
+    table = Table("tenant", "kind", "scopes", "expires", "revoked", "label")
+    table.columns.insert(0, Column("key_id", no_wrap=True, min_width=16))
     for k in rows:
         table.add_row(
             k.key_id,
@@ -205,5 +206,3 @@ def main() -> None:
     app()
 
 
-if __name__ == "__main__":
-    main()

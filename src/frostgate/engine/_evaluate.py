@@ -59,7 +59,7 @@ def _drift_ms(now: datetime, timestamp: datetime) -> int:
 
 def evaluate(event: Event, policy: Policy, *, now: datetime) -> Decision:
     """Decide one normalized event under ``policy`` at instant ``now`` (timezone-aware)."""
-    if now.tzinfo is None or now.utcoffset() is None:
+    if now.tzinfo is None:
         raise ValueError("now must be a timezone-aware datetime")
     c = policy._compiled
 
@@ -94,49 +94,56 @@ def evaluate(event: Event, policy: Policy, *, now: datetime) -> Decision:
     level = c.levels[score]
 
     # --- doctrine
-    has_disruptive = any(disruptive for _, disruptive in proposed)
-    service = c.base_service_impact if has_disruptive else 0.0
-    user = c.base_user_impact if has_disruptive else 0.0
-    roe = False
-    limited = False
-    gating: GatingDecision = "allow"
+    has_disruptive = False
+    for _, disruptive in proposed:
+        if disruptive:
+            has_disruptive = True
+            break
+    persona = event.persona
     kept = proposed
-    doctrine = None if event.persona is None else c.personas.get(event.persona)
-    if doctrine is not None and (
-        doctrine.classifications is None or event.classification in doctrine.classifications
-    ):
-        roe = doctrine.rules_of_engagement
-        remaining = has_disruptive
-        cap = doctrine.max_disruptive
-        if cap is not None:
-            kept = []
-            count = 0
-            for item in proposed:
-                if item[1]:
-                    if count >= cap:
-                        limited = True
-                        continue
-                    count += 1
-                kept.append(item)
-            remaining = count > 0
-        if limited:
-            service -= doctrine.service_reduction
-            user -= doctrine.user_reduction
-        if doctrine.require_approval and remaining:
-            gating = "require_approval"
-
-    tie_d = TieD(
-        roe_applied=roe,
-        disruption_limited=limited,
-        ao_required=roe,
-        persona=event.persona,
-        classification=event.classification,
-        service_impact=_clamp_impact(service),
-        user_impact=_clamp_impact(user),
-        gating_decision=gating,
-        policy_version=policy.version,
-        policy_hash=policy.hash,
-    )
+    gating: GatingDecision = "allow"
+    if persona is None and event.classification is None:
+        tie_d = c.plain_tie_d[has_disruptive]
+    else:
+        roe = False
+        limited = False
+        service = c.base_service_impact if has_disruptive else 0.0
+        user = c.base_user_impact if has_disruptive else 0.0
+        doctrine = None if persona is None else c.personas.get(persona)
+        if doctrine is not None and (
+            doctrine.classifications is None or event.classification in doctrine.classifications
+        ):
+            roe = doctrine.rules_of_engagement
+            remaining = has_disruptive
+            cap = doctrine.max_disruptive
+            if cap is not None:
+                kept = []
+                count = 0
+                for item in proposed:
+                    if item[1]:
+                        if count >= cap:
+                            limited = True
+                            continue
+                        count += 1
+                    kept.append(item)
+                remaining = count > 0
+            if limited:
+                service = _clamp_impact(service - doctrine.service_reduction)
+                user = _clamp_impact(user - doctrine.user_reduction)
+            if doctrine.require_approval and remaining:
+                gating = "require_approval"
+        tie_d = TieD(
+            roe_applied=roe,
+            disruption_limited=limited,
+            ao_required=roe,
+            persona=persona,
+            classification=event.classification,
+            service_impact=service,
+            user_impact=user,
+            gating_decision=gating,
+            policy_version=policy.version,
+            policy_hash=policy.hash,
+        )
 
     # --- clock
     if event.timestamp is None:

@@ -39,7 +39,7 @@ from ._conditions import (
     field_getter,
     guarantees_present,
 )
-from ._model import THREAT_LEVELS, Event, ThreatLevel
+from ._model import THREAT_LEVELS, Event, ThreatLevel, TieD
 
 __all__ = ["Policy", "PolicyError", "load_policy", "policy_from_document"]
 
@@ -135,6 +135,9 @@ class CompiledPolicy:
     base_service_impact: float
     base_user_impact: float
     personas: Mapping[str, PersonaDoctrine]
+    # The doctrine outcome for events without persona and classification (most events),
+    # built once: index 0 without, index 1 with a disruptive mitigation.
+    plain_tie_d: tuple[TieD, TieD]
 
 
 class Policy:
@@ -158,7 +161,7 @@ class Policy:
         self._document = copy.deepcopy(dict(document))
         self._canonical = canonical
         self.hash = hashlib.sha256(canonical).hexdigest()
-        self.version, self._compiled = _compile(self._document)
+        self.version, self._compiled = _compile(self._document, self.hash)
 
     @property
     def document(self) -> dict[str, Any]:
@@ -465,7 +468,7 @@ def _personas(raw: object) -> dict[str, PersonaDoctrine]:
     return out
 
 
-def _compile(doc: Mapping[str, Any]) -> tuple[str, CompiledPolicy]:
+def _compile(doc: Mapping[str, Any], policy_hash: str) -> tuple[str, CompiledPolicy]:
     unknown = set(doc) - _TOP_KEYS
     if unknown:
         raise PolicyError(f"unknown top-level key(s) {sorted(unknown)}")
@@ -527,4 +530,23 @@ def _compile(doc: Mapping[str, Any]) -> tuple[str, CompiledPolicy]:
         base_service_impact=base_service,
         base_user_impact=base_user,
         personas=personas,
+        plain_tie_d=(
+            _plain_tie_d(0.0, 0.0, version, policy_hash),
+            _plain_tie_d(base_service, base_user, version, policy_hash),
+        ),
+    )
+
+
+def _plain_tie_d(service: float, user: float, version: str, policy_hash: str) -> TieD:
+    return TieD(
+        roe_applied=False,
+        disruption_limited=False,
+        ao_required=False,
+        persona=None,
+        classification=None,
+        service_impact=service,
+        user_impact=user,
+        gating_decision="allow",
+        policy_version=version,
+        policy_hash=policy_hash,
     )

@@ -89,6 +89,10 @@ def _slow(value: Any) -> bytes:
         return rfc8785.dumps(value)
     except RecursionError:
         raise CanonicalizationError("value is nested too deeply to canonicalize") from None
+    except UnicodeError:
+        # rfc8785 reports lone surrogates in strings itself, but not in member names
+        # (it sorts by ``name.encode("utf-16be")`` first).
+        raise CanonicalizationError("value contains a lone surrogate") from None
 
 
 def encode(value: Any) -> bytes:

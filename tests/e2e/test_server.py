@@ -1,0 +1,176 @@
+"""The product as a user runs it: the CLI, a real ``frostgate serve`` process, real HTTP.
+
+Covers what only a real process shows: SSE resume across reconnects, durability across
+SIGKILL and restart, and key revocation reaching a running server from another process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from frostgate.config import Settings
+from frostgate.store import Database
+
+FG = [sys.executable, "-m", "frostgate.cli"]
+BRUTE = {"source": "sshd", "event_type": "auth.failed", "payload": {"src_ip": "203.0.113.9", "failed_auths": 7}}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    env: dict[str, str]
+    port: int
+    key: str
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*FG, *args], env=self.env, capture_output=True, text=True, timeout=60, check=False)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([*FG, "serve", "--port", str(self.port)], env=self.env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server did not become ready")
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.key}"}
+
+
+@pytest.fixture
+def server(settings: Settings, db: Database, tmp_path: Path) -> Iterator[Server]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FG_")}
+    env.update(
+        FG_PROFILE="test",
+        FG_DATA_DIR=str(tmp_path),
+        FG_DB_URL=settings.database_url,
+        FG_KEY_PEPPERS=settings.key_peppers,
+        FG_SSE_HEARTBEAT_SECONDS="1",
+    )
+    port = _free_port()
+    boot = subprocess.run([*FG, "bootstrap"], env=env, capture_output=True, text=True, timeout=60, check=True)
+    key = (tmp_path / "demo-key").read_text().strip()
+    assert boot.stdout.strip().splitlines()[-1] == key
+    assert (tmp_path / "demo-key").stat().st_mode & 0o777 == 0o600
+    srv = Server(env=env, port=port, key=key)
+    srv.start()
+    yield srv
+    if srv.process is not None:
+        srv.process.terminate()
+        srv.process.wait(timeout=10)
+
+
+def _post_events(server: Server, prefix: str, count: int) -> None:
+    events = [dict(BRUTE, event_id=f"{prefix}-{i}") for i in range(count)]
+    r = httpx.post(f"{server.url}/v1/ingest", json={"events": events}, headers=server.headers(), timeout=10)
+    assert r.status_code == 200, r.text
+
+
+def _read_sse(response: httpx.Response, want: int) -> list[tuple[int, str]]:
+    got: list[tuple[int, str]] = []
+    current_id: int | None = None
+    for line in response.iter_lines():
+        if line.startswith("id: "):
+            current_id = int(line[4:])
+        elif line.startswith("data: ") and current_id is not None:
+            import orjson
+
+            got.append((current_id, orjson.loads(line[6:])["event_id"]))
+            if len(got) == want:
+                return got
+    return got
+
+
+def test_sse_resume_with_last_event_id_misses_nothing_and_repeats_nothing(server: Server) -> None:
+    _post_events(server, "first", 5)
+    with httpx.stream("GET", f"{server.url}/v1/feed/stream", headers=server.headers(), timeout=10) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        first = _read_sse(r, 5)
+    assert [e for _, e in first] == [f"first-{i}" for i in range(5)]
+    _post_events(server, "second", 7)
+    resume = {**server.headers(), "Last-Event-ID": str(first[-1][0])}
+    with httpx.stream("GET", f"{server.url}/v1/feed/stream", headers=resume, timeout=10) as r:
+        second = _read_sse(r, 7)
+    assert [e for _, e in second] == [f"second-{i}" for i in range(7)]
+    ids = [i for i, _ in first + second]
+    assert ids == sorted(ids) and len(set(ids)) == 12
+
+
+def test_sse_delivers_new_decisions_live(server: Server) -> None:
+    with httpx.stream("GET", f"{server.url}/v1/feed/stream", headers=server.headers(), timeout=10) as r:
+        _post_events(server, "live", 3)
+        got = _read_sse(r, 3)
+    assert [e for _, e in got] == ["live-0", "live-1", "live-2"]
+
+
+def test_restart_after_sigkill_keeps_every_decision_and_the_chain(server: Server) -> None:
+    _post_events(server, "durable", 50)
+    replay_before = httpx.post(
+        f"{server.url}/v1/defend", json=dict(BRUTE, event_id="durable-7"), headers=server.headers()
+    )
+    server.kill()
+    server.start()
+    listed = httpx.get(f"{server.url}/v1/decisions?limit=500", headers=server.headers()).json()["items"]
+    assert {i["event_id"] for i in listed} == {f"durable-{i}" for i in range(50)}
+    report = httpx.get(f"{server.url}/v1/forensics/chain/verify", headers=server.headers()).json()
+    assert report == {"ok": True, "checked": 50, "first_bad_index": None, "reason": None}
+    replay_after = httpx.post(
+        f"{server.url}/v1/defend", json=dict(BRUTE, event_id="durable-7"), headers=server.headers()
+    )
+    assert replay_after.content == replay_before.content
+    assert replay_after.headers["idempotent-replay"] == "true"
+
+
+def test_cli_mint_and_revoke_reach_the_running_server_within_a_second(server: Server) -> None:
+    minted = server.cli("keys", "mint", "--tenant", "demo", "--scopes", "feed:read", "--ttl", "1d")
+    assert minted.returncode == 0, minted.stderr
+    key = minted.stdout.strip().splitlines()[-1]
+    assert key.startswith("fgk_")
+    assert httpx.get(f"{server.url}/v1/feed/live", headers=server.headers(key)).status_code == 200
+    assert httpx.post(f"{server.url}/v1/defend", json=BRUTE, headers=server.headers(key)).status_code == 403
+    key_id = key.split("_")[1]
+    listed = server.cli("keys", "list")
+    assert key_id in listed.stdout and key.split("_", 2)[2] not in listed.stdout
+    assert server.cli("keys", "revoke", key_id).returncode == 0
+    time.sleep(1.1)
+    assert httpx.get(f"{server.url}/v1/feed/live", headers=server.headers(key)).status_code == 401
+
+
+def test_cli_tenants(server: Server) -> None:
+    assert server.cli("tenants", "create", "acme-corp").returncode == 0
+    assert server.cli("tenants", "create", "acme-corp").returncode == 1
+    assert server.cli("tenants", "create", "Bad Id").returncode == 1
+    listed = server.cli("tenants", "list").stdout
+    assert "acme-corp" in listed and "demo" in listed
