@@ -56,7 +56,9 @@ def pg_url() -> Iterator[str | None]:
 @pytest.fixture
 def settings(tmp_path: Path, pg_url: str | None) -> Settings:
     db_url = pg_url or f"sqlite:///{tmp_path / 'frostgate.db'}"
-    return Settings(profile=Profile.TEST, data_dir=tmp_path, db_url=db_url, key_peppers=TEST_PEPPERS)
+    return Settings(
+        profile=Profile.TEST, data_dir=tmp_path, db_url=db_url, key_peppers=TEST_PEPPERS
+    )
 
 
 @pytest.fixture

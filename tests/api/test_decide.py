@@ -18,7 +18,9 @@ BRUTE = {
 
 def _count(env: Env) -> int:
     with env.db.read.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(schema.decisions)).scalar_one())
+        return int(
+            conn.execute(sa.select(sa.func.count()).select_from(schema.decisions)).scalar_one()
+        )
 
 
 def test_defend_decides_and_persists(env: Env) -> None:
@@ -41,7 +43,8 @@ def test_defend_decides_and_persists(env: Env) -> None:
 def test_server_assigns_uuid7_event_id(env: Env) -> None:
     r = env.client.post("/v1/defend", json=BRUTE, headers=env.headers())
     event_id = r.json()["event_id"]
-    assert len(event_id) == 36 and event_id[14] == "7"
+    assert len(event_id) == 36
+    assert event_id[14] == "7"
 
 
 def test_replay_returns_identical_bytes(env: Env) -> None:
@@ -67,8 +70,12 @@ def test_same_event_id_different_body_conflicts(env: Env) -> None:
 
 
 def test_event_ids_are_per_tenant(env: Env) -> None:
-    a = env.client.post("/v1/defend", json=dict(BRUTE, event_id="shared"), headers=env.headers("acme"))
-    b = env.client.post("/v1/defend", json=dict(BRUTE, event_id="shared"), headers=env.headers("globex"))
+    a = env.client.post(
+        "/v1/defend", json=dict(BRUTE, event_id="shared"), headers=env.headers("acme")
+    )
+    b = env.client.post(
+        "/v1/defend", json=dict(BRUTE, event_id="shared"), headers=env.headers("globex")
+    )
     assert a.status_code == b.status_code == 200
     assert b.json()["tenant_id"] == "globex"
     assert "idempotent-replay" not in b.headers
@@ -81,7 +88,11 @@ def test_ingest_batch_in_order_with_replays_and_conflicts(env: Env) -> None:
     body = r.json()
     assert [x["event_id"] for x in body["results"]] == [f"b-{i}" for i in range(5)]
     assert body["counts"] == {"created": 5, "replayed": 0, "conflict": 0}
-    again = events[:2] + [dict(BRUTE, event_id="b-2", source="changed"), dict(BRUTE, event_id="b-9")]
+    again = [
+        *events[:2],
+        dict(BRUTE, event_id="b-2", source="changed"),
+        dict(BRUTE, event_id="b-9"),
+    ]
     r2 = env.client.post("/v1/ingest", json={"events": again}, headers=env.headers())
     statuses = [x["status"] for x in r2.json()["results"]]
     assert statuses == ["replayed", "replayed", "conflict", "created"]
@@ -170,7 +181,9 @@ def test_batch_over_limit(env: Env) -> None:
 
 
 def test_wrong_content_type(env: Env) -> None:
-    r = env.client.post("/v1/defend", content=b"{}", headers=dict(env.headers(), **{"content-type": "text/plain"}))
+    r = env.client.post(
+        "/v1/defend", content=b"{}", headers=dict(env.headers(), **{"content-type": "text/plain"})
+    )
     assert r.status_code == 415
     assert r.json()["error_code"] == "UNSUPPORTED_MEDIA_TYPE"
 

@@ -73,7 +73,9 @@ def test_missing_scope_is_403(env: Env) -> None:
 
 
 def test_revoked_key_stops_working(env: Env) -> None:
-    issued = admin.mint_key(env.db, load_peppers(env.settings), tenant_id="acme", scopes=frozenset({"feed:read"}))
+    issued = admin.mint_key(
+        env.db, load_peppers(env.settings), tenant_id="acme", scopes=frozenset({"feed:read"})
+    )
     headers = {"Authorization": f"Bearer {issued.token}"}
     assert env.client.get("/v1/feed/live", headers=headers).status_code == 200
     admin.revoke_key(env.db, issued.key_id)
@@ -83,7 +85,11 @@ def test_revoked_key_stops_working(env: Env) -> None:
 
 def test_platform_key_cannot_read_tenant_data(env: Env) -> None:
     token = admin.mint_key(
-        env.db, load_peppers(env.settings), tenant_id=None, kind="platform", scopes=frozenset({"tenants:admin"})
+        env.db,
+        load_peppers(env.settings),
+        tenant_id=None,
+        kind="platform",
+        scopes=frozenset({"tenants:admin"}),
     ).token
     r = env.client.get("/v1/decisions", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 403

@@ -6,9 +6,17 @@ import sqlalchemy as sa
 
 from tests.conftest import Env
 
-BRUTE = {"source": "sshd", "event_type": "auth.failed", "payload": {"src_ip": "203.0.113.9", "failed_auths": 7}}
+BRUTE = {
+    "source": "sshd",
+    "event_type": "auth.failed",
+    "payload": {"src_ip": "203.0.113.9", "failed_auths": 7},
+}
 QUIET = {"source": "web", "event_type": "http.request", "payload": {"ip": "198.51.100.4"}}
-LLM = {"source": "gw", "event_type": "suspicious_llm_usage", "payload": {"src_ip": "198.51.100.7", "failed_auths": 12}}
+LLM = {
+    "source": "gw",
+    "event_type": "suspicious_llm_usage",
+    "payload": {"src_ip": "198.51.100.7", "failed_auths": 12},
+}
 
 
 def _post(env: Env, events: list[dict[str, object]], who: str = "acme") -> None:
@@ -22,12 +30,17 @@ def test_list_filters_and_cursor(env: Env) -> None:
     r = env.client.get("/v1/decisions?threat_level=high&limit=3", headers=env.headers())
     page = r.json()
     assert [i["threat_level"] for i in page["items"]] == ["high"] * 3
-    rest = env.client.get(f"/v1/decisions?threat_level=high&limit=3&cursor={page['next_cursor']}", headers=env.headers())
+    rest = env.client.get(
+        f"/v1/decisions?threat_level=high&limit=3&cursor={page['next_cursor']}",
+        headers=env.headers(),
+    )
     assert len(rest.json()["items"]) == 2
     seqs = [i["seq"] for i in page["items"] + rest.json()["items"]]
-    assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == 5
+    assert seqs == sorted(seqs, reverse=True)
+    assert len(set(seqs)) == 5
     by_source = env.client.get("/v1/decisions?source=web", headers=env.headers()).json()["items"]
-    assert {i["source"] for i in by_source} == {"web"} and len(by_source) == 5
+    assert {i["source"] for i in by_source} == {"web"}
+    assert len(by_source) == 5
 
 
 def test_unknown_filter_value_is_422(env: Env) -> None:
@@ -51,7 +64,9 @@ def test_feed_filters_applied_in_query_so_pages_are_full(env: Env) -> None:
     items = r.json()["items"]
     assert len(items) == 5
     assert all(i["action_taken"] == ["block_ip:203.0.113.9"] for i in items)
-    nxt = env.client.get(f"/v1/feed/live?only_actionable=true&since={r.json()['next_since']}", headers=env.headers())
+    nxt = env.client.get(
+        f"/v1/feed/live?only_actionable=true&since={r.json()['next_since']}", headers=env.headers()
+    )
     assert len(nxt.json()["items"]) == 3
 
 

@@ -23,7 +23,11 @@ from frostgate.config import Settings
 from frostgate.store import Database
 
 FG = [sys.executable, "-m", "frostgate.cli"]
-BRUTE = {"source": "sshd", "event_type": "auth.failed", "payload": {"src_ip": "203.0.113.9", "failed_auths": 7}}
+BRUTE = {
+    "source": "sshd",
+    "event_type": "auth.failed",
+    "payload": {"src_ip": "203.0.113.9", "failed_auths": 7},
+}
 
 
 def _free_port() -> int:
@@ -44,7 +48,9 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*FG, *args], env=self.env, capture_output=True, text=True, timeout=60, check=False)
+        return subprocess.run(
+            [*FG, *args], env=self.env, capture_output=True, text=True, timeout=60, check=False
+        )
 
     def start(self) -> None:
         self.process = subprocess.Popen([*FG, "serve", "--port", str(self.port)], env=self.env)
@@ -79,7 +85,9 @@ def server(settings: Settings, db: Database, tmp_path: Path) -> Iterator[Server]
         FG_SSE_HEARTBEAT_SECONDS="1",
     )
     port = _free_port()
-    boot = subprocess.run([*FG, "bootstrap"], env=env, capture_output=True, text=True, timeout=60, check=True)
+    boot = subprocess.run(
+        [*FG, "bootstrap"], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
     key = (tmp_path / "demo-key").read_text().strip()
     assert boot.stdout.strip().splitlines()[-1] == key
     assert (tmp_path / "demo-key").stat().st_mode & 0o777 == 0o600
@@ -93,7 +101,9 @@ def server(settings: Settings, db: Database, tmp_path: Path) -> Iterator[Server]
 
 def _post_events(server: Server, prefix: str, count: int) -> None:
     events = [dict(BRUTE, event_id=f"{prefix}-{i}") for i in range(count)]
-    r = httpx.post(f"{server.url}/v1/ingest", json={"events": events}, headers=server.headers(), timeout=10)
+    r = httpx.post(
+        f"{server.url}/v1/ingest", json={"events": events}, headers=server.headers(), timeout=10
+    )
     assert r.status_code == 200, r.text
 
 
@@ -114,7 +124,9 @@ def _read_sse(response: httpx.Response, want: int) -> list[tuple[int, str]]:
 
 def test_sse_resume_with_last_event_id_misses_nothing_and_repeats_nothing(server: Server) -> None:
     _post_events(server, "first", 5)
-    with httpx.stream("GET", f"{server.url}/v1/feed/stream", headers=server.headers(), timeout=10) as r:
+    with httpx.stream(
+        "GET", f"{server.url}/v1/feed/stream", headers=server.headers(), timeout=10
+    ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         first = _read_sse(r, 5)
@@ -125,11 +137,14 @@ def test_sse_resume_with_last_event_id_misses_nothing_and_repeats_nothing(server
         second = _read_sse(r, 7)
     assert [e for _, e in second] == [f"second-{i}" for i in range(7)]
     ids = [i for i, _ in first + second]
-    assert ids == sorted(ids) and len(set(ids)) == 12
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 12
 
 
 def test_sse_delivers_new_decisions_live(server: Server) -> None:
-    with httpx.stream("GET", f"{server.url}/v1/feed/stream", headers=server.headers(), timeout=10) as r:
+    with httpx.stream(
+        "GET", f"{server.url}/v1/feed/stream", headers=server.headers(), timeout=10
+    ) as r:
         _post_events(server, "live", 3)
         got = _read_sse(r, 3)
     assert [e for _, e in got] == ["live-0", "live-1", "live-2"]
@@ -142,7 +157,9 @@ def test_restart_after_sigkill_keeps_every_decision_and_the_chain(server: Server
     )
     server.kill()
     server.start()
-    listed = httpx.get(f"{server.url}/v1/decisions?limit=500", headers=server.headers()).json()["items"]
+    listed = httpx.get(f"{server.url}/v1/decisions?limit=500", headers=server.headers()).json()[
+        "items"
+    ]
     assert {i["event_id"] for i in listed} == {f"durable-{i}" for i in range(50)}
     report = httpx.get(f"{server.url}/v1/forensics/chain/verify", headers=server.headers()).json()
     assert report == {"ok": True, "checked": 50, "first_bad_index": None, "reason": None}
@@ -159,10 +176,14 @@ def test_cli_mint_and_revoke_reach_the_running_server_within_a_second(server: Se
     key = minted.stdout.strip().splitlines()[-1]
     assert key.startswith("fgk_")
     assert httpx.get(f"{server.url}/v1/feed/live", headers=server.headers(key)).status_code == 200
-    assert httpx.post(f"{server.url}/v1/defend", json=BRUTE, headers=server.headers(key)).status_code == 403
+    assert (
+        httpx.post(f"{server.url}/v1/defend", json=BRUTE, headers=server.headers(key)).status_code
+        == 403
+    )
     key_id = key.split("_")[1]
     listed = server.cli("keys", "list")
-    assert key_id in listed.stdout and key.split("_", 2)[2] not in listed.stdout
+    assert key_id in listed.stdout
+    assert key.split("_", 2)[2] not in listed.stdout
     assert server.cli("keys", "revoke", key_id).returncode == 0
     time.sleep(1.1)
     assert httpx.get(f"{server.url}/v1/feed/live", headers=server.headers(key)).status_code == 401
@@ -173,4 +194,5 @@ def test_cli_tenants(server: Server) -> None:
     assert server.cli("tenants", "create", "acme-corp").returncode == 1
     assert server.cli("tenants", "create", "Bad Id").returncode == 1
     listed = server.cli("tenants", "list").stdout
-    assert "acme-corp" in listed and "demo" in listed
+    assert "acme-corp" in listed
+    assert "demo" in listed

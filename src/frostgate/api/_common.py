@@ -33,14 +33,23 @@ async def read_json(request: Request) -> Any:
     return parse_json(body, services(request).json_limits)
 
 
-def json_response(payload: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    payload: Any, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     return Response(
-        content=orjson.dumps(payload), status_code=status_code, media_type="application/json", headers=headers
+        content=orjson.dumps(payload),
+        status_code=status_code,
+        media_type="application/json",
+        headers=headers,
     )
 
 
-def raw_json_response(body: bytes, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(content=body, status_code=status_code, media_type="application/json", headers=headers)
+def raw_json_response(
+    body: bytes, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        content=body, status_code=status_code, media_type="application/json", headers=headers
+    )
 
 
 def parse_time(value: str | None) -> datetime | None:

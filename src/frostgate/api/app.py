@@ -62,7 +62,9 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     db = open_database(settings.database_url)
     writer = GroupCommitWriter(db.write, max_batch=settings.writer_max_batch)
     policy = load_policy(settings.policy_path)
-    authenticator = KeyAuthenticator(db, load_peppers(settings), cache_seconds=settings.key_cache_seconds)
+    authenticator = KeyAuthenticator(
+        db, load_peppers(settings), cache_seconds=settings.key_cache_seconds
+    )
     svc = Services(
         settings=settings,
         db=db,
@@ -112,5 +114,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     problems = table.check_mounted(mounted)
     if problems:
         raise RuntimeError("route table disagrees with mounted routes: " + "; ".join(problems))
-    gate = AuthGate(app, routes=table, authenticator=authenticator, max_body_bytes=settings.max_body_bytes)
+    gate = AuthGate(
+        app, routes=table, authenticator=authenticator, max_body_bytes=settings.max_body_bytes
+    )
     return gate

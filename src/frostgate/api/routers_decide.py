@@ -30,7 +30,10 @@ _EVENT_SCHEMA = {
 @router.post(
     "/v1/defend",
     openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _EVENT_SCHEMA}}}
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _EVENT_SCHEMA}},
+        }
     },
 )
 async def defend(request: Request) -> Response:
@@ -80,17 +83,25 @@ async def ingest(request: Request) -> Response:
     if len(events) > svc.settings.max_batch_events:
         raise FrostGateError(ErrorCode.BATCH_TOO_LARGE)
     outcomes = await svc.decisions.decide_batch(tenant_id, events)
-    results = []
+    results: list[dict[str, object]] = []
     counts = {"created": 0, "replayed": 0, "conflict": 0}
     for outcome in outcomes:
         counts[outcome.status] += 1
         if outcome.status == "conflict":
             results.append(
-                {"event_id": outcome.event_id, "status": "conflict", "error_code": "IDEMPOTENCY_CONFLICT"}
+                {
+                    "event_id": outcome.event_id,
+                    "status": "conflict",
+                    "error_code": "IDEMPOTENCY_CONFLICT",
+                }
             )
         else:
             results.append(
-                {"event_id": outcome.event_id, "status": outcome.status, "decision": _Raw(outcome.response)}
+                {
+                    "event_id": outcome.event_id,
+                    "status": outcome.status,
+                    "decision": _Raw(outcome.response),
+                }
             )
     if counts["created"]:
         svc.feed.notify()
@@ -115,4 +126,3 @@ def _encode_results(results: list[dict[str, object]], counts: dict[str, int]) ->
             head = head[:-1] + b',"decision":' + decision.data + b"}"
         parts.append(head)
     return b'{"counts":' + orjson.dumps(counts) + b',"results":[' + b",".join(parts) + b"]}"
-

@@ -28,8 +28,8 @@ from frostgate.api._common import (
 from frostgate.api.context import Services, services
 from frostgate.decisions import verify_chain
 from frostgate.errors import ErrorCode, FrostGateError
-from frostgate.store import is_migrated
 from frostgate.store import decisions as repo
+from frostgate.store import is_migrated
 from frostgate.store.entries import decision_stream
 
 __all__ = ["router"]
@@ -74,7 +74,14 @@ async def list_decisions(
         threat_level=threat_level, event_type=event_type, source=source, since=since, until=until
     )
     size = _limit(limit, 50, 500)
-    rows = await _read(services(request), tenant_id, repo.list_page, flt, before_seq=parse_cursor(cursor), limit=size)
+    rows = await _read(
+        services(request),
+        tenant_id,
+        repo.list_page,
+        flt,
+        before_seq=parse_cursor(cursor),
+        limit=size,
+    )
     next_cursor = str(rows[-1]["seq"]) if len(rows) == size else None
     return json_response({"items": [decision_summary(r) for r in rows], "next_cursor": next_cursor})
 
@@ -91,7 +98,11 @@ async def get_decision(request: Request, event_id: str) -> Response:
 
 
 def _feed_filter(
-    threat_level: str | None, event_type: str | None, source: str | None, only_changed: bool, only_actionable: bool
+    threat_level: str | None,
+    event_type: str | None,
+    source: str | None,
+    only_changed: bool,
+    only_actionable: bool,
 ) -> repo.DecisionFilter:
     return decision_filter(
         threat_level=threat_level,
@@ -119,7 +130,14 @@ async def feed_live(
     flt = _feed_filter(threat_level, event_type, source, only_changed, only_actionable)
     size = _limit(limit, 100, 500)
     after = parse_cursor(since)
-    rows = await _read(services(request), tenant_id, repo.feed_page, flt, after_seq=-1 if after is None else after, limit=size)
+    rows = await _read(
+        services(request),
+        tenant_id,
+        repo.feed_page,
+        flt,
+        after_seq=-1 if after is None else after,
+        limit=size,
+    )
     cursor = str(rows[-1]["seq"]) if rows else (since or None)
     return json_response({"items": [decision_summary(r) for r in rows], "next_since": cursor})
 
@@ -175,7 +193,7 @@ def _window(since: str | None, until: str | None, now: datetime) -> tuple[dateti
     return start, end
 
 
-async def _stats(request: Request, since: str | None, until: str | None) -> dict[str, Any]:
+async def _stats(request: Request, since: str | None, until: str | None) -> Any:
     tenant_id = tenant_of(request)
     svc = services(request)
     start, end = _window(since, until, datetime.now(UTC))
@@ -191,7 +209,11 @@ async def _stats(request: Request, since: str | None, until: str | None) -> dict
     current["trend"] = {
         "previous_total": prev_total,
         "change": current["total"] - prev_total,
-        "direction": "up" if current["total"] > prev_total else "down" if current["total"] < prev_total else "flat",
+        "direction": "up"
+        if current["total"] > prev_total
+        else "down"
+        if current["total"] < prev_total
+        else "flat",
     }
     return current
 
@@ -206,14 +228,18 @@ def _headline(stats: dict[str, Any]) -> str:
 
 
 @router.get("/v1/stats")
-async def get_stats(request: Request, since: str | None = None, until: str | None = None) -> Response:
+async def get_stats(
+    request: Request, since: str | None = None, until: str | None = None
+) -> Response:
     stats = await _stats(request, since, until)
     stats["headline"] = _headline(stats)
     return json_response(stats)
 
 
 @router.get("/v1/stats/summary")
-async def get_stats_summary(request: Request, since: str | None = None, until: str | None = None) -> Response:
+async def get_stats_summary(
+    request: Request, since: str | None = None, until: str | None = None
+) -> Response:
     stats = await _stats(request, since, until)
     return json_response(
         {
@@ -255,7 +281,9 @@ async def forensics_snapshot(request: Request, event_id: str) -> Response:
 
 
 @router.get("/v1/forensics/chain/verify")
-async def chain_verify(request: Request, start: int | None = None, end: int | None = None) -> Response:
+async def chain_verify(
+    request: Request, start: int | None = None, end: int | None = None
+) -> Response:
     tenant_id = tenant_of(request)
     first = 0 if start is None else start
     if first < 0 or (end is not None and end <= first):
@@ -267,7 +295,10 @@ async def chain_verify(request: Request, start: int | None = None, end: int | No
         rows = repo.chain_rows(conn, tenant, first, end)
         to_tip = end is None or (head is not None and end >= head[0])
         report = verify_chain(
-            rows, start=first, start_prev_chain=None, head=(head or (0, "")) if to_tip and first == 0 else None
+            rows,
+            start=first,
+            start_prev_chain=None,
+            head=(head or (0, "")) if to_tip and first == 0 else None,
         )
         return report.as_dict()
 

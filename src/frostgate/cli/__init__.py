@@ -12,8 +12,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from frostgate.config import get_settings, startup_problems
-from frostgate.security import PLATFORM_SCOPES, TENANT_SCOPES, parse_scopes
-from frostgate.security import admin
+from frostgate.security import PLATFORM_SCOPES, TENANT_SCOPES, admin, parse_scopes
 from frostgate.security.peppers import load_peppers
 from frostgate.store import Database, is_migrated, open_database, upgrade
 from frostgate.store import keys as key_repo
@@ -21,7 +20,9 @@ from frostgate.store import tenants as tenant_repo
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="FrostGate security decision service.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="FrostGate security decision service."
+)
 tenants_app = typer.Typer(no_args_is_help=True, help="Manage tenants.")
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 app.add_typer(tenants_app, name="tenants")
@@ -71,7 +72,11 @@ def bootstrap() -> None:
         return
     admin.create_tenant(db, "demo", "Demo tenant")
     issued = admin.mint_key(
-        db, load_peppers(settings), tenant_id="demo", scopes=TENANT_SCOPES, label="demo key (bootstrap)"
+        db,
+        load_peppers(settings),
+        tenant_id="demo",
+        scopes=TENANT_SCOPES,
+        label="demo key (bootstrap)",
     )
     path = settings.data_dir / "demo-key"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -204,5 +209,3 @@ def config_check() -> None:
 
 def main() -> None:
     app()
-
-

@@ -93,9 +93,7 @@ class DecisionService:
         """A batch (``/v1/ingest``): every event needs an event_id; all or nothing is
         validated before anything is written, and the batch is written in one commit."""
         now = self._clock()
-        pending = [
-            self.prepare(tenant_id, raw, require_event_id=True, now=now) for raw in events
-        ]
+        pending = [self.prepare(tenant_id, raw, require_event_id=True, now=now) for raw in events]
         seen: set[str] = set()
         for item in pending:
             if item.event_id in seen:

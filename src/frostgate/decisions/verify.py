@@ -81,7 +81,11 @@ def verify_chain(
     if head is not None:
         size, head_chain = head
         if size != expected_index:
-            return ChainReport(False, checked, expected_index, "ledger head size differs from stored rows")
+            return ChainReport(
+                False, checked, expected_index, "ledger head size differs from stored rows"
+            )
         if expected_prev is not None and checked and head_chain != expected_prev.hex():
-            return ChainReport(False, checked, size - 1, "ledger head does not match the last entry")
+            return ChainReport(
+                False, checked, size - 1, "ledger head does not match the last entry"
+            )
     return ChainReport(True, checked, None, None)

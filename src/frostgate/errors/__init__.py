@@ -81,6 +81,4 @@ class FrostGateError(Exception):
 
 def error_body(code: ErrorCode, request_id: str) -> bytes:
     """The one error body builder: stable code, fixed detail, the request id."""
-    return orjson.dumps(
-        {"error_code": code.name, "detail": code.detail, "request_id": request_id}
-    )
+    return orjson.dumps({"error_code": code.name, "detail": code.detail, "request_id": request_id})

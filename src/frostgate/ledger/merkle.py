@@ -21,8 +21,9 @@ is their right fold with :func:`~frostgate.ledger.hashing.node_hash`. That is ho
 :func:`consistency_proof` (§2.1.4.1, PROOF/SUBPROOF) read only ``O(log n)`` stored
 nodes: each proof element is one complete node, except at most one element lying on
 the right edge of the tree, which costs at most ``log2 n`` reads. For a
-1,000,000-leaf log an inclusion proof reads at most 26 nodes and a consistency proof
-at most 27 (see ``tests/ledger/test_merkle.py::test_node_reads_for_a_million_leaves``).
+1,000,000-leaf log an inclusion proof reads at most 25 nodes (20 hashes) and a
+consistency proof to it at most 26 (21 hashes); see
+``tests/ledger/test_ledger_merkle.py::test_node_reads_for_a_million_leaves``.
 
 Verification (:func:`verify_inclusion`, :func:`verify_consistency`) follows the
 algorithms of RFC 9162 §2.1.3.2 and §2.1.4.2 step by step and raises

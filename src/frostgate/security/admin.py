@@ -8,9 +8,8 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from frostgate.security.keys import Peppers, new_key
-from frostgate.store import Database
+from frostgate.store import Database, schema
 from frostgate.store import keys as key_repo
-from frostgate.store import schema
 from frostgate.store import tenants as tenant_repo
 
 __all__ = ["IssuedKey", "create_tenant", "mint_key", "revoke_key", "tenant_count"]
@@ -72,4 +71,6 @@ def revoke_key(db: Database, key_id: str) -> bool:
 
 def tenant_count(db: Database) -> int:
     with db.read.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(schema.tenants)).scalar_one())
+        return int(
+            conn.execute(sa.select(sa.func.count()).select_from(schema.tenants)).scalar_one()
+        )

@@ -101,7 +101,11 @@ class AuthGate:
             try:
                 principal = await self.authenticator.authenticate(token)
             except FrostGateError as exc:
-                extra = [(b"www-authenticate", b"Bearer")] if exc.code is ErrorCode.AUTH_REQUIRED else None
+                extra = (
+                    [(b"www-authenticate", b"Bearer")]
+                    if exc.code is ErrorCode.AUTH_REQUIRED
+                    else None
+                )
                 await deny(exc.code, extra)
                 return
             if not spec.scopes <= principal.scopes:
@@ -163,7 +167,9 @@ def _key_in_query(scope: Scope) -> bool:
     text = query.decode("latin-1")
     if "fgk_" in text:
         return True
-    return any(name.lower() in _KEY_QUERY_PARAMS for name, _ in parse_qsl(text, keep_blank_values=True))
+    return any(
+        name.lower() in _KEY_QUERY_PARAMS for name, _ in parse_qsl(text, keep_blank_values=True)
+    )
 
 
 async def _send_error(

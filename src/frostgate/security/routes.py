@@ -97,5 +97,7 @@ class RouteTable:
         declared = {(s.method, s.path) for s in self.routes}
         mounted_set = set(mounted)
         problems = [f"mounted but not declared: {m} {p}" for m, p in sorted(mounted_set - declared)]
-        problems += [f"declared but not mounted: {m} {p}" for m, p in sorted(declared - mounted_set)]
+        problems += [
+            f"declared but not mounted: {m} {p}" for m, p in sorted(declared - mounted_set)
+        ]
         return problems

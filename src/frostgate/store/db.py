@@ -38,7 +38,9 @@ class Database:
 
 def open_database(url: str) -> Database:
     if url.startswith("sqlite"):
-        return Database(write=_sqlite_engine(url, immediate=True), read=_sqlite_engine(url, immediate=False))
+        return Database(
+            write=_sqlite_engine(url, immediate=True), read=_sqlite_engine(url, immediate=False)
+        )
     engine = create_db_engine(url)
     return Database(write=engine, read=engine)
 

@@ -140,14 +140,18 @@ def _rules_exploded(conn: sa.Connection) -> sa.FromClause:
     )
 
 
+def _int(value: Any) -> int:
+    return int(value)
+
+
 def stats(
     conn: sa.Connection, tenant_id: str, *, since: datetime, until: datetime, top: int = 10
 ) -> dict[str, Any]:
     """Counts per level, top rules / event types / sources, unique IPs, in one window."""
     bind_tenant(conn, tenant_id)
     window = (_d.c.tenant_id == tenant_id, _d.c.created_at >= since, _d.c.created_at < until)
-    levels = {
-        str(level): int(count)
+    levels: dict[str, int] = {
+        str(level): _int(count)
         for level, count in conn.execute(
             sa.select(_d.c.threat_level, sa.func.count()).where(*window).group_by(_d.c.threat_level)
         )
@@ -163,14 +167,18 @@ def stats(
     def top_of(column: sa.ColumnElement[Any]) -> list[dict[str, Any]]:
         count = sa.func.count().label("n")
         rows = conn.execute(
-            sa.select(column, count).where(*window).group_by(column).order_by(count.desc(), column).limit(top)
+            sa.select(column, count)
+            .where(*window)
+            .group_by(column)
+            .order_by(count.desc(), column)
+            .limit(top)
         )
-        return [{"name": name, "count": int(n)} for name, n in rows]
+        return [{"name": name, "count": _int(n)} for name, n in rows]
 
     exploded = _rules_exploded(conn)
     n = sa.func.count().label("n")
     top_rules = [
-        {"name": name, "count": int(cnt)}
+        {"name": name, "count": _int(cnt)}
         for name, cnt in conn.execute(
             sa.select(exploded.c.rule, n)
             .where(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -46,13 +47,25 @@ _COLUMNS = (
 )
 
 
-def _record(row: sa.Row[tuple[object, ...]]) -> KeyRecord:
-    values = list(row)
-    values[3] = frozenset(str(values[3]).split())
-    return KeyRecord(*values)  # type: ignore[arg-type]
+def _record(row: sa.Row[Any]) -> KeyRecord:
+    m = row._mapping
+    return KeyRecord(
+        key_id=m["key_id"],
+        tenant_id=m["tenant_id"],
+        kind=m["kind"],
+        scopes=frozenset(str(m["scopes"]).split()),
+        secret_hash=m["secret_hash"],
+        pepper_id=m["pepper_id"],
+        label=m["label"],
+        created_at=m["created_at"],
+        expires_at=m["expires_at"],
+        revoked_at=m["revoked_at"],
+        last_used_at=m["last_used_at"],
+        tenant_status=m["status"],
+    )
 
 
-def _select() -> sa.Select[tuple[object, ...]]:
+def _select() -> sa.Select[Any]:
     return sa.select(*_COLUMNS).select_from(_k.outerjoin(_t, _k.c.tenant_id == _t.c.tenant_id))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -24,8 +25,9 @@ class Tenant:
     created_at: datetime
 
 
-def _tenant(row: sa.Row[tuple[str, str, str, int | None, datetime]]) -> Tenant:
-    return Tenant(*row)
+def _tenant(row: sa.Row[Any]) -> Tenant:
+    m = row._mapping
+    return Tenant(m["tenant_id"], m["name"], m["status"], m["daily_event_quota"], m["created_at"])
 
 
 def create_tenant(conn: sa.Connection, tenant_id: str, name: str, now: datetime) -> Tenant:
@@ -42,8 +44,9 @@ def create_tenant(conn: sa.Connection, tenant_id: str, name: str, now: datetime)
 def get_tenant(conn: sa.Connection, tenant_id: str) -> Tenant | None:
     t = schema.tenants
     row = conn.execute(
-        sa.select(t.c.tenant_id, t.c.name, t.c.status, t.c.daily_event_quota, t.c.created_at)
-        .where(t.c.tenant_id == tenant_id)
+        sa.select(t.c.tenant_id, t.c.name, t.c.status, t.c.daily_event_quota, t.c.created_at).where(
+            t.c.tenant_id == tenant_id
+        )
     ).first()
     return None if row is None else _tenant(row)
 
@@ -51,7 +54,8 @@ def get_tenant(conn: sa.Connection, tenant_id: str) -> Tenant | None:
 def list_tenants(conn: sa.Connection) -> list[Tenant]:
     t = schema.tenants
     rows = conn.execute(
-        sa.select(t.c.tenant_id, t.c.name, t.c.status, t.c.daily_event_quota, t.c.created_at)
-        .order_by(t.c.tenant_id)
+        sa.select(
+            t.c.tenant_id, t.c.name, t.c.status, t.c.daily_event_quota, t.c.created_at
+        ).order_by(t.c.tenant_id)
     )
     return [_tenant(r) for r in rows]

@@ -161,7 +161,7 @@ class GroupCommitWriter:
             for job in jobs:
                 self._settle(job, FrostGateError(ErrorCode.STORAGE_UNAVAILABLE))
             return
-        except Exception as exc:  # noqa: BLE001 - handed to the waiting request, never dropped
+        except Exception as exc:
             log.exception("group commit raised unexpectedly")
             for job in jobs:
                 self._settle(job, exc)
@@ -200,12 +200,12 @@ class GroupCommitWriter:
         known: dict[str, tuple[str, str]] = {}
         for chunk_start in range(0, len(event_ids), 500):
             chunk = event_ids[chunk_start : chunk_start + 500]
-            for row in conn.execute(
+            for stored in conn.execute(
                 sa.select(d.c.event_id, d.c.request_json, d.c.response_json).where(
                     d.c.tenant_id == tenant_id, d.c.event_id.in_(chunk)
                 )
             ):
-                known[row.event_id] = (_sha256(row.request_json), row.response_json)
+                known[stored.event_id] = (_sha256(stored.request_json), stored.response_json)
 
         stream = decision_stream(tenant_id)
         heads = schema.ledger_heads
@@ -273,7 +273,9 @@ class GroupCommitWriter:
             lineage[key] = _LineageView(item.event_id, item.threat_level, item.score, row["rules"])
             prev_chain = chained
             size += 1
-            job.results[pos] = WriteResult(status="created", response_json=item.response_json, seq=row["seq"])
+            job.results[pos] = WriteResult(
+                status="created", response_json=item.response_json, seq=row["seq"]
+            )
 
         if not rows:
             return
@@ -300,4 +302,3 @@ class _LineageView:
     threat_level: str
     score: int
     rules: str
-

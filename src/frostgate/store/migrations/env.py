@@ -1,4 +1,4 @@
-"""Alembic environment: runs migrations on the connection handed over by ``frostgate.store.migrate``."""
+"""Alembic environment: migrates the connection that ``frostgate.store.migrate`` hands over."""
 
 from __future__ import annotations
 

@@ -42,7 +42,8 @@ def upgrade() -> None:
         sa.CheckConstraint("kind IN ('tenant', 'platform', 'canary')", name="ck_api_keys_kind"),
         # A platform key belongs to no tenant; every other key to exactly one (F6).
         sa.CheckConstraint(
-            "(kind = 'platform' AND tenant_id IS NULL) OR (kind <> 'platform' AND tenant_id IS NOT NULL)",
+            "(kind = 'platform' AND tenant_id IS NULL)"
+            " OR (kind <> 'platform' AND tenant_id IS NOT NULL)",
             name="ck_api_keys_tenancy",
         ),
     )
@@ -78,7 +79,9 @@ def upgrade() -> None:
             name="ck_decisions_level",
         ),
     )
-    op.create_index("ix_decisions_lineage", "decisions", ["tenant_id", "source", "event_type", "seq"])
+    op.create_index(
+        "ix_decisions_lineage", "decisions", ["tenant_id", "source", "event_type", "seq"]
+    )
     op.create_index("ix_decisions_level", "decisions", ["tenant_id", "threat_level", "seq"])
     op.create_index("ix_decisions_created", "decisions", ["tenant_id", "created_at"])
     op.create_table(
