@@ -28,7 +28,15 @@ from frostgate.ledger.canonical import _fast_path_ok
 
 def _jcs_string(s: str) -> bytes:
     """RFC 8785 §3.2.2.2 written out independently of both encoders."""
-    short = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+    short = {
+        '"': '\\"',
+        "\\": "\\\\",
+        "\b": "\\b",
+        "\t": "\\t",
+        "\n": "\\n",
+        "\f": "\\f",
+        "\r": "\\r",
+    }
     out = []
     for ch in s:
         if ch in short:
@@ -149,7 +157,7 @@ def test_floats_use_the_reference_number_format() -> None:
 # ----------------------------------------------------------- types outside the domain
 
 
-class _Color(str, enum.Enum):
+class _Color(enum.StrEnum):
     RED = "red"
 
 
@@ -220,7 +228,9 @@ any_text = st.text(
 safe_ints = st.integers(min_value=-MAX_SAFE_INTEGER, max_value=MAX_SAFE_INTEGER)
 fast_domain = st.recursive(
     st.none() | st.booleans() | safe_ints | any_text,
-    lambda children: st.lists(children, max_size=6) | st.dictionaries(ascii_names, children, max_size=8),
+    lambda children: (
+        st.lists(children, max_size=6) | st.dictionaries(ascii_names, children, max_size=8)
+    ),
     max_leaves=40,
 )
 any_json = st.recursive(
@@ -229,7 +239,9 @@ any_json = st.recursive(
     | safe_ints
     | st.floats(allow_nan=False, allow_infinity=False)
     | any_text,
-    lambda children: st.lists(children, max_size=6) | st.dictionaries(any_text, children, max_size=8),
+    lambda children: (
+        st.lists(children, max_size=6) | st.dictionaries(any_text, children, max_size=8)
+    ),
     max_leaves=40,
 )
 
@@ -250,7 +262,9 @@ def test_encode_equals_rfc8785_on_all_json(value: Any) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.dictionaries(ascii_names, fast_domain, min_size=1, max_size=8), st.integers(min_value=2**53))
+@given(
+    st.dictionaries(ascii_names, fast_domain, min_size=1, max_size=8), st.integers(min_value=2**53)
+)
 def test_an_unsafe_integer_anywhere_is_rejected(value: dict[str, Any], big: int) -> None:
     value = dict(value)
     value["zz_big"] = [big]

@@ -54,7 +54,7 @@ def _k(n: int) -> int:
     return k
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ref_mth(lo: int, hi: int) -> bytes:
     """MTH(D[lo:hi]) by the recursive definition of RFC 9162 §2.1.1."""
     n = hi - lo
@@ -119,11 +119,12 @@ def test_inclusion_proofs_match_reference_and_verify(tree: MemoryTree) -> None:
 
 def test_consistency_proofs_match_reference_and_verify(tree: MemoryTree) -> None:
     # Every pair of tree sizes 0 <= m <= n <= 300 (45,451 proofs).
-    for m, n in ((m, n) for n in range(MAX_SIZE + 1) for m in range(n + 1)):
-        proof = tree.consistency_proof(m, n)
-        expected = [] if m == 0 else ref_proof(m, n)
-        assert proof == expected, (m, n)
-        verify_consistency(m, n, proof, tree.root(m), tree.root(n))
+    for n in range(MAX_SIZE + 1):
+        for m in range(n + 1):
+            proof = tree.consistency_proof(m, n)
+            expected = [] if m == 0 else ref_proof(m, n)
+            assert proof == expected, (m, n)
+            verify_consistency(m, n, proof, tree.root(m), tree.root(n))
 
 
 # ------------------------------------------------------------------- tampered proofs
@@ -311,7 +312,8 @@ class FakeNodes:
         self.reads = 0
 
     def node(self, level: int, index: int) -> bytes:
-        assert level >= 0 and index >= 0
+        assert level >= 0
+        assert index >= 0
         assert (index + 1) << level <= self.size, f"read of incomplete node ({level}, {index})"
         self.reads += 1
         return hashlib.sha256(f"{level}/{index}".encode()).digest()
@@ -508,12 +510,18 @@ def test_ct_vectors_roots_and_nodes(ct_tree: MemoryTree) -> None:
 def test_ct_vectors_inclusion(ct_tree: MemoryTree, index: int, size: int, proof: list[str]) -> None:
     assert [p.hex() for p in ct_tree.inclusion_proof(index, size)] == proof
     verify_inclusion(
-        leaf_hash(CT_LEAVES[index]), index, size, [bytes.fromhex(p) for p in proof], ct_tree.root(size)
+        leaf_hash(CT_LEAVES[index]),
+        index,
+        size,
+        [bytes.fromhex(p) for p in proof],
+        ct_tree.root(size),
     )
 
 
 @pytest.mark.parametrize(("size1", "size2", "proof"), CT_CONSISTENCY)
-def test_ct_vectors_consistency(ct_tree: MemoryTree, size1: int, size2: int, proof: list[str]) -> None:
+def test_ct_vectors_consistency(
+    ct_tree: MemoryTree, size1: int, size2: int, proof: list[str]
+) -> None:
     assert [p.hex() for p in ct_tree.consistency_proof(size1, size2)] == proof
     verify_consistency(
         size1, size2, [bytes.fromhex(p) for p in proof], ct_tree.root(size1), ct_tree.root(size2)

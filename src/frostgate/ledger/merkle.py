@@ -42,6 +42,7 @@ __all__ = [
     "MemoryTree",
     "NodeReader",
     "ProofError",
+    "StoredNode",
     "consistency_proof",
     "inclusion_proof",
     "nodes_to_store_for_batch",
