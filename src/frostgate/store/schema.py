@@ -78,3 +78,32 @@ ledger_heads = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("chain_hash", sa.String(64), nullable=False),
 )
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("event_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("actor_key_id", sa.String(32), nullable=True),
+    sa.Column("client_ip", sa.String(64), nullable=True),
+    sa.Column("peer_ip", sa.String(64), nullable=True),
+    sa.Column("forwarded_for", sa.Text, nullable=True),
+    sa.Column("route", sa.String(200), nullable=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("leaf_hash", sa.String(64), nullable=False),
+    sa.Column("prev_chain_hash", sa.String(64), nullable=False),
+    sa.Column("chain_hash", sa.String(64), nullable=False),
+)
+
+tenant_usage = sa.Table(
+    "tenant_usage",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.tenant_id"), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("events", sa.BigInteger, nullable=False),
+)
