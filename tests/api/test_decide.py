@@ -87,7 +87,7 @@ def test_ingest_batch_in_order_with_replays_and_conflicts(env: Env) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert [x["event_id"] for x in body["results"]] == [f"b-{i}" for i in range(5)]
-    assert body["counts"] == {"created": 5, "replayed": 0, "conflict": 0}
+    assert body["counts"] == {"created": 5, "replayed": 0, "conflict": 0, "quota_exceeded": 0}
     again = [
         *events[:2],
         dict(BRUTE, event_id="b-2", source="changed"),

@@ -121,7 +121,21 @@ def test_ip_is_canonicalized(given: str, canonical: str) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "   ", "not-an-ip", "256.1.1.1", "1.2.3", "01.2.3.4", "1.2.3.4/24", 3232235777, 1.5, True, ["1.2.3.4"], {"ip": "1.2.3.4"}, "1" * 200],
+    [
+        "",
+        "   ",
+        "not-an-ip",
+        "256.1.1.1",
+        "1.2.3",
+        "01.2.3.4",
+        "1.2.3.4/24",
+        3232235777,
+        1.5,
+        True,
+        ["1.2.3.4"],
+        {"ip": "1.2.3.4"},
+        "1" * 200,
+    ],
 )
 def test_bad_ip_is_refused_not_dropped(bad: Any) -> None:
     assert refused({"src_ip": bad}) is INVALID
@@ -238,7 +252,17 @@ def test_count_is_not_an_alias() -> None:
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    [(0, 0), (7, 7), (7.0, 7), ("7", 7), (" 12 ", 12), ("007", 7), (10**9, 10**9), ("0", 0), (-0.0, 0)],
+    [
+        (0, 0),
+        (7, 7),
+        (7.0, 7),
+        ("7", 7),
+        (" 12 ", 12),
+        ("007", 7),
+        (10**9, 10**9),
+        ("0", 0),
+        (-0.0, 0),
+    ],
 )
 def test_failure_count_forms(given: Any, expected: int) -> None:
     assert normalize({"failed_auths": given}).failures == expected
@@ -407,12 +431,15 @@ T0 = datetime(2025, 1, 1, tzinfo=UTC)
 def test_timestamp_forms(given: Any, expected: datetime) -> None:
     ts = normalize({"timestamp": given}).timestamp
     assert ts == expected
-    assert ts is not None and ts.utcoffset() == timedelta(0)
+    assert ts is not None
+    assert ts.utcoffset() == timedelta(0)
 
 
 def test_timestamp_is_utc_whatever_the_offset() -> None:
     ts = normalize({"timestamp": "2025-01-01T05:30:00+05:30"}).timestamp
-    assert ts is not None and ts.tzinfo is UTC and ts == T0
+    assert ts is not None
+    assert ts.tzinfo is UTC
+    assert ts == T0
 
 
 def test_timestamp_sources_in_order() -> None:
@@ -457,7 +484,8 @@ def test_bad_timestamp_is_timestamp_invalid(bad: Any) -> None:
 
 def test_naive_timestamp_is_utc() -> None:
     ts = normalize({"timestamp": "2025-01-01T00:00:00"}).timestamp
-    assert ts is not None and ts.tzinfo is UTC
+    assert ts is not None
+    assert ts.tzinfo is UTC
 
 
 def test_non_utc_fixed_offset_becomes_utc() -> None:

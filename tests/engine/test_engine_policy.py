@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import rfc8785
 import yaml
-from engine_policies import default_document
 
 from frostgate.engine import Policy, PolicyError, load_policy, policy_from_document
+from tests.engine.engine_policies import default_document
 
 DEFAULT_YAML = resources.files("frostgate.engine").joinpath("policies/default.yaml").read_text()
 
@@ -233,6 +233,11 @@ BAD_POLICIES: list[tuple[str, Mutation, str]] = [
         "bad id",
         lambda d: _rule(d, "brute_force").update(id="Brute Force"),
         r"rules\[0\]\.id: must match",
+    ),
+    (
+        "rule not a mapping",
+        lambda d: d["rules"].insert(0, "brute_force"),
+        r"rules\[0\]: must be a mapping",
     ),
     (
         "unless_fired forward reference",

@@ -8,7 +8,7 @@ from fastapi.responses import Response
 
 from frostgate.api._common import raw_json_response, read_json, tenant_of
 from frostgate.api.context import services
-from frostgate.errors import ErrorCode, FrostGateError, error_body
+from frostgate.errors import ErrorCode, FrostGateError
 
 __all__ = ["router"]
 
@@ -42,10 +42,9 @@ async def defend(request: Request) -> Response:
     svc = services(request)
     outcome = await svc.decisions.decide(tenant_id, raw)
     if outcome.status == "conflict":
-        return raw_json_response(
-            error_body(ErrorCode.IDEMPOTENCY_CONFLICT, request.state.request_id),
-            status_code=ErrorCode.IDEMPOTENCY_CONFLICT.status,
-        )
+        raise FrostGateError(ErrorCode.IDEMPOTENCY_CONFLICT)
+    if outcome.status == "quota_exceeded":
+        raise FrostGateError(ErrorCode.QUOTA_EXCEEDED)
     if outcome.status == "replayed":
         return raw_json_response(outcome.response, headers={"idempotent-replay": "true"})
     svc.feed.notify()
@@ -84,28 +83,27 @@ async def ingest(request: Request) -> Response:
         raise FrostGateError(ErrorCode.BATCH_TOO_LARGE)
     outcomes = await svc.decisions.decide_batch(tenant_id, events)
     results: list[dict[str, object]] = []
-    counts = {"created": 0, "replayed": 0, "conflict": 0}
+    counts = dict.fromkeys(("created", "replayed", "conflict", "quota_exceeded"), 0)
     for outcome in outcomes:
         counts[outcome.status] += 1
-        if outcome.status == "conflict":
-            results.append(
-                {
-                    "event_id": outcome.event_id,
-                    "status": "conflict",
-                    "error_code": "IDEMPOTENCY_CONFLICT",
-                }
-            )
+        result: dict[str, object] = {"event_id": outcome.event_id, "status": outcome.status}
+        error = _PER_EVENT_ERRORS.get(outcome.status)
+        if error is None:
+            result["decision"] = _Raw(outcome.response)
         else:
-            results.append(
-                {
-                    "event_id": outcome.event_id,
-                    "status": outcome.status,
-                    "decision": _Raw(outcome.response),
-                }
-            )
+            result["error_code"] = error.name
+        results.append(result)
+    if counts["quota_exceeded"] == len(outcomes):
+        raise FrostGateError(ErrorCode.QUOTA_EXCEEDED)
     if counts["created"]:
         svc.feed.notify()
     return raw_json_response(_encode_results(results, counts))
+
+
+_PER_EVENT_ERRORS = {
+    "conflict": ErrorCode.IDEMPOTENCY_CONFLICT,
+    "quota_exceeded": ErrorCode.QUOTA_EXCEEDED,
+}
 
 
 class _Raw:

@@ -22,7 +22,7 @@ __all__ = ["DecisionService", "Outcome"]
 class Outcome:
     """The answer for one event: the exact stored response bytes and what happened."""
 
-    status: Literal["created", "replayed", "conflict"]
+    status: Literal["created", "replayed", "conflict", "quota_exceeded"]
     event_id: str
     response: bytes
 

@@ -241,6 +241,10 @@ def _compile_leaf(node: Mapping[str, Any], where: str, derived: Mapping[str, Get
     if not _is_number(value):
         raise PolicyError(f"{vwhere}: {op} takes a number, got {value!r}")
     bound: float = value  # type: ignore[assignment]
+    if kind == _INT:  # normalization guarantees int or None: no type test per event
+        if op == "gte":
+            return lambda e: (v := get(e)) is not None and v >= bound  # type: ignore[operator]
+        return lambda e: (v := get(e)) is not None and v <= bound  # type: ignore[operator]
     if op == "gte":
         return lambda e: _is_number(v := get(e)) and v >= bound  # type: ignore[operator]
     return lambda e: _is_number(v := get(e)) and v <= bound  # type: ignore[operator]

@@ -379,7 +379,9 @@ def _compile_rules(
     fallback_seen: str | None = None
     rules: list[CompiledRule] = []
     for i, raw in enumerate(raw_rules):
-        rule_id = raw.get("id") if isinstance(raw, Mapping) else None
+        if not isinstance(raw, Mapping):
+            raise PolicyError(f"rules[{i}]: must be a mapping with id, points and when")
+        rule_id = raw.get("id")
         if not isinstance(rule_id, str) or not _RULE_ID_RE.fullmatch(rule_id):
             raise PolicyError(f"rules[{i}].id: must match {_RULE_ID_RE.pattern}, got {rule_id!r}")
         where = f"rule {rule_id!r}"

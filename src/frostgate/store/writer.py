@@ -21,16 +21,20 @@ import queue
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from frostgate.errors import ErrorCode, FrostGateError
-from frostgate.ledger import GENESIS, chain_hash, entry_leaf_hash
+from frostgate.ledger import entry_leaf_hash
 from frostgate.store import schema
+from frostgate.store.audit import PendingAudit, append_audit
 from frostgate.store.entries import decision_entry, decision_stream
+from frostgate.store.streams import StreamAppender
 from frostgate.store.tenancy import bind_tenant
 
 __all__ = ["GroupCommitWriter", "PendingDecision", "WriteResult"]
@@ -61,14 +65,14 @@ class PendingDecision:
 class WriteResult:
     """What happened to one pending decision: stored, an idempotent replay, or a conflict."""
 
-    status: Literal["created", "replayed", "conflict"]
+    status: Literal["created", "replayed", "conflict", "quota_exceeded"]
     response_json: str
     seq: int | None
 
 
 @dataclass(slots=True)
 class _Job:
-    items: Sequence[PendingDecision]
+    items: Sequence[PendingDecision | PendingAudit]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[list[WriteResult]]
     results: list[WriteResult | None] = field(default_factory=list)
@@ -118,7 +122,7 @@ class GroupCommitWriter:
             self._thread.join()
             self._thread = None
 
-    async def write(self, items: Sequence[PendingDecision]) -> list[WriteResult]:
+    async def write(self, items: Sequence[PendingDecision | PendingAudit]) -> list[WriteResult]:
         """Store ``items`` (in order) and return one result each once committed."""
         if self._thread is None:
             raise FrostGateError(ErrorCode.STORAGE_UNAVAILABLE, "writer not started")
@@ -182,22 +186,32 @@ class GroupCommitWriter:
         job.loop.call_soon_threadsafe(resolve)
 
     def _commit(self, jobs: list[_Job]) -> None:
-        by_tenant: dict[str, list[tuple[_Job, int]]] = {}
+        decisions: dict[str, list[tuple[_Job, int]]] = {}
+        audits: list[tuple[_Job, int]] = []
         for job in jobs:
             job.results = [None] * len(job.items)
             for position, item in enumerate(job.items):
-                by_tenant.setdefault(item.tenant_id, []).append((job, position))
+                if isinstance(item, PendingAudit):
+                    audits.append((job, position))
+                else:
+                    decisions.setdefault(item.tenant_id, []).append((job, position))
         with self._engine.begin() as conn:
-            for tenant_id, members in by_tenant.items():
+            for tenant_id, members in decisions.items():
                 bind_tenant(conn, tenant_id)
-                self._write_tenant(conn, tenant_id, members)
+                self._write_decisions(conn, tenant_id, members)
+            if audits:
+                pending = [job.items[pos] for job, pos in audits]
+                append_audit(conn, [p for p in pending if isinstance(p, PendingAudit)])
+                for job, pos in audits:
+                    job.results[pos] = WriteResult(status="created", response_json="", seq=None)
 
-    def _write_tenant(
+    def _write_decisions(
         self, conn: sa.Connection, tenant_id: str, members: list[tuple[_Job, int]]
     ) -> None:
         d = schema.decisions
-        event_ids = [job.items[pos].event_id for job, pos in members]
+        items = [(job, pos, job.items[pos]) for job, pos in members]
         known: dict[str, tuple[str, str]] = {}
+        event_ids = [item.event_id for _, _, item in items]
         for chunk_start in range(0, len(event_ids), 500):
             chunk = event_ids[chunk_start : chunk_start + 500]
             for stored in conn.execute(
@@ -207,19 +221,15 @@ class GroupCommitWriter:
             ):
                 known[stored.event_id] = (_sha256(stored.request_json), stored.response_json)
 
-        stream = decision_stream(tenant_id)
-        heads = schema.ledger_heads
-        head_query = sa.select(heads.c.size, heads.c.chain_hash).where(heads.c.stream == stream)
-        if conn.dialect.name == "postgresql":
-            head_query = head_query.with_for_update()
-        head = conn.execute(head_query).first()
-        size = head.size if head else 0
-        prev_chain = bytes.fromhex(head.chain_hash) if head else GENESIS
-
+        first = items[0][2]
+        assert isinstance(first, PendingDecision)
+        day = first.created_at.astimezone(UTC).date()
+        allowance = self._quota_allowance(conn, tenant_id, day)
+        appender = StreamAppender(conn, decision_stream(tenant_id), tenant_id)
         lineage: dict[tuple[str, str], Any] = {}
         rows: list[dict[str, Any]] = []
-        for job, pos in members:
-            item = job.items[pos]
+        for job, pos, item in items:
+            assert isinstance(item, PendingDecision)
             request_sha = _sha256(item.request_json)
             seen = known.get(item.event_id)
             if seen is not None:
@@ -227,6 +237,9 @@ class GroupCommitWriter:
                     "replayed" if seen[0] == request_sha else "conflict"
                 )
                 job.results[pos] = WriteResult(status=status, response_json=seen[1], seq=None)
+                continue
+            if allowance is not None and len(rows) >= allowance:
+                job.results[pos] = WriteResult(status="quota_exceeded", response_json="", seq=None)
                 continue
             key = (item.source, item.event_type)
             if key not in lineage:
@@ -241,10 +254,9 @@ class GroupCommitWriter:
                     .limit(1)
                 ).first()
             diff = _diff(lineage[key], item)
-            changed = diff is None or len(diff) > 1
             row: dict[str, Any] = {
                 "tenant_id": tenant_id,
-                "seq": size,
+                "seq": appender.next_index,
                 "event_id": item.event_id,
                 "source": item.source,
                 "event_type": item.event_type,
@@ -254,7 +266,7 @@ class GroupCommitWriter:
                 "rules": orjson.dumps(item.rules).decode(),
                 "actions": orjson.dumps(item.actions).decode(),
                 "actionable": bool(item.actions),
-                "changed": changed,
+                "changed": diff is None or len(diff) > 1,
                 "diff": None if diff is None else orjson.dumps(diff).decode(),
                 "policy_hash": item.policy_hash,
                 "created_at": item.created_at,
@@ -264,34 +276,48 @@ class GroupCommitWriter:
                 "response_sha256": _sha256(item.response_json),
             }
             leaf = entry_leaf_hash(decision_entry(row))
-            chained = chain_hash(prev_chain, leaf)
+            link = appender.append(leaf)
             row["leaf_hash"] = leaf.hex()
-            row["prev_chain_hash"] = prev_chain.hex()
-            row["chain_hash"] = chained.hex()
+            row["prev_chain_hash"] = link.prev_chain.hex()
+            row["chain_hash"] = link.chain.hex()
             rows.append(row)
             known[item.event_id] = (request_sha, item.response_json)
             lineage[key] = _LineageView(item.event_id, item.threat_level, item.score, row["rules"])
-            prev_chain = chained
-            size += 1
             job.results[pos] = WriteResult(
-                status="created", response_json=item.response_json, seq=row["seq"]
+                status="created", response_json=item.response_json, seq=link.index
             )
-
         if not rows:
             return
         conn.execute(d.insert(), rows)
-        if head is None:
-            conn.execute(
-                heads.insert().values(
-                    stream=stream, tenant_id=tenant_id, size=size, chain_hash=prev_chain.hex()
-                )
+        appender.save()
+        self._count_usage(conn, tenant_id, day, len(rows))
+
+    @staticmethod
+    def _quota_allowance(conn: sa.Connection, tenant_id: str, day: date) -> int | None:
+        """How many more events the tenant may store today; None when unlimited."""
+        t = schema.tenants
+        quota = conn.execute(
+            sa.select(t.c.daily_event_quota).where(t.c.tenant_id == tenant_id)
+        ).scalar()
+        if quota is None:
+            return None
+        u = schema.tenant_usage
+        used = conn.execute(
+            sa.select(u.c.events).where(u.c.tenant_id == tenant_id, u.c.day == day)
+        ).scalar()
+        return max(0, int(quota) - int(used or 0))
+
+    @staticmethod
+    def _count_usage(conn: sa.Connection, tenant_id: str, day: date, count: int) -> None:
+        u = schema.tenant_usage
+        insert = (pg_insert(u) if conn.dialect.name == "postgresql" else sqlite_insert(u)).values(
+            tenant_id=tenant_id, day=day, events=count
+        )
+        conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[u.c.tenant_id, u.c.day], set_={"events": u.c.events + count}
             )
-        else:
-            conn.execute(
-                heads.update()
-                .where(heads.c.stream == stream)
-                .values(size=size, chain_hash=prev_chain.hex())
-            )
+        )
 
 
 @dataclass(frozen=True, slots=True)

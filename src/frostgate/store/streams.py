@@ -1,0 +1,72 @@
+"""Appending leaves to a ledger stream inside the caller's transaction.
+
+A stream (``decisions/<tenant>``, ``audit/<tenant>``, ``audit/_platform``) has a head row
+in ``ledger_heads``: its size and last chain hash. :class:`StreamAppender` locks the head
+once (PostgreSQL ``FOR UPDATE``; on SQLite the write transaction already holds the
+database write lock), hands out consecutive indexes and chain links, and writes the new
+head back. Every writer of a stream goes through it, so indexes never collide and the
+chain never forks.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from frostgate.ledger import GENESIS, chain_hash
+from frostgate.store import schema
+
+__all__ = ["Link", "StreamAppender"]
+
+_heads = schema.ledger_heads
+
+
+class Link:
+    """Where one leaf landed: its index and the chain hashes around it."""
+
+    __slots__ = ("chain", "index", "prev_chain")
+
+    def __init__(self, index: int, prev_chain: bytes, chain: bytes) -> None:
+        self.index = index
+        self.prev_chain = prev_chain
+        self.chain = chain
+
+
+class StreamAppender:
+    def __init__(self, conn: sa.Connection, stream: str, tenant_id: str) -> None:
+        self._conn = conn
+        self._stream = stream
+        self._tenant_id = tenant_id
+        query = sa.select(_heads.c.size, _heads.c.chain_hash).where(_heads.c.stream == stream)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        head = conn.execute(query).first()
+        self._existed = head is not None
+        self.size = int(head.size) if head else 0
+        self._chain = bytes.fromhex(head.chain_hash) if head else GENESIS
+        self._start = self.size
+
+    @property
+    def next_index(self) -> int:
+        return self.size
+
+    def append(self, leaf: bytes) -> Link:
+        link = Link(self.size, self._chain, chain_hash(self._chain, leaf))
+        self._chain = link.chain
+        self.size += 1
+        return link
+
+    def save(self) -> None:
+        """Write the new head (nothing to do when no leaf was appended)."""
+        if self.size == self._start:
+            return
+        values = {"size": self.size, "chain_hash": self._chain.hex()}
+        if self._existed:
+            self._conn.execute(
+                _heads.update().where(_heads.c.stream == self._stream).values(values)
+            )
+        else:
+            self._conn.execute(
+                _heads.insert().values(stream=self._stream, tenant_id=self._tenant_id, **values)
+            )
+            self._existed = True
+        self._start = self.size
