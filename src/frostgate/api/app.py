@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from frostgate import __version__
-from frostgate.api import routers_decide, routers_read
+from frostgate.api import routers_admin, routers_decide, routers_read
 from frostgate.api.context import Services
 from frostgate.api.feed_notifier import FeedNotifier
 from frostgate.config import Settings, get_settings
@@ -20,6 +22,9 @@ from frostgate.decisions import DecisionService
 from frostgate.engine import load_policy
 from frostgate.errors import ErrorCode, FrostGateError, error_body
 from frostgate.security import ROUTES, AuthGate, JsonLimits, KeyAuthenticator, RouteTable
+from frostgate.security.audit import AuditRecorder
+from frostgate.security.client_ip import TrustedProxies
+from frostgate.security.gate import GateLimits
 from frostgate.security.peppers import load_peppers
 from frostgate.store import GroupCommitWriter, open_database
 
@@ -56,6 +61,20 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http_error)
 
 
+_MAINTENANCE_SECONDS = 5.0
+
+
+async def _maintenance(svc: Services, audit: AuditRecorder) -> None:
+    """Every few seconds: write closed audit summaries, persist key usage."""
+    while True:
+        await asyncio.sleep(_MAINTENANCE_SECONDS)
+        try:
+            await audit.flush()
+            await anyio.to_thread.run_sync(svc.authenticator.flush_usage)
+        except Exception:
+            log.exception("maintenance pass failed; retrying next interval")
+
+
 def build_app(settings: Settings | None = None) -> AuthGate:
     """Build the service. Refuses to build when a mounted route is not declared."""
     settings = settings or get_settings()
@@ -65,12 +84,14 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     authenticator = KeyAuthenticator(
         db, load_peppers(settings), cache_seconds=settings.key_cache_seconds
     )
+    audit = AuditRecorder(writer, window_seconds=settings.audit_summary_seconds)
     svc = Services(
         settings=settings,
         db=db,
         writer=writer,
         decisions=DecisionService(policy, writer),
         authenticator=authenticator,
+        audit=audit,
         json_limits=JsonLimits(
             max_depth=settings.max_json_depth,
             max_array_items=settings.max_array_items,
@@ -82,9 +103,15 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         writer.start()
+        maintenance = asyncio.create_task(_maintenance(svc, audit))
         try:
             yield
         finally:
+            maintenance.cancel()
+            await asyncio.gather(maintenance, return_exceptions=True)
+            await audit.drain()
+            await audit.flush(everything=True)
+            await anyio.to_thread.run_sync(authenticator.flush_usage)
             writer.stop()
             db.dispose()
 
@@ -100,6 +127,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     _install_error_handlers(app)
     app.include_router(routers_decide.router)
     app.include_router(routers_read.router)
+    app.include_router(routers_admin.router)
 
     table = RouteTable(ROUTES)
     # The OpenAPI document lists every mounted operation (FastAPI's public view of its
@@ -114,7 +142,20 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     problems = table.check_mounted(mounted)
     if problems:
         raise RuntimeError("route table disagrees with mounted routes: " + "; ".join(problems))
-    gate = AuthGate(
-        app, routes=table, authenticator=authenticator, max_body_bytes=settings.max_body_bytes
+    return AuthGate(
+        app,
+        routes=table,
+        authenticator=authenticator,
+        audit=audit,
+        limits=GateLimits(
+            max_body_bytes=settings.max_body_bytes,
+            max_header_count=settings.max_header_count,
+            max_header_bytes=settings.max_header_bytes,
+            max_path_bytes=settings.max_path_bytes,
+            max_query_bytes=settings.max_query_bytes,
+            request_timeout_seconds=settings.request_timeout_seconds,
+            max_concurrent_requests=settings.max_concurrent_requests,
+        ),
+        trusted_proxies=TrustedProxies.parse(settings.trusted_proxy_cidrs),
+        cors_origins=frozenset(o.strip() for o in settings.cors_origins.split(",") if o.strip()),
     )
-    return gate

@@ -10,6 +10,7 @@ from frostgate.api.feed_notifier import FeedNotifier
 from frostgate.config import Settings
 from frostgate.decisions import DecisionService
 from frostgate.security import JsonLimits, KeyAuthenticator
+from frostgate.security.audit import AuditRecorder
 from frostgate.store import Database, GroupCommitWriter
 
 __all__ = ["Services", "services"]
@@ -22,6 +23,7 @@ class Services:
     writer: GroupCommitWriter
     decisions: DecisionService
     authenticator: KeyAuthenticator
+    audit: AuditRecorder
     json_limits: JsonLimits
     feed: FeedNotifier
 

@@ -12,8 +12,9 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from frostgate.config import get_settings, startup_problems
-from frostgate.security import PLATFORM_SCOPES, TENANT_SCOPES, admin, parse_scopes
+from frostgate.security import PLATFORM_SCOPES, ROUTES, TENANT_SCOPES, admin, parse_scopes
 from frostgate.security.peppers import load_peppers
+from frostgate.security.routes import route_inventory_json
 from frostgate.store import Database, is_migrated, open_database, upgrade
 from frostgate.store import keys as key_repo
 from frostgate.store import tenants as tenant_repo
@@ -122,7 +123,7 @@ def tenants_create(tenant_id: str, name: str = typer.Option(None, help="Display 
     """Create a tenant."""
     try:
         tenant = admin.create_tenant(_db(), tenant_id, name)
-    except ValueError as exc:
+    except (ValueError, FileExistsError) as exc:
         _fail(str(exc))
         return
     out.print(f"created tenant {tenant.tenant_id}")
@@ -161,7 +162,7 @@ def keys_mint(
             ttl=_parse_ttl(ttl) if ttl else None,
             label=label,
         )
-    except ValueError as exc:
+    except (ValueError, LookupError) as exc:
         _fail(str(exc))
         return
     console.print(f"minted key {issued.key_id} for {tenant or 'the platform'}; it is shown once:")
@@ -194,6 +195,25 @@ def keys_revoke(key_id: str) -> None:
     if not admin.revoke_key(_db(), key_id):
         _fail(f"no active key {key_id!r}")
     out.print(f"revoked {key_id}")
+
+
+@app.command()
+def routes(json_output: bool = typer.Option(False, "--json", help="Machine-readable")) -> None:
+    """Print the declared route inventory: method, path, scopes, key kinds, tenancy."""
+    if json_output:
+        sys.stdout.write(route_inventory_json() + "\n")
+        return
+    table = Table("method", "path", "scopes", "key kinds", "tenant data", "public")
+    for spec in ROUTES:
+        table.add_row(
+            spec.method,
+            spec.path,
+            ",".join(sorted(spec.scopes)) or "-",
+            ",".join(sorted(spec.kinds)) or "-",
+            "yes" if spec.tenant_data else "no",
+            "yes" if spec.public else "no",
+        )
+    out.print(table)
 
 
 @app.command("config-check")

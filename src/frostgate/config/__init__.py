@@ -49,6 +49,21 @@ class Settings(BaseSettings):
         default=1.0, gt=0, le=1.0, description="Verified-key cache life; bounds revocation lag"
     )
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    trusted_proxy_cidrs: str = Field(
+        default="", description="Comma-separated CIDRs whose X-Forwarded-For is believed"
+    )
+    max_header_count: int = Field(default=64, ge=8)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    max_path_bytes: int = Field(default=2048, ge=64)
+    max_query_bytes: int = Field(default=4096, ge=64)
+    request_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Until the response starts (streams are exempt after)"
+    )
+    max_concurrent_requests: int = Field(default=1024, ge=1)
+    cors_origins: str = Field(default="", description="Comma-separated allowed origins; empty = off")
+    audit_summary_seconds: float = Field(
+        default=60.0, gt=0, description="Window in which repeated auth failures are summarised"
+    )
 
     @property
     def database_url(self) -> str:

@@ -1,18 +1,50 @@
-"""Tenant and key administration shared by the CLI and the API."""
+"""Tenant and key administration shared by the CLI and the API.
+
+Every change is audited in the same transaction that makes it: a key is never minted,
+rotated or revoked, nor a tenant created or suspended, without its audit event.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
+from frostgate.security.audit import new_audit
+from frostgate.security.client_ip import ClientAddress
 from frostgate.security.keys import Peppers, new_key
 from frostgate.store import Database, schema
 from frostgate.store import keys as key_repo
 from frostgate.store import tenants as tenant_repo
+from frostgate.store.audit import append_audit
 
-__all__ = ["IssuedKey", "create_tenant", "mint_key", "revoke_key", "tenant_count"]
+__all__ = [
+    "CLI_ACTOR",
+    "Actor",
+    "IssuedKey",
+    "create_tenant",
+    "mint_key",
+    "revoke_key",
+    "rotate_key",
+    "set_tenant_quota",
+    "set_tenant_status",
+    "tenant_count",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who made an administrative change, for its audit event."""
+
+    key_id: str | None
+    address: ClientAddress | None
+    via: str
+
+
+CLI_ACTOR = Actor(key_id=None, address=None, via="cli")
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,15 +52,71 @@ class IssuedKey:
     key_id: str
     token: str
     tenant_id: str | None
+    kind: str
     scopes: frozenset[str]
     expires_at: datetime | None
 
 
-def create_tenant(db: Database, tenant_id: str, name: str | None = None) -> tenant_repo.Tenant:
+def _audit(
+    conn: sa.Connection,
+    actor: Actor,
+    kind: str,
+    tenant_id: str | None,
+    now: datetime,
+    detail: Mapping[str, Any],
+) -> None:
+    append_audit(
+        conn,
+        [
+            new_audit(
+                kind,
+                "info",
+                tenant_id,
+                now=now,
+                key_id=actor.key_id,
+                address=actor.address,
+                detail={"via": actor.via, **detail},
+            )
+        ],
+    )
+
+
+def create_tenant(
+    db: Database,
+    tenant_id: str,
+    name: str | None = None,
+    *,
+    actor: Actor = CLI_ACTOR,
+    daily_event_quota: int | None = None,
+) -> tenant_repo.Tenant:
+    now = datetime.now(UTC)
     with db.write.begin() as conn:
         if tenant_repo.get_tenant(conn, tenant_id) is not None:
-            raise ValueError(f"tenant {tenant_id!r} already exists")
-        return tenant_repo.create_tenant(conn, tenant_id, name or tenant_id, datetime.now(UTC))
+            raise FileExistsError(f"tenant {tenant_id!r} already exists")
+        tenant = tenant_repo.create_tenant(
+            conn, tenant_id, name or tenant_id, now, daily_event_quota=daily_event_quota
+        )
+        _audit(conn, actor, "tenant_created", None, now, {"tenant_id": tenant_id})
+        return tenant
+
+
+def set_tenant_status(db: Database, tenant_id: str, status: str, *, actor: Actor) -> bool:
+    now = datetime.now(UTC)
+    with db.write.begin() as conn:
+        if not tenant_repo.set_status(conn, tenant_id, status):
+            return False
+        kind = "tenant_suspended" if status == "suspended" else "tenant_resumed"
+        _audit(conn, actor, kind, None, now, {"tenant_id": tenant_id})
+        return True
+
+
+def set_tenant_quota(db: Database, tenant_id: str, quota: int | None, *, actor: Actor) -> bool:
+    now = datetime.now(UTC)
+    with db.write.begin() as conn:
+        if not tenant_repo.set_quota(conn, tenant_id, quota):
+            return False
+        _audit(conn, actor, "tenant_quota_set", None, now, {"tenant_id": tenant_id, "quota": quota})
+        return True
 
 
 def mint_key(
@@ -40,33 +128,116 @@ def mint_key(
     kind: str = "tenant",
     ttl: timedelta | None = None,
     label: str = "",
-    created_by: str | None = None,
+    actor: Actor = CLI_ACTOR,
 ) -> IssuedKey:
     now = datetime.now(UTC)
-    minted = new_key(peppers)
-    expires_at = now + ttl if ttl is not None else None
     with db.write.begin() as conn:
-        if tenant_id is not None and tenant_repo.get_tenant(conn, tenant_id) is None:
-            raise ValueError(f"no tenant {tenant_id!r}")
-        key_repo.insert_key(
+        issued = _insert_key(
             conn,
-            key_id=minted.key_id,
+            peppers,
             tenant_id=tenant_id,
-            kind=kind,
             scopes=scopes,
-            secret_hash=minted.secret_hash,
-            pepper_id=minted.pepper_id,
+            kind=kind,
+            expires_at=now + ttl if ttl is not None else None,
             label=label,
+            created_by=actor.key_id,
             now=now,
-            expires_at=expires_at,
-            created_by=created_by,
         )
-    return IssuedKey(minted.key_id, minted.token, tenant_id, scopes, expires_at)
+        _audit(
+            conn,
+            actor,
+            "key_minted",
+            tenant_id,
+            now,
+            {"key_id": issued.key_id, "kind": kind, "scopes": sorted(scopes)},
+        )
+    return issued
 
 
-def revoke_key(db: Database, key_id: str) -> bool:
+def _insert_key(
+    conn: sa.Connection,
+    peppers: Peppers,
+    *,
+    tenant_id: str | None,
+    scopes: frozenset[str],
+    kind: str,
+    expires_at: datetime | None,
+    label: str,
+    created_by: str | None,
+    now: datetime,
+) -> IssuedKey:
+    if tenant_id is not None and tenant_repo.get_tenant(conn, tenant_id) is None:
+        raise LookupError(f"no tenant {tenant_id!r}")
+    minted = new_key(peppers)
+    key_repo.insert_key(
+        conn,
+        key_id=minted.key_id,
+        tenant_id=tenant_id,
+        kind=kind,
+        scopes=scopes,
+        secret_hash=minted.secret_hash,
+        pepper_id=minted.pepper_id,
+        label=label,
+        now=now,
+        expires_at=expires_at,
+        created_by=created_by,
+    )
+    return IssuedKey(minted.key_id, minted.token, tenant_id, kind, scopes, expires_at)
+
+
+def rotate_key(
+    db: Database, peppers: Peppers, key_id: str, *, grace: timedelta, actor: Actor
+) -> tuple[IssuedKey, datetime] | None:
+    """A new key with the same tenant, kind, scopes and label; the old one now expires
+    after ``grace`` (or earlier, if it already did). None when no active key matches."""
+    now = datetime.now(UTC)
     with db.write.begin() as conn:
-        return key_repo.revoke_key(conn, key_id, datetime.now(UTC))
+        old = key_repo.get_key(conn, key_id)
+        if old is None or not key_repo.is_active(old, now):
+            return None
+        lifetime = (
+            None
+            if old.expires_at is None
+            else key_repo.aware(old.expires_at) - key_repo.aware(old.created_at)
+        )
+        old_expiry = now + grace
+        if old.expires_at is not None:
+            old_expiry = min(old_expiry, key_repo.aware(old.expires_at))
+        key_repo.set_expiry(conn, key_id, old_expiry)
+        issued = _insert_key(
+            conn,
+            peppers,
+            tenant_id=old.tenant_id,
+            scopes=old.scopes,
+            kind=old.kind,
+            expires_at=None if lifetime is None else now + lifetime,
+            label=old.label,
+            created_by=actor.key_id,
+            now=now,
+        )
+        _audit(
+            conn,
+            actor,
+            "key_rotated",
+            old.tenant_id,
+            now,
+            {
+                "key_id": key_id,
+                "new_key_id": issued.key_id,
+                "old_expires_at": old_expiry.isoformat(),
+            },
+        )
+    return issued, old_expiry
+
+
+def revoke_key(db: Database, key_id: str, *, actor: Actor = CLI_ACTOR) -> bool:
+    now = datetime.now(UTC)
+    with db.write.begin() as conn:
+        record = key_repo.get_key(conn, key_id)
+        if record is None or not key_repo.revoke_key(conn, key_id, now):
+            return False
+        _audit(conn, actor, "key_revoked", record.tenant_id, now, {"key_id": key_id})
+        return True
 
 
 def tenant_count(db: Database) -> int:

@@ -22,9 +22,9 @@ import anyio.to_thread
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.security.keys import Peppers, hash_secret, parse_key
 from frostgate.store import Database
-from frostgate.store.keys import KeyRecord, get_key
+from frostgate.store.keys import KeyRecord, get_key, is_active, touch_keys, upgrade_hash
 
-__all__ = ["KeyAuthenticator", "Principal"]
+__all__ = ["CanaryKeyUsed", "KeyAuthenticator", "Principal"]
 
 _CACHE_CAP = 100_000
 
@@ -43,8 +43,13 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+class CanaryKeyUsed(FrostGateError):
+    """A canary key was presented: answered like any invalid key, recorded as critical."""
+
+    def __init__(self, key_id: str, tenant_id: str | None) -> None:
+        super().__init__(ErrorCode.AUTH_REQUIRED, "canary key used")
+        self.key_id = key_id
+        self.tenant_id = tenant_id
 
 
 class KeyAuthenticator:
@@ -62,6 +67,12 @@ class KeyAuthenticator:
         self._clock = clock
         self._cache: OrderedDict[str, tuple[float, KeyRecord | None]] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[KeyRecord | None]] = {}
+        self._used: dict[str, datetime] = {}
+        self._upgrades: dict[str, tuple[str, str, str]] = {}
+
+    @property
+    def peppers(self) -> Peppers:
+        return self._peppers
 
     async def authenticate(self, token: str) -> Principal:
         """The principal for ``token``, or ``FrostGateError(AUTH_REQUIRED)``.
@@ -81,20 +92,39 @@ class KeyAuthenticator:
         ):
             raise FrostGateError(ErrorCode.AUTH_REQUIRED, "secret mismatch")
         now = self._clock()
-        if record.revoked_at is not None and _aware(record.revoked_at) <= now:
-            raise FrostGateError(ErrorCode.AUTH_REQUIRED, "revoked key")
-        if record.expires_at is not None and _aware(record.expires_at) <= now:
-            raise FrostGateError(ErrorCode.AUTH_REQUIRED, "expired key")
+        if not is_active(record, now):
+            raise FrostGateError(ErrorCode.AUTH_REQUIRED, "revoked or expired key")
         if record.kind == "canary":
-            raise FrostGateError(ErrorCode.AUTH_REQUIRED, "canary key used")
+            raise CanaryKeyUsed(record.key_id, record.tenant_id)
         if record.kind == "tenant" and record.tenant_status != "active":
             raise FrostGateError(ErrorCode.TENANT_SUSPENDED, "tenant suspended")
+        self._used[record.key_id] = now
+        if record.pepper_id != self._peppers.current_id:
+            self._upgrades[record.key_id] = (
+                record.pepper_id,
+                self._peppers.current_id,
+                hash_secret(self._peppers.current, parsed.secret),
+            )
         return Principal(
             key_id=record.key_id,
             tenant_id=record.tenant_id,
             kind=record.kind,
             scopes=record.scopes,
         )
+
+    def flush_usage(self) -> None:
+        """Persist ``last_used_at`` and pending pepper upgrades (run in a worker thread,
+        every few seconds): one write per key per interval, never one per request."""
+        used, self._used = self._used, {}
+        upgrades, self._upgrades = self._upgrades, {}
+        if not used and not upgrades:
+            return
+        with self._db.write.begin() as conn:
+            touch_keys(conn, used)
+            for key_id, (old_pepper, new_pepper, new_hash) in upgrades.items():
+                upgrade_hash(conn, key_id, old_pepper, new_pepper, new_hash)
+        for key_id in upgrades:
+            self.invalidate(key_id)
 
     def invalidate(self, key_id: str) -> None:
         """Forget a cached record at once (this process); others follow within the TTL."""

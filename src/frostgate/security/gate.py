@@ -1,33 +1,43 @@
-"""The auth gate: a pure ASGI middleware in front of everything (F5, F13, F14).
+"""The auth gate: a pure ASGI middleware in front of everything (F5, F12, F13, F14).
 
-Order for every HTTP request: assign a request id, check the declared route table
-(unknown method or path → 404 without calling the application), enforce the declared
-body size while streaming, refuse keys in the query string, authenticate the key from
-the ``Authorization: Bearer`` or ``X-API-Key`` header, check the route's scopes, then
-hand the request on with the principal in ``scope["state"]``. Every response, errors
-included, carries the request id and the security headers. An exception escaping the
+For every HTTP request, in this order: a request id; path, query and header limits;
+the per-process concurrency cap; the declared route table (unknown method or path →
+404 without calling the application); CORS preflight when origins are configured; the
+declared body cap (Content-Length, then counted while streaming); keys in the query
+string refused; the key from ``Authorization: Bearer`` or ``X-API-Key`` authenticated;
+the key kind and scopes checked against the route; a tenant named in the query or in
+``X-Tenant-ID`` that is not the key's tenant refused; the rate limit for write routes.
+Only then is the application called, with the principal and the client address in
+``scope["state"]``. Every response, errors included, carries the request id and the
+security headers. Denials are recorded as audit events. An exception escaping the
 application becomes a 500 with the fixed ``INTERNAL`` body: no exception text leaves.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 from frostgate.errors import ErrorCode, FrostGateError, error_body
-from frostgate.security.authn import KeyAuthenticator
-from frostgate.security.routes import RouteTable
+from frostgate.security.audit import AuditRecorder
+from frostgate.security.authn import CanaryKeyUsed, KeyAuthenticator, Principal
+from frostgate.security.client_ip import ClientAddress, TrustedProxies, client_address
+from frostgate.security.routes import RouteSpec, RouteTable
 
-__all__ = ["AuthGate"]
+__all__ = ["AuthGate", "GateLimits", "RateLimitHook"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+RateLimitHook = Callable[[Principal, RouteSpec], Awaitable[Headers]]
 
 log = logging.getLogger("frostgate.gate")
 
@@ -37,8 +47,23 @@ _SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
+    (b"cross-origin-resource-policy", b"same-origin"),
 )
+_HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
 _KEY_QUERY_PARAMS = frozenset({"api_key", "apikey", "key", "token", "access_token", "x-api-key"})
+_TENANT_QUERY_PARAMS = frozenset({"tenant", "tenant_id"})
+_BEARER = [(b"www-authenticate", b"Bearer")]
+
+
+@dataclass(frozen=True, slots=True)
+class GateLimits:
+    max_body_bytes: int = 1024 * 1024
+    max_header_count: int = 64
+    max_header_bytes: int = 16 * 1024
+    max_path_bytes: int = 2048
+    max_query_bytes: int = 4096
+    request_timeout_seconds: float = 30.0
+    max_concurrent_requests: int = 1024
 
 
 class AuthGate:
@@ -48,77 +73,190 @@ class AuthGate:
         *,
         routes: RouteTable,
         authenticator: KeyAuthenticator,
-        max_body_bytes: int,
+        audit: AuditRecorder,
+        limits: GateLimits,
+        trusted_proxies: TrustedProxies,
+        cors_origins: frozenset[str] = frozenset(),
+        rate_limit: RateLimitHook | None = None,
     ) -> None:
         self.app = app
         self.routes = routes
         self.authenticator = authenticator
-        self.max_body_bytes = max_body_bytes
+        self.audit = audit
+        self.limits = limits
+        self.trusted_proxies = trusted_proxies
+        self.cors_origins = cors_origins
+        self.rate_limit = rate_limit
+        self._in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request_id = uuid.uuid4().hex
-        request_id_bytes = request_id.encode()
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        extra_headers: Headers = [(b"x-request-id", request_id.encode()), *_SECURITY_HEADERS]
+        if scope.get("scheme") == "https":
+            extra_headers.append(_HSTS)
         started = False
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id_bytes))
-                headers.extend(_SECURITY_HEADERS)
-                message["headers"] = headers
+                message["headers"] = [*message.get("headers", ()), *extra_headers]
             await send(message)
 
-        async def deny(code: ErrorCode, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-            await _send_error(send_with_headers, code, request_id, extra)
+        if self._in_flight >= self.limits.max_concurrent_requests:
+            await _send_error(send_with_headers, ErrorCode.OVERLOADED, request_id)
+            return
+        self._in_flight += 1
+        try:
+            code, deny_headers = await self._admit(scope, state, extra_headers)
+            if code is not None:
+                await _send_error(send_with_headers, code, request_id, deny_headers)
+                return
+            if state.get("preflight"):
+                await send_with_headers(
+                    {"type": "http.response.start", "status": 204, "headers": []}
+                )
+                await send_with_headers({"type": "http.response.body", "body": b""})
+                return
+            await self._call_app(scope, receive, send_with_headers, request_id, lambda: started)
+        finally:
+            self._in_flight -= 1
 
-        state = scope.setdefault("state", {})
-        state["request_id"] = request_id
+    async def _admit(
+        self, scope: Scope, state: dict[str, Any], extra_headers: Headers
+    ) -> tuple[ErrorCode | None, Headers | None]:
+        """Decide whether the request may reach the application."""
+        limits = self.limits
+        raw_headers = scope.get("headers", ())
+        if (
+            len(scope.get("raw_path") or scope["path"].encode()) > limits.max_path_bytes
+            or len(scope.get("query_string", b"")) > limits.max_query_bytes
+        ):
+            return ErrorCode.URI_TOO_LONG, None
+        if (
+            len(raw_headers) > limits.max_header_count
+            or sum(len(k) + len(v) for k, v in raw_headers) > limits.max_header_bytes
+        ):
+            return ErrorCode.HEADERS_TOO_LARGE, None
+        headers = _headers(raw_headers)
+        address = client_address(scope, self.trusted_proxies)
+        state["client"] = address
+        if address.via_trusted_proxy and headers.get("x-forwarded-proto") == "https":
+            extra_headers.append(_HSTS)
+        self._cors(scope, headers, extra_headers)
+
         spec = self.routes.match(scope["method"], scope["path"])
         if spec is None:
-            await deny(ErrorCode.NOT_FOUND)
-            return
+            if self._preflight(scope, headers, extra_headers):
+                return None, None
+            return ErrorCode.NOT_FOUND, None
         state["route"] = spec
-
-        headers = _headers(scope)
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-            await deny(ErrorCode.BODY_TOO_LARGE)
-            return
+        if length is not None and (not length.isdigit() or int(length) > limits.max_body_bytes):
+            return ErrorCode.BODY_TOO_LARGE, None
+        if spec.public:
+            return None, None
 
-        if not spec.public:
-            if _key_in_query(scope):
-                await deny(ErrorCode.KEY_IN_QUERY)
-                return
-            token = _presented_key(headers)
-            if token is None:
-                await deny(ErrorCode.AUTH_REQUIRED, [(b"www-authenticate", b"Bearer")])
-                return
-            try:
-                principal = await self.authenticator.authenticate(token)
-            except FrostGateError as exc:
-                extra = (
-                    [(b"www-authenticate", b"Bearer")]
-                    if exc.code is ErrorCode.AUTH_REQUIRED
-                    else None
+        route = f"{spec.method} {spec.path}"
+        query = scope.get("query_string", b"").decode("latin-1")
+        if _key_in_query(query):
+            self.audit.record("key_in_query", "warning", None, address=address, route=route)
+            return ErrorCode.KEY_IN_QUERY, None
+        token = _presented_key(headers)
+        if token is None:
+            return ErrorCode.AUTH_REQUIRED, _BEARER
+        try:
+            principal = await self.authenticator.authenticate(token)
+        except CanaryKeyUsed as canary:
+            self.audit.record(
+                "canary_key_used",
+                "critical",
+                canary.tenant_id,
+                key_id=canary.key_id,
+                address=address,
+                route=route,
+            )
+            return ErrorCode.AUTH_REQUIRED, _BEARER
+        except FrostGateError as exc:
+            if exc.code is ErrorCode.AUTH_REQUIRED:
+                self.audit.record(
+                    "auth_failure",
+                    "warning",
+                    None,
+                    address=address,
+                    route=route,
+                    detail={"reason": str(exc)},
                 )
-                await deny(exc.code, extra)
-                return
-            if not spec.scopes <= principal.scopes:
-                await deny(ErrorCode.SCOPE_DENIED)
-                return
-            if spec.tenant_data and principal.tenant_id is None:
-                # Platform keys manage tenants and keys; they never read tenant data.
-                await deny(ErrorCode.SCOPE_DENIED)
-                return
-            state["principal"] = principal
+                return exc.code, _BEARER
+            return exc.code, None
+        if principal.kind not in spec.kinds or not spec.scopes <= principal.scopes:
+            self._record_denial("scope_denied", principal, address, route)
+            return ErrorCode.SCOPE_DENIED, None
+        named = _named_tenants(query, headers)
+        if principal.kind == "tenant" and any(t != principal.tenant_id for t in named):
+            self._record_denial("tenant_mismatch", principal, address, route)
+            return ErrorCode.TENANT_MISMATCH, None
+        state["principal"] = principal
+        if spec.writes and self.rate_limit is not None:
+            try:
+                extra_headers.extend(await self.rate_limit(principal, spec))
+            except RateLimited as limited:
+                return ErrorCode.RATE_LIMITED, limited.headers
+        return None, None
 
+    def _record_denial(
+        self, kind: str, principal: Principal, address: ClientAddress, route: str
+    ) -> None:
+        self.audit.record(
+            kind,
+            "warning",
+            principal.tenant_id,
+            key_id=principal.key_id,
+            address=address,
+            route=route,
+        )
+
+    def _cors(self, scope: Scope, headers: dict[str, str], extra_headers: Headers) -> None:
+        origin = headers.get("origin")
+        if origin is not None and origin in self.cors_origins:
+            extra_headers.append((b"access-control-allow-origin", origin.encode("latin-1")))
+            extra_headers.append((b"vary", b"Origin"))
+
+    def _preflight(self, scope: Scope, headers: dict[str, str], extra_headers: Headers) -> bool:
+        """A CORS preflight for a declared route from a configured origin."""
+        requested = headers.get("access-control-request-method")
+        if (
+            scope["method"] != "OPTIONS"
+            or requested is None
+            or headers.get("origin") not in self.cors_origins
+            or self.routes.match(requested, scope["path"]) is None
+        ):
+            return False
+        scope["state"]["preflight"] = True
+        extra_headers.extend(
+            [
+                (b"access-control-allow-methods", requested.encode("latin-1")),
+                (b"access-control-allow-headers", b"authorization, content-type, x-api-key"),
+                (b"access-control-max-age", b"600"),
+            ]
+        )
+        return True
+
+    async def _call_app(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request_id: str,
+        started: Callable[[], bool],
+    ) -> None:
         received = 0
-        limit = self.max_body_bytes
+        limit = self.limits.max_body_bytes
 
         async def bounded_receive() -> Message:
             nonlocal received
@@ -130,21 +268,42 @@ class AuthGate:
             return message
 
         try:
-            await self.app(scope, bounded_receive, send_with_headers)
-        except FrostGateError as exc:
-            if started:
+            # The timeout covers the time to the first response byte; a stream that has
+            # started (SSE) runs for as long as its client stays.
+            async with asyncio.timeout(self.limits.request_timeout_seconds) as deadline:
+
+                async def send_tracking(message: Message) -> None:
+                    if message["type"] == "http.response.start":
+                        deadline.reschedule(None)
+                    await send(message)
+
+                await self.app(scope, bounded_receive, send_tracking)
+        except TimeoutError:
+            if started():
                 raise
-            await deny(exc.code)
+            await _send_error(send, ErrorCode.REQUEST_TIMEOUT, request_id)
+        except FrostGateError as exc:
+            if started():
+                raise
+            await _send_error(send, exc.code, request_id)
         except Exception:
             log.exception("unhandled error (request_id=%s)", request_id)
-            if started:
+            if started():
                 raise
-            await deny(ErrorCode.INTERNAL)
+            await _send_error(send, ErrorCode.INTERNAL, request_id)
 
 
-def _headers(scope: Scope) -> dict[str, str]:
+class RateLimited(Exception):
+    """Raised by the rate-limit hook: the request is refused with these headers."""
+
+    def __init__(self, headers: Headers) -> None:
+        super().__init__("rate limited")
+        self.headers = headers
+
+
+def _headers(raw: Any) -> dict[str, str]:
     out: dict[str, str] = {}
-    for name, value in scope.get("headers", ()):
+    for name, value in raw:
         out.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
     return out
 
@@ -160,20 +319,34 @@ def _presented_key(headers: dict[str, str]) -> str | None:
     return api_key.strip() if api_key else None
 
 
-def _key_in_query(scope: Scope) -> bool:
-    query = scope.get("query_string", b"")
+def _key_in_query(query: str) -> bool:
     if not query:
         return False
-    text = query.decode("latin-1")
-    if "fgk_" in text:
+    if "fgk_" in query:
         return True
     return any(
-        name.lower() in _KEY_QUERY_PARAMS for name, _ in parse_qsl(text, keep_blank_values=True)
+        name.lower() in _KEY_QUERY_PARAMS for name, _ in parse_qsl(query, keep_blank_values=True)
     )
 
 
+def _named_tenants(query: str, headers: dict[str, str]) -> list[str]:
+    named = (
+        [
+            v
+            for k, v in parse_qsl(query, keep_blank_values=True)
+            if k.lower() in _TENANT_QUERY_PARAMS
+        ]
+        if query
+        else []
+    )
+    header = headers.get("x-tenant-id")
+    if header is not None:
+        named.append(header.strip())
+    return named
+
+
 async def _send_error(
-    send: Send, code: ErrorCode, request_id: str, extra: list[tuple[bytes, bytes]] | None
+    send: Send, code: ErrorCode, request_id: str, extra: Headers | None = None
 ) -> None:
     body = error_body(code, request_id)
     headers = [

@@ -8,20 +8,46 @@ exact paths; there is no prefix matching.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["ROUTES", "RouteSpec", "RouteTable"]
+__all__ = [
+    "ANY_KEY",
+    "PLATFORM_KEYS",
+    "ROUTES",
+    "TENANT_KEYS",
+    "RouteSpec",
+    "RouteTable",
+    "route_inventory_json",
+]
+
+
+TENANT_KEYS = frozenset({"tenant"})
+PLATFORM_KEYS = frozenset({"platform"})
+ANY_KEY = frozenset({"tenant", "platform"})
 
 
 @dataclass(frozen=True, slots=True)
 class RouteSpec:
+    """One declared route.
+
+    ``kinds`` are the key kinds that may call it: tenant-data routes take tenant keys
+    only (a platform key never reads tenant data), tenant administration takes platform
+    keys only. ``writes`` marks routes that change state (rate limited).
+    """
+
     method: str
     path: str
     scopes: frozenset[str]
     tenant_data: bool
+    kinds: frozenset[str]
     public: bool = False
+
+    @property
+    def writes(self) -> bool:
+        return self.method in {"POST", "PUT", "PATCH", "DELETE"}
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -29,16 +55,21 @@ class RouteSpec:
             "path": self.path,
             "scopes": sorted(self.scopes),
             "tenant_data": self.tenant_data,
+            "key_kinds": sorted(self.kinds),
             "public": self.public,
         }
 
 
 def _public(method: str, path: str) -> RouteSpec:
-    return RouteSpec(method, path, frozenset(), tenant_data=False, public=True)
+    return RouteSpec(method, path, frozenset(), tenant_data=False, kinds=frozenset(), public=True)
 
 
 def _tenant(method: str, path: str, scope: str) -> RouteSpec:
-    return RouteSpec(method, path, frozenset({scope}), tenant_data=True)
+    return RouteSpec(method, path, frozenset({scope}), tenant_data=True, kinds=TENANT_KEYS)
+
+
+def _admin(method: str, path: str, scope: str, kinds: frozenset[str]) -> RouteSpec:
+    return RouteSpec(method, path, frozenset({scope}), tenant_data=False, kinds=kinds)
 
 
 ROUTES: tuple[RouteSpec, ...] = (
@@ -55,7 +86,22 @@ ROUTES: tuple[RouteSpec, ...] = (
     _tenant("GET", "/v1/stats/summary", "stats:read"),
     _tenant("GET", "/v1/forensics/snapshot/{event_id}", "forensics:read"),
     _tenant("GET", "/v1/forensics/chain/verify", "forensics:verify"),
+    _admin("POST", "/v1/keys", "keys:admin", ANY_KEY),
+    _admin("GET", "/v1/keys", "keys:admin", ANY_KEY),
+    _admin("POST", "/v1/keys/{key_id}/rotate", "keys:admin", ANY_KEY),
+    _admin("DELETE", "/v1/keys/{key_id}", "keys:admin", ANY_KEY),
+    _admin("GET", "/v1/audit", "audit:read", ANY_KEY),
+    _admin("POST", "/v1/tenants", "tenants:admin", PLATFORM_KEYS),
+    _admin("GET", "/v1/tenants", "tenants:admin", PLATFORM_KEYS),
+    _admin("POST", "/v1/tenants/{tenant_id}/suspend", "tenants:admin", PLATFORM_KEYS),
+    _admin("POST", "/v1/tenants/{tenant_id}/resume", "tenants:admin", PLATFORM_KEYS),
+    _admin("PUT", "/v1/tenants/{tenant_id}/quota", "tenants:admin", PLATFORM_KEYS),
 )
+
+def route_inventory_json() -> str:
+    """The inventory as stable, reviewable JSON (the committed snapshot's format)."""
+    return json.dumps([spec.as_dict() for spec in ROUTES], indent=2, sort_keys=True)
+
 
 _PARAM = re.compile(r"\{([a-z_]+)\}")
 

@@ -13,10 +13,12 @@ TENANT_SCOPES: frozenset[str] = frozenset(
         "stats:read",
         "forensics:read",
         "forensics:verify",
+        "keys:admin",
+        "audit:read",
     }
 )
 
-PLATFORM_SCOPES: frozenset[str] = frozenset({"tenants:admin", "keys:admin"})
+PLATFORM_SCOPES: frozenset[str] = frozenset({"tenants:admin", "keys:admin", "audit:read"})
 
 
 def parse_scopes(text: str, allowed: frozenset[str]) -> frozenset[str]:

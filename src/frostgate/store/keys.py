@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from frostgate.store import schema
 
-__all__ = ["KeyRecord", "get_key", "insert_key", "list_keys", "revoke_key"]
+__all__ = [
+    "KeyRecord",
+    "aware",
+    "get_key",
+    "insert_key",
+    "is_active",
+    "list_keys",
+    "revoke_key",
+    "set_expiry",
+    "touch_keys",
+    "upgrade_hash",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +120,38 @@ def list_keys(conn: sa.Connection, tenant_id: str | None = None) -> list[KeyReco
     if tenant_id is not None:
         query = query.where(_k.c.tenant_id == tenant_id)
     return [_record(r) for r in conn.execute(query)]
+
+
+def aware(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes; every stored instant is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def is_active(record: KeyRecord, now: datetime) -> bool:
+    if record.revoked_at is not None and aware(record.revoked_at) <= now:
+        return False
+    return record.expires_at is None or aware(record.expires_at) > now
+
+
+def touch_keys(conn: sa.Connection, used: dict[str, datetime]) -> None:
+    """Record last use for many keys at once."""
+    for key_id, moment in used.items():
+        conn.execute(_k.update().where(_k.c.key_id == key_id).values(last_used_at=moment))
+
+
+def upgrade_hash(
+    conn: sa.Connection, key_id: str, old_pepper: str, new_pepper: str, new_hash: str
+) -> None:
+    """Re-hash a key under the current pepper (only if still under the old one)."""
+    conn.execute(
+        _k.update()
+        .where(_k.c.key_id == key_id, _k.c.pepper_id == old_pepper)
+        .values(pepper_id=new_pepper, secret_hash=new_hash)
+    )
+
+
+def set_expiry(conn: sa.Connection, key_id: str, expires_at: datetime) -> None:
+    conn.execute(_k.update().where(_k.c.key_id == key_id).values(expires_at=expires_at))
 
 
 def revoke_key(conn: sa.Connection, key_id: str, now: datetime) -> bool:

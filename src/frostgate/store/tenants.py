@@ -11,7 +11,15 @@ import sqlalchemy as sa
 
 from frostgate.store import schema
 
-__all__ = ["TENANT_ID_RE", "Tenant", "create_tenant", "get_tenant", "list_tenants"]
+__all__ = [
+    "TENANT_ID_RE",
+    "Tenant",
+    "create_tenant",
+    "get_tenant",
+    "list_tenants",
+    "set_quota",
+    "set_status",
+]
 
 TENANT_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 
@@ -30,15 +38,42 @@ def _tenant(row: sa.Row[Any]) -> Tenant:
     return Tenant(m["tenant_id"], m["name"], m["status"], m["daily_event_quota"], m["created_at"])
 
 
-def create_tenant(conn: sa.Connection, tenant_id: str, name: str, now: datetime) -> Tenant:
+def create_tenant(
+    conn: sa.Connection,
+    tenant_id: str,
+    name: str,
+    now: datetime,
+    *,
+    daily_event_quota: int | None = None,
+) -> Tenant:
     if not TENANT_ID_RE.fullmatch(tenant_id):
         raise ValueError("tenant id must be 2-63 chars of a-z, 0-9 and '-', starting alnum")
     conn.execute(
         schema.tenants.insert().values(
-            tenant_id=tenant_id, name=name, status="active", created_at=now
+            tenant_id=tenant_id,
+            name=name,
+            status="active",
+            daily_event_quota=daily_event_quota,
+            created_at=now,
         )
     )
-    return Tenant(tenant_id, name, "active", None, now)
+    return Tenant(tenant_id, name, "active", daily_event_quota, now)
+
+
+def set_status(conn: sa.Connection, tenant_id: str, status: str) -> bool:
+    if status not in ("active", "suspended"):
+        raise ValueError("status must be active or suspended")
+    t = schema.tenants
+    result = conn.execute(t.update().where(t.c.tenant_id == tenant_id).values(status=status))
+    return result.rowcount == 1
+
+
+def set_quota(conn: sa.Connection, tenant_id: str, quota: int | None) -> bool:
+    t = schema.tenants
+    result = conn.execute(
+        t.update().where(t.c.tenant_id == tenant_id).values(daily_event_quota=quota)
+    )
+    return result.rowcount == 1
 
 
 def get_tenant(conn: sa.Connection, tenant_id: str) -> Tenant | None:
