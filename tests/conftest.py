@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from frostgate.api import build_app
 from frostgate.config import Profile, Settings
-from frostgate.security import TENANT_SCOPES, admin
+from frostgate.security import PLATFORM_SCOPES, TENANT_SCOPES, admin
 from frostgate.security.peppers import load_peppers
 from frostgate.store import Database, open_database, upgrade
 
@@ -86,11 +86,15 @@ class Env:
 
 @pytest.fixture
 def env(settings: Settings, db: Database) -> Iterator[Env]:
-    """A served app with tenants ``acme`` and ``globex``, each with an all-scopes key."""
+    """A served app with tenants ``acme`` and ``globex``, each with an all-scopes key,
+    and a platform key with every platform scope (``keys["platform"]``)."""
     peppers = load_peppers(settings)
     keys: dict[str, str] = {}
     for tenant in ("acme", "globex"):
         admin.create_tenant(db, tenant)
         keys[tenant] = admin.mint_key(db, peppers, tenant_id=tenant, scopes=TENANT_SCOPES).token
+    keys["platform"] = admin.mint_key(
+        db, peppers, tenant_id=None, kind="platform", scopes=PLATFORM_SCOPES
+    ).token
     with TestClient(build_app(settings), raise_server_exceptions=False) as client:
         yield Env(client=client, settings=settings, db=db, keys=keys)

@@ -25,6 +25,13 @@ from frostgate.security import ROUTES, AuthGate, JsonLimits, KeyAuthenticator, R
 from frostgate.security.audit import AuditRecorder
 from frostgate.security.client_ip import TrustedProxies
 from frostgate.security.gate import GateLimits
+from frostgate.security.ratelimit import (
+    BucketPolicy,
+    MemoryRateLimiter,
+    RateLimiter,
+    RedisRateLimiter,
+    WriteRateLimit,
+)
 from frostgate.security.peppers import load_peppers
 from frostgate.store import GroupCommitWriter, open_database
 
@@ -75,6 +82,14 @@ async def _maintenance(svc: Services, audit: AuditRecorder) -> None:
             log.exception("maintenance pass failed; retrying next interval")
 
 
+def _rate_limiter(settings: Settings) -> RateLimiter:
+    if settings.rate_limit_backend == "redis":
+        if not settings.redis_url:
+            raise RuntimeError("FG_RATE_LIMIT_BACKEND=redis needs FG_REDIS_URL")
+        return RedisRateLimiter(settings.redis_url)
+    return MemoryRateLimiter()
+
+
 def build_app(settings: Settings | None = None) -> AuthGate:
     """Build the service. Refuses to build when a mounted route is not declared."""
     settings = settings or get_settings()
@@ -85,6 +100,15 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         db, load_peppers(settings), cache_seconds=settings.key_cache_seconds
     )
     audit = AuditRecorder(writer, window_seconds=settings.audit_summary_seconds)
+    rate_limit = WriteRateLimit(
+        _rate_limiter(settings),
+        per_key=BucketPolicy(
+            settings.rate_limit_key_burst, settings.rate_limit_key_per_second, name="key"
+        ),
+        per_tenant=BucketPolicy(
+            settings.rate_limit_tenant_burst, settings.rate_limit_tenant_per_second, name="tenant"
+        ),
+    )
     svc = Services(
         settings=settings,
         db=db,
@@ -113,6 +137,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
             await audit.flush(everything=True)
             await anyio.to_thread.run_sync(authenticator.flush_usage)
             writer.stop()
+            await rate_limit.limiter.close()
             db.dispose()
 
     app = FastAPI(
@@ -158,4 +183,5 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         ),
         trusted_proxies=TrustedProxies.parse(settings.trusted_proxy_cidrs),
         cors_origins=frozenset(o.strip() for o in settings.cors_origins.split(",") if o.strip()),
+        rate_limit=rate_limit,
     )

@@ -128,7 +128,8 @@ async def mint_key(request: Request) -> Response:
         raise FrostGateError(ErrorCode.VALIDATION_FAILED, "label must be a short string")
     ttl = _seconds(body.get("ttl_seconds"), None, MAX_KEY_TTL)
     tenant_id = body.get("tenant_id")
-    kind = body.get("kind", "tenant" if principal.kind == "tenant" else None)
+    default_kind = "tenant" if principal.kind == "tenant" or tenant_id is not None else "platform"
+    kind = body.get("kind", default_kind)
     if principal.kind == "tenant":
         if tenant_id is not None and tenant_id != principal.tenant_id:
             raise FrostGateError(ErrorCode.TENANT_MISMATCH)

@@ -60,7 +60,17 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="Until the response starts (streams are exempt after)"
     )
     max_concurrent_requests: int = Field(default=1024, ge=1)
-    cors_origins: str = Field(default="", description="Comma-separated allowed origins; empty = off")
+    cors_origins: str = Field(
+        default="", description="Comma-separated allowed origins; empty = off"
+    )
+    redis_url: str = Field(default="", description="redis://... for shared rate limits")
+    rate_limit_backend: str = Field(
+        default="memory", pattern="^(memory|redis)$", description="memory: one process only"
+    )
+    rate_limit_key_per_second: float = Field(default=5000.0, gt=0)
+    rate_limit_key_burst: int = Field(default=10000, ge=1)
+    rate_limit_tenant_per_second: float = Field(default=20000.0, gt=0)
+    rate_limit_tenant_burst: int = Field(default=40000, ge=1)
     audit_summary_seconds: float = Field(
         default=60.0, gt=0, description="Window in which repeated auth failures are summarised"
     )

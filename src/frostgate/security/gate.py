@@ -27,7 +27,8 @@ from frostgate.errors import ErrorCode, FrostGateError, error_body
 from frostgate.security.audit import AuditRecorder
 from frostgate.security.authn import CanaryKeyUsed, KeyAuthenticator, Principal
 from frostgate.security.client_ip import ClientAddress, TrustedProxies, client_address
-from frostgate.security.routes import RouteSpec, RouteTable
+from frostgate.security.ratelimit import RateLimitRefused
+from frostgate.security.routes import RouteTable
 
 __all__ = ["AuthGate", "GateLimits", "RateLimitHook"]
 
@@ -37,7 +38,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
-RateLimitHook = Callable[[Principal, RouteSpec], Awaitable[Headers]]
+RateLimitHook = Callable[[str, str | None], Awaitable[Headers]]
 
 log = logging.getLogger("frostgate.gate")
 
@@ -204,9 +205,11 @@ class AuthGate:
         state["principal"] = principal
         if spec.writes and self.rate_limit is not None:
             try:
-                extra_headers.extend(await self.rate_limit(principal, spec))
-            except RateLimited as limited:
-                return ErrorCode.RATE_LIMITED, limited.headers
+                extra_headers.extend(await self.rate_limit(principal.key_id, principal.tenant_id))
+            except RateLimitRefused as refused:
+                return ErrorCode.RATE_LIMITED, refused.headers
+            except FrostGateError as exc:
+                return exc.code, None
         return None, None
 
     def _record_denial(
@@ -291,14 +294,6 @@ class AuthGate:
             if started():
                 raise
             await _send_error(send, ErrorCode.INTERNAL, request_id)
-
-
-class RateLimited(Exception):
-    """Raised by the rate-limit hook: the request is refused with these headers."""
-
-    def __init__(self, headers: Headers) -> None:
-        super().__init__("rate limited")
-        self.headers = headers
 
 
 def _headers(raw: Any) -> dict[str, str]:

@@ -98,6 +98,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     _admin("PUT", "/v1/tenants/{tenant_id}/quota", "tenants:admin", PLATFORM_KEYS),
 )
 
+
 def route_inventory_json() -> str:
     """The inventory as stable, reviewable JSON (the committed snapshot's format)."""
     return json.dumps([spec.as_dict() for spec in ROUTES], indent=2, sort_keys=True)

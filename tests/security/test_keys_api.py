@@ -1,0 +1,167 @@
+"""API key lifecycle over HTTP: mint without escalation, list without secrets, rotate
+with a grace period, revoke one key, expiry, pepper rotation with hash upgrade."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from frostgate.api import build_app
+from frostgate.security import admin
+from frostgate.security.peppers import load_peppers
+from frostgate.store import keys as key_repo
+from frostgate.store import schema
+from tests.conftest import Env
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _mint(env: Env, body: dict[str, object], who: str = "acme") -> dict[str, object]:
+    r = env.client.post("/v1/keys", json=body, headers=env.headers(who))
+    assert r.status_code == 201, r.text
+    data: dict[str, object] = r.json()
+    return data
+
+
+def test_tenant_key_mints_a_subset_in_its_own_tenant(env: Env) -> None:
+    issued = _mint(env, {"scopes": ["feed:read"], "label": "dashboards", "ttl_seconds": 3600})
+    assert issued["tenant_id"] == "acme"
+    token = str(issued["key"])
+    assert token.startswith(f"fgk_{issued['key_id']}_")
+    assert env.client.get("/v1/feed/live", headers=_bearer(token)).status_code == 200
+    assert env.client.get("/v1/stats", headers=_bearer(token)).status_code == 403
+
+
+def test_minting_cannot_escalate(env: Env) -> None:
+    small = str(_mint(env, {"scopes": ["keys:admin", "feed:read"]})["key"])
+    r = env.client.post(
+        "/v1/keys", json={"scopes": ["feed:read", "defend:write"]}, headers=_bearer(small)
+    )
+    assert r.status_code == 403
+    assert r.json()["error_code"] == "SCOPE_ESCALATION"
+    for body in (
+        {"scopes": ["tenants:admin"]},
+        {"scopes": ["feed:read"], "kind": "platform"},
+    ):
+        r = env.client.post("/v1/keys", json=body, headers=env.headers())
+        assert r.status_code in (403, 422), body
+    r = env.client.post(
+        "/v1/keys", json={"scopes": ["feed:read"], "tenant_id": "globex"}, headers=env.headers()
+    )
+    assert r.status_code == 403
+    assert r.json()["error_code"] == "TENANT_MISMATCH"
+
+
+def test_platform_key_mints_a_tenants_first_key_but_reads_no_tenant_data(env: Env) -> None:
+    issued = _mint(env, {"tenant_id": "globex", "scopes": ["stats:read"]}, who="platform")
+    assert issued["tenant_id"] == "globex"
+    assert env.client.get("/v1/stats", headers=_bearer(str(issued["key"]))).status_code == 200
+    assert env.client.get("/v1/stats", headers=env.headers("platform")).status_code == 403
+    r = env.client.post(
+        "/v1/keys",
+        json={"tenant_id": "nope", "scopes": ["stats:read"]},
+        headers=env.headers("platform"),
+    )
+    assert r.status_code == 404
+
+
+def test_list_never_returns_secrets_or_hashes_and_hides_foreign_keys(env: Env) -> None:
+    issued = _mint(env, {"scopes": ["feed:read"]})
+    listed = env.client.get("/v1/keys", headers=env.headers())
+    assert listed.status_code == 200
+    text = listed.text
+    secret = str(issued["key"]).split("_", 2)[2]
+    assert secret not in text
+    with env.db.read.connect() as conn:
+        hashes = [h for (h,) in conn.execute(sa.select(schema.api_keys.c.secret_hash))]
+    assert not any(h in text for h in hashes)
+    tenants = {item["tenant_id"] for item in listed.json()["items"]}
+    assert tenants == {"acme"}
+    foreign = env.client.get("/v1/keys?tenant_id=globex", headers=env.headers())
+    assert foreign.status_code == 403
+
+
+def test_revoke_addresses_one_key_only(env: Env) -> None:
+    a = _mint(env, {"scopes": ["feed:read"]})
+    b = _mint(env, {"scopes": ["feed:read"]})
+    r = env.client.delete(f"/v1/keys/{a['key_id']}", headers=env.headers())
+    assert r.status_code == 200
+    assert env.client.get("/v1/feed/live", headers=_bearer(str(a["key"]))).status_code == 401
+    assert env.client.get("/v1/feed/live", headers=_bearer(str(b["key"]))).status_code == 200
+    again = env.client.delete(f"/v1/keys/{a['key_id']}", headers=env.headers())
+    assert again.status_code == 409
+
+
+def test_foreign_key_cannot_be_revoked_or_rotated_and_looks_absent(env: Env) -> None:
+    foreign = _mint(env, {"scopes": ["feed:read"]}, who="globex")
+    for method, path in (
+        ("DELETE", f"/v1/keys/{foreign['key_id']}"),
+        ("POST", f"/v1/keys/{foreign['key_id']}/rotate"),
+    ):
+        r = env.client.request(method, path, headers=env.headers("acme"))
+        assert r.status_code == 404
+        assert r.json()["error_code"] == "NOT_FOUND"
+    assert env.client.get("/v1/feed/live", headers=_bearer(str(foreign["key"]))).status_code == 200
+
+
+def test_rotate_gives_a_new_key_and_the_old_one_a_grace_period(env: Env) -> None:
+    old = _mint(env, {"scopes": ["feed:read"], "ttl_seconds": 86400})
+    r = env.client.post(
+        f"/v1/keys/{old['key_id']}/rotate", json={"grace_seconds": 60}, headers=env.headers()
+    )
+    assert r.status_code == 201, r.text
+    new = r.json()
+    assert new["key_id"] != old["key_id"]
+    assert new["scopes"] == ["feed:read"]
+    grace_end = datetime.fromisoformat(new["previous"]["expires_at"])
+    assert timedelta(seconds=50) < grace_end - datetime.now(UTC) <= timedelta(seconds=60)
+    # Both work during the grace period.
+    assert env.client.get("/v1/feed/live", headers=_bearer(str(old["key"]))).status_code == 200
+    assert env.client.get("/v1/feed/live", headers=_bearer(new["key"])).status_code == 200
+    # The new key keeps the old key's lifetime (one day), counted from now.
+    new_expiry = datetime.fromisoformat(new["expires_at"])
+    assert timedelta(hours=23) < new_expiry - datetime.now(UTC) <= timedelta(days=1)
+
+
+def test_expired_key_is_refused(env: Env) -> None:
+    issued = _mint(env, {"scopes": ["feed:read"]})
+    with env.db.write.begin() as conn:
+        key_repo.set_expiry(conn, str(issued["key_id"]), datetime.now(UTC) - timedelta(seconds=1))
+    gate = env.client.app
+    gate.authenticator.invalidate(str(issued["key_id"]))  # type: ignore[attr-defined]
+    r = env.client.get("/v1/feed/live", headers=_bearer(str(issued["key"])))
+    assert r.status_code == 401
+
+
+def test_pepper_rotation_upgrades_the_hash_on_next_use(env: Env) -> None:
+    token = str(_mint(env, {"scopes": ["feed:read"]})["key"])
+    key_id = token.split("_")[1]
+    rotated = env.settings.model_copy(
+        update={"key_peppers": "t2:" + "22" * 32 + "," + env.settings.key_peppers}
+    )
+    with TestClient(build_app(rotated)) as client:
+        assert client.get("/v1/feed/live", headers=_bearer(token)).status_code == 200
+        client.app.authenticator.flush_usage()  # type: ignore[attr-defined]
+        with env.db.read.connect() as conn:
+            record = key_repo.get_key(conn, key_id)
+        assert record is not None
+        assert record.pepper_id == "t2"
+        assert record.last_used_at is not None
+        assert client.get("/v1/feed/live", headers=_bearer(token)).status_code == 200
+    # With the old pepper gone the upgraded key still verifies.
+    only_new = env.settings.model_copy(update={"key_peppers": "t2:" + "22" * 32})
+    with TestClient(build_app(only_new)) as client:
+        assert client.get("/v1/feed/live", headers=_bearer(token)).status_code == 200
+
+
+def test_cli_minted_canary_and_platform_keys_are_not_listed_to_tenants(env: Env) -> None:
+    peppers = load_peppers(env.settings)
+    admin.mint_key(
+        env.db, peppers, tenant_id="acme", kind="canary", scopes=frozenset({"feed:read"})
+    )
+    kinds = {i["kind"] for i in env.client.get("/v1/keys", headers=env.headers()).json()["items"]}
+    assert kinds == {"tenant"}

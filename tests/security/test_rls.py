@@ -1,0 +1,697 @@
+"""PostgreSQL row-level security under the application role (audit F9).
+
+Runs only when ``FG_TEST_DB_URL`` names a PostgreSQL server whose user may create roles
+and databases. Self-contained: the module creates its own scratch database, runs
+``frostgate db init`` (roles, migrations as the owner, grants) against it, stores two
+tenants' rows as the owner, and then connects AS THE APPLICATION ROLE, exactly as the
+service would, to show what that role can and cannot reach. The scratch database is
+dropped at the end; the two roles are cluster-wide and stay (db init converges them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from psycopg import errors as pg_errors
+from typer.testing import CliRunner
+
+from frostgate.store import decisions as decision_repo
+from frostgate.store import migrate, schema
+from frostgate.store.audit import PLATFORM, PendingAudit, append_audit, audit_page
+from frostgate.store.roles import APP_GRANTS, DEFAULT_APP, DEFAULT_OWNER, init_roles
+from frostgate.store.tenancy import bind_tenant
+from frostgate.store.writer import GroupCommitWriter, PendingDecision
+
+PG_URL = os.environ.get("FG_TEST_DB_URL", "")
+
+A, B = "alpha", "bravo"
+TENANT_TABLES = ("decisions", "audit_events", "ledger_heads", "tenant_usage")
+ALL_TENANT_ID_TABLES = (*TENANT_TABLES, "api_keys", "tenants")
+# rows per tenant stored by the fixture
+ROWS = {
+    A: {"decisions": 3, "audit_events": 2, "ledger_heads": 2, "tenant_usage": 1, "api_keys": 2},
+    B: {"decisions": 2, "audit_events": 1, "ledger_heads": 2, "tenant_usage": 2, "api_keys": 1},
+}
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+HASH = "ab" * 32
+
+needs_pg = pytest.mark.skipif(not PG_URL, reason="FG_TEST_DB_URL is not set")
+
+
+def _url(url: str) -> sa.URL:
+    return sa.make_url(url.replace("postgresql://", "postgresql+psycopg://", 1))
+
+
+@dataclass(frozen=True)
+class Cluster:
+    admin_url: str  # the superuser URL from FG_TEST_DB_URL (maintenance database)
+    database: str
+    admin: sa.Engine  # superuser on the scratch database
+    owner: sa.Engine  # superuser session that SET ROLEs to the owner
+    app: sa.Engine  # logged in as the application role
+
+
+def _owner_engine(url: sa.URL) -> sa.Engine:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+
+    @sa.event.listens_for(engine, "connect")
+    def _become_owner(dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cursor:
+            cursor.execute(f'SET ROLE "{DEFAULT_OWNER}"')
+        dbapi_conn.commit()
+
+    return engine
+
+
+def _set(conn: sa.Connection, name: str, value: str) -> None:
+    conn.execute(sa.text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
+
+
+def _platform(conn: sa.Connection) -> None:
+    _set(conn, "fg.platform", "on")
+
+
+def _decision(tenant: str, seq: int) -> dict[str, Any]:
+    return {
+        "tenant_id": tenant,
+        "seq": seq,
+        "event_id": f"{tenant}-{seq}",
+        "source": "sshd",
+        "event_type": "auth.failed",
+        "src_ip": "203.0.113.9",
+        "threat_level": "high",
+        "score": 80,
+        "rules": "[]",
+        "actions": "[]",
+        "actionable": False,
+        "changed": True,
+        "diff": None,
+        "policy_hash": HASH,
+        "created_at": NOW,
+        "request_json": "{}",
+        "request_sha256": HASH,
+        "response_json": "{}",
+        "response_sha256": HASH,
+        "leaf_hash": HASH,
+        "prev_chain_hash": HASH,
+        "chain_hash": HASH,
+    }
+
+
+def _audit(tenant: str, seq: int) -> dict[str, Any]:
+    return {
+        "tenant_id": tenant,
+        "seq": seq,
+        "event_id": f"audit-{tenant}-{seq}",
+        "kind": "auth.failed",
+        "severity": "warning",
+        "count": 1,
+        "detail": "{}",
+        "created_at": NOW,
+        "leaf_hash": HASH,
+        "prev_chain_hash": HASH,
+        "chain_hash": HASH,
+    }
+
+
+def _key(key_id: str, tenant: str | None) -> dict[str, Any]:
+    return {
+        "key_id": key_id,
+        "tenant_id": tenant,
+        "kind": "tenant" if tenant else "platform",
+        "scopes": "decisions:read",
+        "secret_hash": HASH,
+        "pepper_id": "t1",
+        "label": key_id,
+        "created_at": NOW,
+    }
+
+
+def _seed(owner: sa.Engine) -> None:
+    """Two tenants' rows in every tenant table, written as the owner (who is held to the
+    policies too: FORCE ROW LEVEL SECURITY), each under its own context."""
+    with owner.begin() as conn:
+        _platform(conn)
+        for tenant in (A, B):
+            conn.execute(
+                schema.tenants.insert().values(
+                    tenant_id=tenant, name=tenant, status="active", created_at=NOW
+                )
+            )
+        conn.execute(
+            schema.api_keys.insert(),
+            [_key("ka1", A), _key("ka2", A), _key("kb1", B), _key("kplat", None)],
+        )
+    for tenant in (A, B, PLATFORM):
+        with owner.begin() as conn:
+            bind_tenant(conn, tenant)
+            if tenant != PLATFORM:
+                n = ROWS[tenant]
+                conn.execute(
+                    schema.decisions.insert(), [_decision(tenant, i) for i in range(n["decisions"])]
+                )
+                conn.execute(
+                    schema.tenant_usage.insert(),
+                    [
+                        {"tenant_id": tenant, "day": date(2026, 1, 1 + i), "events": 1}
+                        for i in range(n["tenant_usage"])
+                    ],
+                )
+                conn.execute(
+                    schema.ledger_heads.insert().values(
+                        stream=f"decisions/{tenant}",
+                        tenant_id=tenant,
+                        size=n["decisions"],
+                        chain_hash=HASH,
+                    )
+                )
+            count = ROWS[tenant]["audit_events"] if tenant != PLATFORM else 1
+            conn.execute(schema.audit_events.insert(), [_audit(tenant, i) for i in range(count)])
+            conn.execute(
+                schema.ledger_heads.insert().values(
+                    stream=f"audit/{tenant}", tenant_id=tenant, size=count, chain_hash=HASH
+                )
+            )
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    if not PG_URL:
+        pytest.skip("FG_TEST_DB_URL is not set")
+    base = _url(PG_URL)
+    name = f"frostgate_rls_{os.getpid()}"
+    server = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with server.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    init_roles(PG_URL, name, DEFAULT_OWNER, DEFAULT_APP, create_database=True)
+    target = base.set(database=name)
+    admin = sa.create_engine(target, poolclass=sa.pool.NullPool)
+    owner = _owner_engine(target)
+    app = sa.create_engine(
+        target.set(username=DEFAULT_APP, password=None), poolclass=sa.pool.NullPool
+    )
+    _seed(owner)
+    try:
+        yield Cluster(PG_URL, name, admin, owner, app)
+    finally:
+        for engine in (admin, owner, app):
+            engine.dispose()
+        with server.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        server.dispose()
+
+
+def _count(conn: sa.Connection, table: str, where: str = "") -> int:
+    return int(conn.exec_driver_sql(f"SELECT count(*) FROM {table} {where}").scalar_one())
+
+
+def _counts(conn: sa.Connection, tables: tuple[str, ...] = ALL_TENANT_ID_TABLES) -> dict[str, int]:
+    return {table: _count(conn, table) for table in tables}
+
+
+def _denied(engine: sa.Engine, statement: str, *, tenant: str | None = A) -> str:
+    """Run ``statement`` as the app role (bound to ``tenant``); it must fail with
+    SQLSTATE 42501 (insufficient privilege). Returns the server's message."""
+    with engine.connect() as conn:
+        if tenant is not None:
+            bind_tenant(conn, tenant)
+        with pytest.raises(sa.exc.DBAPIError) as caught:
+            conn.exec_driver_sql(statement)
+    assert isinstance(caught.value.orig, pg_errors.InsufficientPrivilege), caught.value
+    return str(caught.value.orig)
+
+
+def _refused_by_policy(engine: sa.Engine, insert: sa.Insert) -> None:
+    """``insert`` under tenant A's context must fail the policy's WITH CHECK."""
+    with engine.connect() as conn:
+        bind_tenant(conn, A)
+        with pytest.raises(sa.exc.DBAPIError) as caught:
+            conn.execute(insert)
+    assert isinstance(caught.value.orig, pg_errors.InsufficientPrivilege), caught.value
+    assert "new row violates row-level security policy" in str(caught.value.orig)
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+@needs_pg
+def test_tenant_context_reads_only_own_rows(cluster: Cluster) -> None:
+    with cluster.app.begin() as conn:
+        bind_tenant(conn, A)
+        expected = {t: ROWS[A][t] for t in (*TENANT_TABLES, "api_keys")}
+        assert _counts(conn, (*TENANT_TABLES, "api_keys")) == expected
+        assert _count(conn, "tenants") == 1  # its own tenant row (status, quota)
+        for table in ALL_TENANT_ID_TABLES:
+            assert _count(conn, table, f"WHERE tenant_id = '{B}'") == 0, table
+            assert _count(conn, table, f"WHERE tenant_id <> '{A}'") == 0, table
+        # The platform audit stream is not the tenant's either.
+        assert _count(conn, "audit_events", f"WHERE tenant_id = '{PLATFORM}'") == 0
+        # Nor do the repositories see anything when asked for the other tenant.
+        assert decision_repo.get_decision(conn, A, f"{B}-0") is None
+
+
+@needs_pg
+def test_empty_context_reads_nothing(cluster: Cluster) -> None:
+    with cluster.app.begin() as conn:
+        _set(conn, "fg.tenant_id", "")
+        _set(conn, "fg.platform", "")
+        assert _counts(conn) == dict.fromkeys(ALL_TENANT_ID_TABLES, 0)
+
+
+@needs_pg
+def test_no_context_reads_nothing(cluster: Cluster) -> None:
+    with cluster.app.connect() as conn:
+        assert conn.exec_driver_sql("SELECT current_setting('fg.tenant_id', true)").scalar() in (
+            None,
+            "",
+        )
+        assert _counts(conn) == dict.fromkeys(ALL_TENANT_ID_TABLES, 0)
+
+
+@needs_pg
+def test_context_does_not_outlive_its_transaction(cluster: Cluster) -> None:
+    with cluster.app.connect() as conn:
+        with conn.begin():
+            bind_tenant(conn, A)
+            assert _count(conn, "decisions") == ROWS[A]["decisions"]
+        with conn.begin():  # same session, next transaction: SET LOCAL is gone
+            assert _counts(conn) == dict.fromkeys(ALL_TENANT_ID_TABLES, 0)
+
+
+@needs_pg
+def test_nonexistent_tenant_reads_nothing(cluster: Cluster) -> None:
+    with cluster.app.begin() as conn:
+        bind_tenant(conn, "no-such-tenant")
+        assert _counts(conn) == dict.fromkeys(ALL_TENANT_ID_TABLES, 0)
+
+
+@needs_pg
+def test_platform_context_reads_no_tenant_data(cluster: Cluster) -> None:
+    with cluster.app.begin() as conn:
+        _platform(conn)
+        assert _counts(conn, TENANT_TABLES) == dict.fromkeys(TENANT_TABLES, 0)
+        assert _count(conn, "tenants") == 2
+        assert _count(conn, "api_keys") == 4  # both tenants' keys and the platform key
+
+
+# -- writing ---------------------------------------------------------------------------
+
+
+@needs_pg
+@pytest.mark.parametrize("table", [*TENANT_TABLES, "api_keys"])
+def test_insert_for_other_tenant_is_refused(cluster: Cluster, table: str) -> None:
+    rows = {
+        "decisions": _decision(B, 99),
+        "audit_events": _audit(B, 99),
+        "ledger_heads": {"stream": "x/bravo", "tenant_id": B, "size": 0, "chain_hash": HASH},
+        "tenant_usage": {"tenant_id": B, "day": date(2027, 1, 1), "events": 1},
+        "api_keys": _key("kb-forged", B),
+    }
+    _refused_by_policy(cluster.app, schema.metadata.tables[table].insert().values(rows[table]))
+
+
+@needs_pg
+def test_tenant_context_cannot_create_tenants_or_platform_keys(cluster: Cluster) -> None:
+    _refused_by_policy(
+        cluster.app,
+        schema.tenants.insert().values(
+            tenant_id="charlie", name="c", status="active", created_at=NOW
+        ),
+    )
+    _refused_by_policy(cluster.app, schema.api_keys.insert().values(_key("kplat-forged", None)))
+
+
+@needs_pg
+def test_other_tenants_mutable_rows_are_out_of_reach(cluster: Cluster) -> None:
+    with cluster.app.begin() as conn:
+        bind_tenant(conn, A)
+        for sql in (
+            f"UPDATE ledger_heads SET size = 0 WHERE tenant_id = '{B}'",
+            f"UPDATE tenant_usage SET events = 0 WHERE tenant_id = '{B}'",
+            f"UPDATE api_keys SET revoked_at = now() WHERE tenant_id = '{B}'",
+            "UPDATE api_keys SET revoked_at = now() WHERE tenant_id IS NULL",
+            "UPDATE tenants SET status = 'suspended'",
+        ):
+            assert conn.exec_driver_sql(sql).rowcount == 0, sql
+
+
+@needs_pg
+@pytest.mark.parametrize("table", ["decisions", "audit_events"])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE {table} SET seq = seq WHERE tenant_id = '{tenant}'",
+        "DELETE FROM {table}",
+        "TRUNCATE {table}",
+    ],
+    ids=["update", "delete", "truncate"],
+)
+def test_decisions_and_audit_are_append_only(cluster: Cluster, table: str, statement: str) -> None:
+    message = _denied(cluster.app, statement.format(table=table, tenant=A))
+    assert "permission denied" in message
+    with cluster.admin.connect() as conn:  # and nothing changed
+        assert _count(conn, table, f"WHERE tenant_id = '{A}'") == ROWS[A][table]
+
+
+@needs_pg
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DELETE FROM ledger_heads",
+        "DELETE FROM tenant_usage",
+        "DELETE FROM api_keys",
+        "DELETE FROM tenants",
+        "UPDATE api_keys SET scopes = 'admin' WHERE key_id = 'ka1'",
+        "UPDATE api_keys SET tenant_id = 'bravo' WHERE key_id = 'ka1'",
+        "UPDATE api_keys SET kind = 'platform' WHERE key_id = 'ka1'",
+        "UPDATE ledger_heads SET tenant_id = 'bravo'",
+        "UPDATE tenants SET tenant_id = 'x'",
+        "TRUNCATE ledger_heads",
+        "CREATE TABLE public.sneaky (x int)",
+        "CREATE TEMPORARY TABLE sneaky (x int)",
+        "CREATE SCHEMA sneaky",
+        "DROP TABLE decisions",
+    ],
+)
+def test_app_role_has_dml_only(cluster: Cluster, statement: str) -> None:
+    _denied(cluster.app, statement)
+
+
+@needs_pg
+def test_own_rows_writable_where_granted(cluster: Cluster) -> None:
+    """The updates the service needs work under the tenant (or platform) context."""
+    with cluster.app.begin() as conn:
+        bind_tenant(conn, A)
+        assert (
+            conn.exec_driver_sql(
+                "SELECT size FROM ledger_heads WHERE stream = 'decisions/alpha' FOR UPDATE"
+            ).scalar()
+            == ROWS[A]["decisions"]
+        )
+        assert conn.exec_driver_sql("UPDATE ledger_heads SET size = size").rowcount == 2
+        assert conn.exec_driver_sql("UPDATE tenant_usage SET events = events").rowcount == 1
+        assert (
+            conn.exec_driver_sql(
+                "UPDATE api_keys SET last_used_at = last_used_at WHERE key_id = 'ka1'"
+            ).rowcount
+            == 1
+        )
+        conn.rollback()
+    with cluster.app.begin() as conn:
+        _platform(conn)
+        assert conn.exec_driver_sql("UPDATE tenants SET status = status").rowcount == 2
+        assert conn.exec_driver_sql("UPDATE api_keys SET label = label").rowcount == 4
+        conn.rollback()
+
+
+# -- the role itself -------------------------------------------------------------------
+
+
+@needs_pg
+def test_app_role_cannot_escalate(cluster: Cluster) -> None:
+    _denied(cluster.app, f'SET ROLE "{DEFAULT_OWNER}"', tenant=None)
+    _denied(cluster.app, "SET ROLE postgres", tenant=None)
+    for table in ALL_TENANT_ID_TABLES:
+        message = _denied(cluster.app, f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")
+        assert "must be owner" in message
+        _denied(cluster.app, f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
+    with cluster.admin.connect() as conn:
+        policies = conn.exec_driver_sql("SELECT policyname, tablename FROM pg_policies").all()
+    assert len(policies) >= len(ALL_TENANT_ID_TABLES)
+    for policy, table in policies:
+        _denied(cluster.app, f"DROP POLICY {policy} ON {table}")
+        _denied(cluster.app, f"ALTER POLICY {policy} ON {table} USING (true)")
+    _denied(cluster.app, "SET row_security = off; SELECT count(*) FROM decisions", tenant=None)
+
+    with cluster.app.connect() as conn:
+        role = conn.execute(
+            sa.text(
+                "SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb, rolinherit,"
+                " rolreplication FROM pg_roles WHERE rolname = current_user"
+            )
+        ).one()
+        assert tuple(role) == (False,) * 6
+        assert (
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member"
+                " WHERE r.rolname = current_user"
+            ).scalar_one()
+            == 0
+        )
+        owned = conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_class WHERE relowner ="
+            " (SELECT oid FROM pg_roles WHERE rolname = current_user)"
+        ).scalar_one()
+        assert owned == 0
+        assert (
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_proc WHERE proowner ="
+                " (SELECT oid FROM pg_roles WHERE rolname = current_user)"
+            ).scalar_one()
+            == 0
+        )
+        assert conn.exec_driver_sql("SELECT current_user").scalar() == DEFAULT_APP
+
+
+@needs_pg
+def test_every_tenant_table_forces_row_level_security(cluster: Cluster) -> None:
+    """From the catalog, so a new table with a tenant_id but without RLS fails here."""
+    with cluster.admin.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,"
+            " (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid)"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " JOIN pg_attribute a ON a.attrelid = c.oid"
+            " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')"
+            " AND a.attname = 'tenant_id' AND NOT a.attisdropped"
+        ).all()
+        tables = {r[0]: r[1:] for r in rows}
+        assert set(ALL_TENANT_ID_TABLES) <= set(tables)  # the query is not vacuous
+        for table, (enabled, forced, policies) in tables.items():
+            assert enabled, table
+            assert forced, table
+            assert policies > 0, table
+        # And every table in the schema is either such a table or has no tenant data.
+        others = set(
+            conn.exec_driver_sql(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            ).scalars()
+        ) - set(tables)
+        assert others == {"alembic_version"}
+        # Every table the app role may touch is listed in APP_GRANTS, nothing else.
+        granted = set(
+            conn.exec_driver_sql(
+                "SELECT DISTINCT table_name FROM information_schema.role_table_grants"
+                f" WHERE grantee = '{DEFAULT_APP}'"
+            ).scalars()
+        ) | set(
+            conn.exec_driver_sql(
+                "SELECT DISTINCT table_name FROM information_schema.role_column_grants"
+                f" WHERE grantee = '{DEFAULT_APP}'"
+            ).scalars()
+        )
+        assert granted == set(APP_GRANTS)
+
+
+@needs_pg
+def test_new_owner_objects_grant_nothing_by_default(cluster: Cluster) -> None:
+    with cluster.owner.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE future_table (tenant_id text)")
+        conn.exec_driver_sql("CREATE FUNCTION future_fn() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+    try:
+        _denied(cluster.app, "SELECT * FROM future_table")
+        _denied(cluster.app, "SELECT future_fn()")
+    finally:
+        with cluster.owner.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE future_table")
+            conn.exec_driver_sql("DROP FUNCTION future_fn()")
+
+
+# -- authentication before any tenant is known -----------------------------------------
+
+
+@needs_pg
+def test_key_lookup_without_context_returns_only_that_key(cluster: Cluster) -> None:
+    lookup = sa.text("SELECT * FROM fg_lookup_key(:k)")
+    with cluster.app.connect() as conn:
+        rows = conn.execute(lookup, {"k": "kb1"}).mappings().all()
+        assert len(rows) == 1
+        assert rows[0]["key_id"] == "kb1"
+        assert rows[0]["tenant_id"] == B
+        assert rows[0]["status"] == "active"
+        assert rows[0]["secret_hash"] == HASH
+        platform = conn.execute(lookup, {"k": "kplat"}).mappings().one()
+        assert platform["tenant_id"] is None
+        assert platform["status"] is None
+        for probe in ("nope", "", "%", "ka%", "ka1' OR '1'='1"):
+            assert conn.execute(lookup, {"k": probe}).all() == [], probe
+        # The function's platform context does not leak into the caller's transaction.
+        assert conn.exec_driver_sql("SELECT current_setting('fg.platform', true)").scalar() in (
+            None,
+            "",
+        )
+        assert _counts(conn) == dict.fromkeys(ALL_TENANT_ID_TABLES, 0)
+    with cluster.app.begin() as conn:  # a caller that is in the platform context stays in it
+        _platform(conn)
+        assert conn.execute(lookup, {"k": "ka1"}).one().key_id == "ka1"
+        assert conn.exec_driver_sql("SELECT current_setting('fg.platform', true)").scalar() == "on"
+    with cluster.app.begin() as conn:  # the same from inside a tenant context
+        bind_tenant(conn, A)
+        assert conn.execute(lookup, {"k": "kb1"}).one().tenant_id == B
+        assert _count(conn, "api_keys") == ROWS[A]["api_keys"]
+
+
+@needs_pg
+def test_key_lookup_function_is_pinned(cluster: Cluster) -> None:
+    with cluster.admin.connect() as conn:
+        row = conn.exec_driver_sql(
+            "SELECT p.prosecdef, p.proconfig, pg_get_userbyid(p.proowner),"
+            " has_function_privilege('public', p.oid, 'EXECUTE')"
+            " FROM pg_proc p WHERE p.proname = 'fg_lookup_key'"
+        ).one()
+    assert row[0] is True
+    assert row[1] == ["search_path=pg_catalog, pg_temp"]
+    assert row[2] == DEFAULT_OWNER
+    assert row[3] is False  # PUBLIC may not call it; only the app role
+
+
+# -- the application's own code paths as the app role ----------------------------------
+
+
+@needs_pg
+def test_writer_and_repositories_work_as_app_role(cluster: Cluster) -> None:
+    writer = GroupCommitWriter(cluster.app)
+    writer.start()
+    try:
+        pending = PendingDecision(
+            tenant_id=A,
+            event_id="written-by-app",
+            source="sshd",
+            event_type="auth.failed",
+            src_ip="203.0.113.9",
+            threat_level="high",
+            score=80,
+            rules=["r1"],
+            actions=[],
+            policy_hash=HASH,
+            created_at=datetime.now(UTC),
+            request_json="{}",
+            response_json='{"ok":true}',
+        )
+
+        async def write() -> list[Any]:
+            return await writer.write([pending])
+
+        (result,) = asyncio.run(write())
+        assert result.status == "created"
+    finally:
+        writer.stop()
+    with cluster.app.begin() as conn:
+        append_audit(
+            conn,
+            [
+                PendingAudit(A, "audit-by-app", "auth.failed", "warning", NOW),
+                PendingAudit(PLATFORM, "audit-platform-by-app", "auth.unknown_key", "info", NOW),
+            ],
+        )
+    with cluster.app.connect() as conn:
+        stored = decision_repo.get_decision(conn, A, "written-by-app")
+        assert stored is not None
+        assert stored["response_json"] == '{"ok":true}'
+        assert decision_repo.get_decision(conn, B, "written-by-app") is None
+        page = decision_repo.list_page(
+            conn, A, decision_repo.DecisionFilter(), before_seq=None, limit=100
+        )
+        assert {r["tenant_id"] for r in page} == {A}
+        assert len(page) == ROWS[A]["decisions"] + 1
+        stats = decision_repo.stats(
+            conn, A, since=NOW - timedelta(days=1), until=datetime.now(UTC) + timedelta(days=1)
+        )
+        assert stats["total"] == ROWS[A]["decisions"] + 1
+        newest = audit_page(conn, A, kinds=("auth.failed",))[0]
+        assert newest["event_id"] == "audit-by-app"
+        assert audit_page(conn, B)[0]["tenant_id"] == B
+    # What the app role wrote, it cannot take back.
+    _denied(cluster.app, "DELETE FROM decisions WHERE event_id = 'written-by-app'")
+
+
+# -- db init ---------------------------------------------------------------------------
+
+
+@needs_pg
+def test_db_init_is_idempotent(cluster: Cluster) -> None:
+    from frostgate.cli.db import app as db_app
+
+    def seen_by(tenant: str) -> dict[str, int]:
+        with cluster.app.begin() as conn:
+            bind_tenant(conn, tenant)
+            return _counts(conn)
+
+    before = {tenant: seen_by(tenant) for tenant in (A, B)}
+    runner = CliRunner()
+    for _ in range(2):
+        result = runner.invoke(
+            db_app,
+            ["init", "--database", cluster.database],
+            env={"FG_DB_ADMIN_URL": cluster.admin_url},
+        )
+        assert result.exit_code == 0, result.output
+        assert "verified" in result.output
+    report = init_roles(cluster.admin_url, cluster.database)
+    assert report.revision_before == report.revision_after == migrate.head_revision()
+    assert not any(a.startswith("created") for a in report.actions)
+    # Nothing was lost or opened up by running it again.
+    assert {tenant: seen_by(tenant) for tenant in (A, B)} == before
+    with cluster.app.connect() as conn:
+        assert _counts(conn) == dict.fromkeys(ALL_TENANT_ID_TABLES, 0)
+    _denied(cluster.app, "DELETE FROM audit_events")
+
+
+@needs_pg
+def test_db_init_takes_back_what_was_given_away(cluster: Cluster) -> None:
+    """Converges: a stray membership, table or privilege of the app role is removed."""
+    with cluster.admin.begin() as conn:
+        conn.exec_driver_sql(f'GRANT "{DEFAULT_OWNER}" TO "{DEFAULT_APP}"')
+        conn.exec_driver_sql(f'GRANT DELETE, UPDATE ON decisions TO "{DEFAULT_APP}"')
+        conn.exec_driver_sql("CREATE TABLE app_owned (x int)")
+        conn.exec_driver_sql(f'ALTER TABLE app_owned OWNER TO "{DEFAULT_APP}"')
+    try:
+        report = init_roles(cluster.admin_url, cluster.database)
+        assert any("revoked membership" in a for a in report.actions)
+        assert any("reassigned" in a for a in report.actions)
+        _denied(cluster.app, f'SET ROLE "{DEFAULT_OWNER}"', tenant=None)
+        _denied(cluster.app, "DELETE FROM decisions")
+        _denied(cluster.app, "DROP TABLE app_owned")
+    finally:
+        with cluster.admin.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS app_owned")
+
+
+@needs_pg
+def test_db_init_refuses_a_missing_database(cluster: Cluster) -> None:
+    from frostgate.cli.db import app as db_app
+
+    result = CliRunner().invoke(
+        db_app,
+        ["init", "--admin-url", cluster.admin_url, "--database", f"{cluster.database}_absent"],
+    )
+    assert result.exit_code == 1
+    assert "does not exist" in result.output
+
+
+def test_migration_is_a_noop_on_sqlite(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'fg.db'}")
+    try:
+        migrate.upgrade(engine)
+        assert migrate.is_migrated(engine)
+        assert migrate.head_revision() == "0003"
+    finally:
+        engine.dispose()
