@@ -1,4 +1,4 @@
-"""Every declared route × every kind of bad credential: the exact status, and no data of
+"""Every declared route, against every kind of bad credential: the exact status, and no data of
 another tenant in any answer."""
 
 from __future__ import annotations

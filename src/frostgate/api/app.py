@@ -25,6 +25,7 @@ from frostgate.security import ROUTES, AuthGate, JsonLimits, KeyAuthenticator, R
 from frostgate.security.audit import AuditRecorder
 from frostgate.security.client_ip import TrustedProxies
 from frostgate.security.gate import GateLimits
+from frostgate.security.peppers import load_peppers
 from frostgate.security.ratelimit import (
     BucketPolicy,
     MemoryRateLimiter,
@@ -32,7 +33,6 @@ from frostgate.security.ratelimit import (
     RedisRateLimiter,
     WriteRateLimit,
 )
-from frostgate.security.peppers import load_peppers
 from frostgate.store import GroupCommitWriter, open_database
 
 __all__ = ["build_app"]

@@ -20,8 +20,7 @@ from fastapi.responses import Response
 from frostgate.api._common import json_response, parse_cursor, parse_time, read_json
 from frostgate.api.context import services
 from frostgate.errors import ErrorCode, FrostGateError
-from frostgate.security import PLATFORM_SCOPES, TENANT_SCOPES, Principal
-from frostgate.security import admin
+from frostgate.security import PLATFORM_SCOPES, TENANT_SCOPES, Principal, admin
 from frostgate.store import keys as key_repo
 from frostgate.store import tenants as tenant_repo
 from frostgate.store.audit import PLATFORM, audit_page

@@ -11,10 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from frostgate.config import get_settings, startup_problems
+from frostgate.config import Profile, get_settings
 from frostgate.security import PLATFORM_SCOPES, ROUTES, TENANT_SCOPES, admin, parse_scopes
 from frostgate.security.peppers import load_peppers
 from frostgate.security.routes import route_inventory_json
+from frostgate.security.startup import all_problems
 from frostgate.store import Database, is_migrated, open_database, upgrade
 from frostgate.store import keys as key_repo
 from frostgate.store import tenants as tenant_repo
@@ -28,6 +29,8 @@ tenants_app = typer.Typer(no_args_is_help=True, help="Manage tenants.")
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
+config_app = typer.Typer(no_args_is_help=True, help="Check the configuration.")
+app.add_typer(config_app, name="config")
 
 console = Console(stderr=True)
 out = Console()
@@ -98,13 +101,13 @@ def serve(
     import uvicorn
 
     settings = get_settings()
-    problems = startup_problems(settings)
+    problems = all_problems(settings)
+    if not problems and not is_migrated(_db().read):
+        problems = ["the database schema is not current; run 'frostgate migrate' first"]
     if problems:
         for problem in problems:
             console.print(f"[red]refusing to start:[/red] {problem}")
         raise typer.Exit(code=2)
-    if not is_migrated(_db().read):
-        _fail("the database schema is not current; run 'frostgate migrate' first")
     uvicorn.run(
         "frostgate.api:build_app",
         factory=True,
@@ -216,15 +219,20 @@ def routes(json_output: bool = typer.Option(False, "--json", help="Machine-reada
     out.print(table)
 
 
-@app.command("config-check")
-def config_check() -> None:
-    """Print every startup problem of the current configuration."""
-    problems = startup_problems(get_settings())
+@config_app.command("check")
+def config_check(
+    profile: Profile = typer.Option(None, help="Check as this profile (default FG_PROFILE)"),
+) -> None:
+    """Print every startup problem of the current configuration (exit 1 if any)."""
+    settings = get_settings()
+    if profile is not None:
+        settings = settings.model_copy(update={"profile": profile})
+    problems = all_problems(settings)
     for problem in problems:
-        out.print(f"problem: {problem}")
+        out.print(f"problem: {problem}", soft_wrap=True)
     if problems:
         raise typer.Exit(code=1)
-    out.print("configuration ok")
+    out.print(f"configuration ok for profile {settings.profile.value}")
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     max_batch_events: int = Field(default=1000, ge=1)
     writer_max_batch: int = Field(default=4096, ge=1)
     key_cache_seconds: float = Field(
-        default=1.0, gt=0, le=1.0, description="Verified-key cache life; bounds revocation lag"
+        default=1.0, gt=0, le=1.0, description="Key-record cache life; bounds revocation lag"
     )
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
     trusted_proxy_cidrs: str = Field(
@@ -87,13 +87,34 @@ class Settings(BaseSettings):
 
 
 def startup_problems(settings: Settings) -> list[str]:
-    """Every reason this configuration must not serve; empty when it may start."""
+    """Every reason this configuration must not serve, from the settings alone (no I/O).
+
+    Only ``prod`` is held to these: ``dev`` and ``test`` are for one machine. Runtime
+    checks that need the database or Redis live in ``frostgate.security.startup``.
+    """
+    if settings.profile is not Profile.PROD:
+        return []
     problems: list[str] = []
-    if settings.profile is Profile.PROD:
-        if settings.is_sqlite:
-            problems.append("prod requires PostgreSQL (FG_DB_URL=postgresql://...)")
-        if not settings.key_peppers:
-            problems.append("prod requires FG_KEY_PEPPERS (generated peppers are dev-only)")
+    if settings.is_sqlite:
+        problems.append("prod requires PostgreSQL (FG_DB_URL=postgresql://...)")
+    if not settings.key_peppers:
+        problems.append("prod requires FG_KEY_PEPPERS (generated peppers are dev-only)")
+    else:
+        for part in settings.key_peppers.split(","):
+            pepper_id, _, value = part.strip().partition(":")
+            if len(value) < 64 or len(set(value.lower())) < 8:
+                problems.append(f"pepper {pepper_id!r} must be at least 32 random bytes in hex")
+    if settings.rate_limit_backend != "redis" or not settings.redis_url:
+        problems.append(
+            "prod requires the Redis rate limiter (FG_RATE_LIMIT_BACKEND=redis, FG_REDIS_URL)"
+        )
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if "*" in origins or "null" in origins:
+        problems.append("prod refuses CORS origin '*' or 'null'; list exact origins")
+    if any(not o.startswith("https://") for o in origins):
+        problems.append("prod CORS origins must be https://")
+    if settings.key_cache_seconds > 1.0:
+        problems.append("FG_KEY_CACHE_SECONDS above 1 s breaks the revocation bound")
     return problems
 
 

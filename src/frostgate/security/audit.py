@@ -25,7 +25,7 @@ from frostgate.security.client_ip import ClientAddress
 from frostgate.store import GroupCommitWriter
 from frostgate.store.audit import PLATFORM, PendingAudit
 
-__all__ = ["AuditRecorder", "SUMMARISED_KINDS", "new_audit"]
+__all__ = ["SUMMARISED_KINDS", "AuditRecorder", "new_audit"]
 
 log = logging.getLogger("frostgate.audit")
 
