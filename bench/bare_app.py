@@ -20,7 +20,9 @@ app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
 
 def _json(data: object, status_code: int = 200) -> Response:
-    return Response(content=orjson.dumps(data), status_code=status_code, media_type="application/json")
+    return Response(
+        content=orjson.dumps(data), status_code=status_code, media_type="application/json"
+    )
 
 
 @app.get("/health/ready")
@@ -33,7 +35,9 @@ async def defend(request: Request) -> Response:
     event = orjson.loads(await request.body())
     if not isinstance(event, dict):
         return _json({"error_code": "EVENT_INVALID"}, 422)
-    return _json({"event_id": event.get("event_id"), "event_type": event.get("event_type"), "ok": True})
+    return _json(
+        {"event_id": event.get("event_id"), "event_type": event.get("event_type"), "ok": True}
+    )
 
 
 @app.post("/v1/ingest")

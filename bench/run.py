@@ -84,36 +84,105 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description="Benchmark FrostGate /v1/defend and /v1/ingest against a bare FastAPI endpoint.",
+        description="Benchmark FrostGate /v1/defend and /v1/ingest against bare FastAPI.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--duration", type=int, default=int(_env("FG_BENCH_DURATION", "15")),
-                   help="measured seconds per scenario (FG_BENCH_DURATION)")
-    p.add_argument("--warmup", type=int, default=int(_env("FG_BENCH_WARMUP", "3")),
-                   help="warm-up seconds per scenario, not reported (FG_BENCH_WARMUP)")
-    p.add_argument("--connections", type=int, default=int(_env("FG_BENCH_CONNECTIONS", "16")),
-                   help="wrk connections (FG_BENCH_CONNECTIONS)")
-    p.add_argument("--threads", type=int, default=int(_env("FG_BENCH_THREADS", "2")),
-                   help="wrk threads (FG_BENCH_THREADS)")
-    p.add_argument("--batch", type=int, default=int(_env("FG_BENCH_BATCH", "1000")),
-                   help="events per /v1/ingest request (FG_BENCH_BATCH)")
-    p.add_argument("--quick", action="store_true", default=_env("FG_BENCH_QUICK", "0") not in ("0", "false", ""),
-                   help="smoke check: 1 s warm-up, 3 s measured (FG_BENCH_QUICK=1)")
-    p.add_argument("--only", default=_env("FG_BENCH_ONLY", "defend,ingest"),
-                   help="comma-separated subset of: defend, ingest (FG_BENCH_ONLY)")
-    p.add_argument("--db-url", default=_env("FG_BENCH_DB_URL", ""),
-                   help="FG_DB_URL for the server (empty: SQLite in the temp data dir) (FG_BENCH_DB_URL)")
-    p.add_argument("--wrk", default=_env("FG_BENCH_WRK", shutil.which("wrk") or "/usr/bin/wrk"),
-                   help="wrk binary (FG_BENCH_WRK)")
-    p.add_argument("--python", default=_env("FG_BENCH_PYTHON", ""),
-                   help="interpreter with frostgate installed (default: the repo .venv, else this one)")
-    p.add_argument("--profile", action="store_true", default=_env("FG_BENCH_PROFILE", "0") not in ("0", "false", ""),
-                   help="sample the FrostGate server with py-spy during measured runs (FG_BENCH_PROFILE=1)")
-    p.add_argument("--py-spy", default=_env("FG_BENCH_PYSPY", ""),
-                   help="py-spy binary for --profile (FG_BENCH_PYSPY; default: PATH, /tmp/fg-bench-pyspy/bin)")
-    p.add_argument("--profile-rate", type=int, default=int(_env("FG_BENCH_PROFILE_RATE", "200")),
-                   help="py-spy samples per second")
-    p.add_argument("--out", default=_env("FG_BENCH_OUT", str(RESULTS_DIR)), help="directory for the JSON result")
+    p.add_argument(
+        "--duration",
+        type=int,
+        default=int(_env("FG_BENCH_DURATION", "15")),
+        help="measured seconds per scenario (FG_BENCH_DURATION)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=int(_env("FG_BENCH_WARMUP", "3")),
+        help="warm-up seconds per scenario, not reported (FG_BENCH_WARMUP)",
+    )
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=int(_env("FG_BENCH_CONNECTIONS", "16")),
+        help="wrk connections (FG_BENCH_CONNECTIONS)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=int(_env("FG_BENCH_THREADS", "2")),
+        help="wrk threads (FG_BENCH_THREADS)",
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=int(_env("FG_BENCH_BATCH", "1000")),
+        help="events per /v1/ingest request (FG_BENCH_BATCH)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        default=_env("FG_BENCH_QUICK", "0") not in ("0", "false", ""),
+        help="smoke check: 1 s warm-up, 3 s measured (FG_BENCH_QUICK=1)",
+    )
+    p.add_argument(
+        "--only",
+        default=_env("FG_BENCH_ONLY", "defend,ingest"),
+        help="comma-separated subset of: defend, ingest (FG_BENCH_ONLY)",
+    )
+    p.add_argument(
+        "--db-url",
+        default=_env("FG_BENCH_DB_URL", ""),
+        help="FG_DB_URL for the server (empty: SQLite in the temp data dir) (FG_BENCH_DB_URL)",
+    )
+    p.add_argument(
+        "--wrk",
+        default=_env("FG_BENCH_WRK", shutil.which("wrk") or "/usr/bin/wrk"),
+        help="wrk binary (FG_BENCH_WRK)",
+    )
+    p.add_argument(
+        "--python",
+        default=_env("FG_BENCH_PYTHON", ""),
+        help="interpreter with frostgate installed (default: the repo .venv, else this one)",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        default=_env("FG_BENCH_PROFILE", "0") not in ("0", "false", ""),
+        help="sample the FrostGate server with py-spy during measured runs (FG_BENCH_PROFILE=1)",
+    )
+    p.add_argument(
+        "--py-spy",
+        default=_env("FG_BENCH_PYSPY", ""),
+        help="py-spy binary for --profile (FG_BENCH_PYSPY; default: PATH, /tmp/fg-bench-pyspy/bin)",
+    )
+    p.add_argument(
+        "--profile-rate",
+        type=int,
+        default=int(_env("FG_BENCH_PROFILE_RATE", "200")),
+        help="py-spy samples per second",
+    )
+    p.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="with --profile: sample only the thread holding the GIL (where Python CPU goes)",
+    )
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=float(_env("FG_BENCH_QUIET_WAIT", "60")),
+        help="before each measured run, wait up to this many seconds for other processes to "
+        "use < --quiet-cores (0: do not wait) (FG_BENCH_QUIET_WAIT)",
+    )
+    p.add_argument(
+        "--quiet-cores",
+        type=float,
+        default=float(_env("FG_BENCH_QUIET_CORES", "0.15")),
+        help="CPU cores other processes may use for the machine to count as quiet",
+    )
+    p.add_argument(
+        "--out",
+        default=_env("FG_BENCH_OUT", str(RESULTS_DIR)),
+        help="directory for the JSON result",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temp data dir and server logs")
     args = p.parse_args(argv)
     if args.quick:
@@ -149,19 +218,19 @@ class Processes:
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(self, name: str, cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(cmd, preexec_fn=_child_setup, **kwargs)  # noqa: S603, PLW1509
+        proc = subprocess.Popen(cmd, preexec_fn=_child_setup, **kwargs)  # noqa: S603
         self._procs.append((name, proc))
         return proc
 
     @staticmethod
-    def stop(proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, grace: float = 15.0) -> None:
+    def stop(
+        proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, grace: float = 15.0
+    ) -> None:
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, sig)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
         # Whatever is left of its group (the leader has exited or ignored the signal).
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -187,11 +256,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_ready(proc: subprocess.Popen[bytes], url: str, name: str, log: Path, timeout: float = 60.0) -> float:
+def wait_ready(
+    proc: subprocess.Popen[bytes], url: str, name: str, log: Path, timeout: float = 60.0
+) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if proc.poll() is not None:
-            raise HarnessError(f"{name} exited with {proc.returncode} before it was ready; log:\n{_tail(log)}")
+            raise HarnessError(
+                f"{name} exited with {proc.returncode} before it was ready; log:\n{_tail(log)}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback only
                 if resp.status == 200:
@@ -216,13 +289,52 @@ def _run(cmd: list[str], env: dict[str, str], what: str) -> str:
     return done.stdout
 
 
-def proc_cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process (all its threads), from /proc."""
+def proc_cpu_split(pid: int) -> tuple[float, float] | None:
+    """(utime, stime) of a process (all its threads) in seconds, from /proc."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    split = proc_cpu_split(pid)
+    return None if split is None else split[0] + split[1]
+
+
+def wait_idle(
+    pid: int, *, below_cores: float = 0.05, window: float = 0.25, timeout: float = 60.0
+) -> float:
+    """Wait until the server's CPU use drops below ``below_cores`` over ``window`` seconds:
+    requests left in flight by the previous wrk run must not spill into the next one."""
+    started = time.monotonic()
+    last = proc_cpu_seconds(pid)
+    while last is not None and time.monotonic() - started < timeout:
+        time.sleep(window)
+        now = proc_cpu_seconds(pid)
+        if now is None or (now - last) / window < below_cores:
+            break
+        last = now
+    return time.monotonic() - started
+
+
+def wait_quiet(limit_s: float, cores: float, *, window: float = 1.0) -> dict[str, Any]:
+    """Wait (up to ``limit_s``) until the whole machine uses < ``cores`` CPU over ``window``
+    seconds. Called while our servers are idle, so what is measured is other processes."""
+    started = time.monotonic()
+    level = None
+    while True:
+        busy0 = system_busy_seconds()
+        time.sleep(window)
+        level = (system_busy_seconds() - busy0) / window
+        waited = time.monotonic() - started
+        if level < cores or waited >= limit_s:
+            return {
+                "waited_s": round(waited, 1),
+                "other_cores": round(level, 3),
+                "quiet": level < cores,
+            }
 
 
 def system_busy_seconds() -> float:
@@ -241,8 +353,14 @@ def children_cpu_seconds() -> float:
 
 def git(*args: str) -> str:
     try:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False,  # noqa: S603, S607
-                              timeout=10).stdout.strip()
+        return subprocess.run(  # noqa: S603
+            ["git", *args],  # noqa: S607
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return ""
 
@@ -262,15 +380,21 @@ def machine_info(python: str, wrk: str) -> dict[str, Any]:
     versions_code = (
         "import json, sys, sqlite3, importlib.metadata as m\n"
         "out = {'python': sys.version.split()[0], 'sqlite': sqlite3.sqlite_version}\n"
-        "for d in ('frostgate','fastapi','starlette','uvicorn','uvloop','httptools','orjson','pydantic','sqlalchemy'):\n"
+        "for d in ('frostgate', 'fastapi', 'starlette', 'uvicorn', 'uvloop', 'httptools',\n"
+        "          'orjson', 'pydantic', 'sqlalchemy'):\n"
         "    try: out[d] = m.version(d)\n"
         "    except Exception: out[d] = None\n"
         "print(json.dumps(out))\n"
     )
     try:
         server_versions = json.loads(
-            subprocess.run([python, "-c", versions_code], capture_output=True, text=True, check=True,  # noqa: S603
-                           timeout=30).stdout
+            subprocess.run(  # noqa: S603
+                [python, "-c", versions_code],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=30,
+            ).stdout
         )
     except (OSError, subprocess.SubprocessError, ValueError):
         server_versions = {}
@@ -319,8 +443,21 @@ def build_scenarios(only: list[str], batch: int) -> list[Scenario]:
         out.append(Scenario("bare-defend", "bare /v1/defend", "bare", "defend", "/v1/defend", 1))
         out.append(Scenario("defend", "/v1/defend", "frostgate", "defend", "/v1/defend", 1))
     if "ingest" in only:
-        out.append(Scenario("bare-ingest", f"bare /v1/ingest ({batch}/req)", "bare", "ingest", "/v1/ingest", batch))
-        out.append(Scenario("ingest", f"/v1/ingest ({batch}/req)", "frostgate", "ingest", "/v1/ingest", batch))
+        out.append(
+            Scenario(
+                "bare-ingest",
+                f"bare /v1/ingest ({batch}/req)",
+                "bare",
+                "ingest",
+                "/v1/ingest",
+                batch,
+            )
+        )
+        out.append(
+            Scenario(
+                "ingest", f"/v1/ingest ({batch}/req)", "frostgate", "ingest", "/v1/ingest", batch
+            )
+        )
     return out
 
 
@@ -342,27 +479,43 @@ def run_wrk(
 ) -> dict[str, Any]:
     prefix = f"{token}-{scenario.key}-{phase}"
     cmd = [
-        args.wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "--timeout", "30s",
-        "--latency", "-s", str(LUA_SCRIPT), base_url,
-        "--", scenario.mode, scenario.path, prefix, key or "-", str(scenario.batch),
+        args.wrk,
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "30s",
+        "--latency",
+        "-s",
+        str(LUA_SCRIPT),
+        base_url,
+        "--",
+        scenario.mode,
+        scenario.path,
+        prefix,
+        key or "-",
+        str(scenario.batch),
     ]
     spy = None
     if profiler:
         spy = procs.start("py-spy", profiler, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         time.sleep(0.3)  # let it attach before load starts
-    cpu_server0 = proc_cpu_seconds(server_pid)
+    cpu_server0 = proc_cpu_split(server_pid)
     busy0 = system_busy_seconds()
     kids0 = children_cpu_seconds()
     wall0 = time.monotonic()
-    proc = procs.start(f"wrk {scenario.key} {phase}", cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = procs.start(
+        f"wrk {scenario.key} {phase}", cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     out, err = proc.communicate(timeout=seconds + 120)
     wall = time.monotonic() - wall0
     wrk_cpu = children_cpu_seconds() - kids0
     busy = system_busy_seconds() - busy0
-    cpu_server1 = proc_cpu_seconds(server_pid)
+    cpu_server1 = proc_cpu_split(server_pid)
     text = out.decode(errors="replace")
     if proc.returncode != 0:
-        raise HarnessError(f"wrk failed ({proc.returncode}) for {scenario.label}: {err.decode(errors='replace')[-2000:]}")
+        detail = err.decode(errors="replace")[-2000:]
+        raise HarnessError(f"wrk failed ({proc.returncode}) for {scenario.label}: {detail}")
     match = _FGBENCH.search(text)
     if match is None:
         raise HarnessError(f"wrk printed no FGBENCH line for {scenario.label}:\n{text[-2000:]}")
@@ -371,13 +524,22 @@ def run_wrk(
     figures["wrk_requests_per_sec"] = float(rps.group(1)) if rps else None
     figures["wrk_text"] = text.replace(match.group(0), "").strip()
     figures["id_prefix"] = prefix
-    server_cpu = (cpu_server1 - cpu_server0) if cpu_server0 is not None and cpu_server1 is not None else None
+    server_user = server_sys = server_cpu = None
+    if cpu_server0 is not None and cpu_server1 is not None:
+        server_user = cpu_server1[0] - cpu_server0[0]
+        server_sys = cpu_server1[1] - cpu_server0[1]
+        server_cpu = server_user + server_sys
     figures["cpu"] = {
         "wall_s": round(wall, 3),
+        "server_cpu_s": server_cpu,
         "server_cores": None if server_cpu is None else round(server_cpu / wall, 3),
+        "server_user_cores": None if server_user is None else round(server_user / wall, 3),
+        "server_sys_cores": None if server_sys is None else round(server_sys / wall, 3),
         "wrk_cores": round(wrk_cpu / wall, 3),
         "system_busy_cores": round(busy / wall, 3),
-        "other_cores": None if server_cpu is None else round(max(0.0, busy - server_cpu - wrk_cpu) / wall, 3),
+        "other_cores": None
+        if server_cpu is None
+        else round(max(0.0, busy - server_cpu - wrk_cpu) / wall, 3),
     }
     if spy is not None:
         spy_out, _ = spy.communicate(timeout=60)
@@ -385,8 +547,9 @@ def run_wrk(
     return figures
 
 
-def derive(s: Scenario) -> dict[str, Any]:
+def derive(s: Scenario, quiet_cores: float) -> dict[str, Any]:
     m = s.runs["measured"]
+    other = m["cpu"]["other_cores"]
     secs = m["duration_us"] / 1e6
     socket_errors = sum(m["errors"][k] for k in ("connect", "read", "write", "timeout"))
     return {
@@ -403,13 +566,24 @@ def derive(s: Scenario) -> dict[str, Any]:
         "status_codes": m["codes"],
         "socket_errors": socket_errors,
         "errors": m["non2xx"] + socket_errors,
+        # Server CPU (user + system, all threads) per event answered 2xx; requests still in
+        # flight when wrk stops make this a slight overestimate.
+        "server_cpu_us_per_event": (
+            m["cpu"]["server_cpu_s"] * 1e6 / (m["ok"] * s.batch)
+            if m["cpu"].get("server_cpu_s") is not None and m["ok"]
+            else None
+        ),
+        # Other processes used more CPU than --quiet-cores during the measured run.
+        "disturbed": other is not None and other > quiet_cores,
     }
 
 
 # -- persistence check --------------------------------------------------------------------
 
 
-def count_persisted(db_url: str, data_dir: Path, tenant: str, prefixes: list[str]) -> dict[str, Any]:
+def count_persisted(
+    db_url: str, data_dir: Path, tenant: str, prefixes: list[str]
+) -> dict[str, Any]:
     """Decision rows per event-id prefix, total rows and the ledger head size for ``tenant``."""
     queries_count = "SELECT count(*) FROM decisions WHERE tenant_id = {p} AND event_id LIKE {p}"
     query_total = "SELECT count(*) FROM decisions WHERE tenant_id = {p}"
@@ -421,7 +595,9 @@ def count_persisted(db_url: str, data_dir: Path, tenant: str, prefixes: list[str
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
         try:
             for prefix in prefixes:
-                out["by_prefix"][prefix] = conn.execute(queries_count.format(p="?"), (tenant, prefix + "-%")).fetchone()[0]
+                out["by_prefix"][prefix] = conn.execute(
+                    queries_count.format(p="?"), (tenant, prefix + "-%")
+                ).fetchone()[0]
             out["total_rows"] = conn.execute(query_total.format(p="?"), (tenant,)).fetchone()[0]
             head = conn.execute(query_head.format(p="?"), (stream,)).fetchone()
             out["ledger_head_size"] = head[0] if head else 0
@@ -434,7 +610,9 @@ def count_persisted(db_url: str, data_dir: Path, tenant: str, prefixes: list[str
 
     with psycopg.connect(db_url) as conn:
         for prefix in prefixes:
-            out["by_prefix"][prefix] = conn.execute(queries_count.format(p="%s"), (tenant, prefix + "-%")).fetchone()[0]
+            out["by_prefix"][prefix] = conn.execute(
+                queries_count.format(p="%s"), (tenant, prefix + "-%")
+            ).fetchone()[0]
         out["total_rows"] = conn.execute(query_total.format(p="%s"), (tenant,)).fetchone()[0]
         head = conn.execute(query_head.format(p="%s"), (stream,)).fetchone()
         out["ledger_head_size"] = head[0] if head else 0
@@ -452,7 +630,12 @@ def persistence_verdict(s: Scenario, counts: dict[str, Any], connections: int) -
         slack = connections * s.batch
         phase_ok = claimed <= stored <= claimed + slack
         ok = ok and phase_ok
-        phases[phase] = {"claimed_by_2xx": claimed, "rows_in_db": stored, "allowed_extra": slack, "ok": phase_ok}
+        phases[phase] = {
+            "claimed_by_2xx": claimed,
+            "rows_in_db": stored,
+            "allowed_extra": slack,
+            "ok": phase_ok,
+        }
     return {"ok": ok, "phases": phases}
 
 
@@ -476,14 +659,19 @@ def _short(file: str) -> str:
     return file
 
 
-def summarize_profile(raw: Path, top: int = 25) -> dict[str, Any]:
-    """Top self and inclusive frames from py-spy's collapsed ("raw") output."""
-    self_counts: collections.Counter[str] = collections.Counter()
-    incl_counts: collections.Counter[str] = collections.Counter()
-    thread_counts: collections.Counter[str] = collections.Counter()
-    total = 0
+def summarize_profile(raw: Path, *, rate: int, seconds: float, top: int = 25) -> dict[str, Any]:
+    """Top frames from py-spy's collapsed ("raw") output, overall and per thread.
+
+    ``self`` counts samples whose innermost frame is the function (with its line);
+    ``inclusive`` counts samples with the function anywhere on the stack. ``busy`` is a
+    thread's sampled (non-idle) fraction of the wall time."""
     if not raw.is_file():
         return {"error": "py-spy wrote no output"}
+    total = 0
+    per_thread: dict[str, dict[str, collections.Counter[str]]] = {}
+    thread_totals: collections.Counter[str] = collections.Counter()
+    self_all: collections.Counter[str] = collections.Counter()
+    incl_all: collections.Counter[str] = collections.Counter()
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -491,33 +679,77 @@ def summarize_profile(raw: Path, top: int = 25) -> dict[str, Any]:
         count = int(count_text)
         total += count
         frames = stack.split(";")
-        thread = frames[0] if frames and frames[0].startswith(("thread ", "process ")) else ""
-        if thread:
+        thread = "?"
+        if frames and frames[0].startswith("thread ("):
+            thread = frames[0].split(":", 1)[1].strip() if ":" in frames[0] else frames[0]
             frames = frames[1:]
-            # "thread (0x7F..)" alone is not telling; keep the thread's outermost frame too.
-        names = []
-        for frame in frames:
-            m = _FRAME.match(frame)
-            names.append(f"{m['func']} ({_short(m['file'])})" if m else frame)
-        root = names[0] if names else "?"
-        thread_counts[f"{thread} {root}".strip()] += count
-        if names:
-            self_counts[_with_line(frames[-1])] += count
-        for name in set(names):
-            incl_counts[name] += count
+        counters = per_thread.setdefault(
+            thread,
+            {
+                "self": collections.Counter(),
+                "incl": collections.Counter(),
+                "app": collections.Counter(),
+                "package": collections.Counter(),
+            },
+        )
+        thread_totals[thread] += count
+        if frames:
+            leaf = _with_line(frames[-1])
+            counters["self"][leaf] += count
+            counters["package"][_package(frames[-1])] += count
+            self_all[leaf] += count
+        for name in {_function(f) for f in frames}:
+            counters["incl"][name] += count
+            incl_all[name] += count
+            if "(frostgate/" in name:
+                counters["app"][name] += count
 
-    def table(counter: collections.Counter[str]) -> list[dict[str, Any]]:
+    def table(counter: collections.Counter[str], denominator: int) -> list[dict[str, Any]]:
         return [
-            {"frame": name, "samples": n, "percent": round(100 * n / total, 1) if total else 0.0}
+            {
+                "frame": name,
+                "samples": n,
+                "percent": round(100 * n / denominator, 1) if denominator else 0.0,
+            }
             for name, n in counter.most_common(top)
         ]
 
+    expected = rate * seconds
     return {
         "samples": total,
-        "threads": table(thread_counts),
-        "top_self": table(self_counts),
-        "top_inclusive": table(incl_counts),
+        "rate_hz": rate,
+        "seconds": seconds,
+        "top_self": table(self_all, total),
+        "top_inclusive": table(incl_all, total),
+        "threads": [
+            {
+                "thread": name,
+                "samples": n,
+                "busy": round(n / expected, 3) if expected else None,
+                "top_self": table(per_thread[name]["self"], n),
+                "top_inclusive": table(per_thread[name]["incl"], n),
+                # Inclusive, FrostGate's own functions only: the wrappers around them
+                # (uvicorn, Starlette, Typer) dominate the plain inclusive list.
+                "top_inclusive_frostgate": table(per_thread[name]["app"], n),
+                # Self samples by the package of the innermost frame.
+                "self_by_package": table(per_thread[name]["package"], n),
+            }
+            for name, n in thread_totals.most_common()
+        ],
     }
+
+
+def _package(frame: str) -> str:
+    """Top-level package or module of a frame (py-spy prints paths relative to sys.path)."""
+    m = _FRAME.match(frame)
+    if not m:
+        return "?"
+    return _short(m["file"]).split("/", 1)[0].removesuffix(".py")
+
+
+def _function(frame: str) -> str:
+    m = _FRAME.match(frame)
+    return f"{m['func']} ({_short(m['file'])})" if m else frame
 
 
 def _with_line(frame: str) -> str:
@@ -547,27 +779,31 @@ def evaluate_targets(scenarios: list[Scenario]) -> None:
             continue
         t = TARGETS[s.mode]
         checks = {
-            "events_per_s": d["events_per_s"] >= t["min_events_per_s"],
-            "no_errors": d["errors"] == 0,
+            "throughput": d["events_per_s"] >= t["min_events_per_s"],
+            "errors": d["errors"] == 0,
             "persisted": bool(s.persisted.get("ok")),
         }
-        parts = [f"≥{t['min_events_per_s']:,.0f} ev/s persisted"]
+        parts = [f"≥{t['min_events_per_s']:,.0f} ev/s"]
         if "max_p99_ms" in t:
             checks["p99"] = d["p99_ms"] <= t["max_p99_ms"]
-            parts.append(f"p99 ≤{t['max_p99_ms']:g} ms")
+            parts.append(f"p99≤{t['max_p99_ms']:g}ms")
         if "min_ratio_to_bare" in t:
-            checks["ratio_to_bare"] = d["ratio_to_bare"] is not None and d["ratio_to_bare"] >= t["min_ratio_to_bare"]
-            parts.append(f"≥{t['min_ratio_to_bare']:.0%} of bare")
+            checks["ratio"] = (
+                d["ratio_to_bare"] is not None and d["ratio_to_bare"] >= t["min_ratio_to_bare"]
+            )
+            parts.append(f"≥{t['min_ratio_to_bare']:.2f}xbare")
         d["target"] = ", ".join(parts)
         d["checks"] = checks
         d["pass"] = all(checks.values())
 
 
-def print_table(scenarios: list[Scenario], config: dict[str, Any], machine: dict[str, Any], out_file: Path) -> None:
+def print_table(
+    scenarios: list[Scenario], config: dict[str, Any], machine: dict[str, Any], out_file: Path
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 200)
     title = (
         f"FrostGate bench — {config['connections']} connections, {config['threads']} wrk threads, "
         f"{config['duration_s']} s measured (+{config['warmup_s']} s warm-up), "
@@ -576,9 +812,17 @@ def print_table(scenarios: list[Scenario], config: dict[str, Any], machine: dict
     )
     table = Table(title=title, title_justify="left")
     for col, justify in (
-        ("endpoint", "left"), ("requests/s", "right"), ("events/s", "right"), ("p50 ms", "right"),
-        ("p99 ms", "right"), ("errors", "right"), ("× bare", "right"), ("persisted (db / 2xx)", "right"),
-        ("target", "left"), ("result", "left"),
+        ("endpoint", "left"),
+        ("requests/s", "right"),
+        ("events/s", "right"),
+        ("p50 ms", "right"),
+        ("p99 ms", "right"),
+        ("errors", "right"),
+        ("CPU µs/event", "right"),
+        ("x bare", "right"),
+        ("db rows / 2xx", "right"),
+        ("target", "left"),
+        ("result", "left"),
     ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for s in scenarios:
@@ -596,7 +840,7 @@ def print_table(scenarios: list[Scenario], config: dict[str, Any], machine: dict
             result = "[green]PASS[/green]"
         else:
             missed = [k for k, v in d["checks"].items() if not v]
-            result = "[red]FAIL[/red] " + ",".join(missed)
+            result = "[red]FAIL[/red]: " + ",".join(missed)
         errors = f"{d['errors']:,}"
         if d["status_codes"]:
             errors += f" ({d['status_codes']})"
@@ -607,7 +851,8 @@ def print_table(scenarios: list[Scenario], config: dict[str, Any], machine: dict
             f"{d['p50_ms']:.2f}",
             f"{d['p99_ms']:.2f}",
             errors,
-            "-" if ratio is None else f"{ratio:.2f}",
+            "-" if d["server_cpu_us_per_event"] is None else f"{d['server_cpu_us_per_event']:,.0f}",
+            "-" if ratio is None else f"{ratio:.3f}",
             persisted,
             d["target"],
             result,
@@ -616,16 +861,23 @@ def print_table(scenarios: list[Scenario], config: dict[str, Any], machine: dict
     for s in scenarios:
         c = s.runs["measured"]["cpu"]
         console.print(
-            f"  {s.label}: server {c['server_cores']} cores, wrk {c['wrk_cores']} cores, "
+            f"  {s.label}: server {c['server_cores']} cores (user {c['server_user_cores']}, "
+            f"sys {c['server_sys_cores']}), wrk {c['wrk_cores']} cores, "
             f"other processes {c['other_cores']} cores (of {machine['nproc']})"
         )
-        if c["other_cores"] is not None and c["other_cores"] > 0.15:
-            console.print(f"  [yellow]warning:[/yellow] other processes used {c['other_cores']} cores during "
-                          f"{s.label}; figures are disturbed")
+        if s.runs["measured"]["derived"]["disturbed"]:
+            console.print(
+                f"  [yellow]warning:[/yellow] other processes used {c['other_cores']} cores during "
+                f"{s.label}; figures are disturbed"
+            )
     for s in scenarios:
-        if s.profile.get("top_self"):
-            console.print(f"\n[bold]py-spy {s.label}[/bold] ({s.profile['samples']} samples), top self frames:")
-            for row in s.profile["top_self"][:12]:
+        for thread in s.profile.get("threads", [])[:3]:
+            console.print(
+                f"\n[bold]py-spy {s.label}[/bold] thread {thread['thread']}: "
+                f"{thread['samples']} samples, busy {thread['busy']:.0%} of wall time; "
+                "top self frames (% of the thread's samples):"
+            )
+            for row in thread["top_self"][:12]:
                 console.print(f"  {row['percent']:5.1f}%  {row['frame']}")
     console.print(f"\nresults: {out_file}")
 
@@ -635,6 +887,8 @@ def print_table(scenarios: list[Scenario], config: dict[str, Any], machine: dict
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    # Ctrl-C must work even when started with SIGINT ignored (e.g. as a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGHUP, _raise_interrupted)
     procs = Processes()
@@ -660,12 +914,16 @@ def main(argv: list[str]) -> int:
 def _bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
     if not (Path(args.wrk).is_file() and os.access(args.wrk, os.X_OK)):
         raise HarnessError(f"wrk not found at {args.wrk!r} (install wrk or pass --wrk)")
-    python = args.python or (str(REPO / ".venv/bin/python") if (REPO / ".venv/bin/python").exists() else sys.executable)
+    python = args.python or (
+        str(REPO / ".venv/bin/python") if (REPO / ".venv/bin/python").exists() else sys.executable
+    )
     profiler_bin = None
     if args.profile:
         profiler_bin = find_py_spy(args.py_spy)
         if profiler_bin is None:
-            raise HarnessError("--profile needs py-spy (pip install py-spy into a separate venv; pass --py-spy)")
+            raise HarnessError(
+                "--profile needs py-spy (pip install py-spy into a separate venv; pass --py-spy)"
+            )
 
     started_at = datetime.now(UTC)
     token = uuid.uuid4().hex[:10]
@@ -694,16 +952,25 @@ def _bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
         "db_url": args.db_url.split("@")[-1] if args.db_url else "",
         "profile": args.profile,
         "profile_rate": args.profile_rate if args.profile else None,
+        "profile_gil": args.profile_gil if args.profile else None,
+        "quiet_wait_s": args.quiet_wait,
+        "quiet_cores": args.quiet_cores,
         "server_env": sorted(k for k in env if k.startswith("FG_")),
         "python": python,
         "wrk_timeout_s": 30,
     }
-    print(f"bench: token {token}, data dir {data_dir}, FrostGate :{fg_port}, bare :{bare_port}", file=sys.stderr)
+    print(
+        f"bench: token {token}, data dir {data_dir}, FrostGate :{fg_port}, bare :{bare_port}",
+        file=sys.stderr,
+    )
 
     _run([*fg, "migrate"], env, "frostgate migrate")
     _run([*fg, "tenants", "create", tenant], env, "frostgate tenants create")
-    minted = _run([*fg, "keys", "mint", "--tenant", tenant, "--scopes", "defend:write,ingest:write"], env,
-                  "frostgate keys mint")
+    minted = _run(
+        [*fg, "keys", "mint", "--tenant", tenant, "--scopes", "defend:write,ingest:write"],
+        env,
+        "frostgate keys mint",
+    )
     lines = minted.strip().splitlines()
     key = lines[-1].strip() if lines else ""
     if not key.startswith("fgk_"):
@@ -712,17 +979,38 @@ def _bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
     fg_log = tmp / "frostgate.log"
     bare_log = tmp / "bare.log"
     with fg_log.open("wb") as fg_out, bare_log.open("wb") as bare_out:
-        fg_proc = procs.start("frostgate", [*fg, "serve", "--port", str(fg_port)], env=env,
-                              stdout=fg_out, stderr=subprocess.STDOUT)
-        bare_proc = procs.start("bare", [python, str(BARE_APP), "--port", str(bare_port)], env=env,
-                                stdout=bare_out, stderr=subprocess.STDOUT)
-    fg_ready = wait_ready(fg_proc, f"http://127.0.0.1:{fg_port}/health/ready", "frostgate serve", fg_log)
-    bare_ready = wait_ready(bare_proc, f"http://127.0.0.1:{bare_port}/health/ready", "bare app", bare_log)
-    print(f"bench: servers ready (frostgate {fg_ready:.1f} s, bare {bare_ready:.1f} s)", file=sys.stderr)
+        fg_proc = procs.start(
+            "frostgate",
+            [*fg, "serve", "--port", str(fg_port)],
+            env=env,
+            stdout=fg_out,
+            stderr=subprocess.STDOUT,
+        )
+        bare_proc = procs.start(
+            "bare",
+            [python, str(BARE_APP), "--port", str(bare_port)],
+            env=env,
+            stdout=bare_out,
+            stderr=subprocess.STDOUT,
+        )
+    fg_ready = wait_ready(
+        fg_proc, f"http://127.0.0.1:{fg_port}/health/ready", "frostgate serve", fg_log
+    )
+    bare_ready = wait_ready(
+        bare_proc, f"http://127.0.0.1:{bare_port}/health/ready", "bare app", bare_log
+    )
+    print(
+        f"bench: servers ready (frostgate {fg_ready:.1f} s, bare {bare_ready:.1f} s)",
+        file=sys.stderr,
+    )
 
     scenarios = build_scenarios(args.only, args.batch)
     for s in scenarios:
-        port, pid, key_arg = (fg_port, fg_proc.pid, key) if s.server == "frostgate" else (bare_port, bare_proc.pid, "")
+        port, pid, key_arg = (
+            (fg_port, fg_proc.pid, key)
+            if s.server == "frostgate"
+            else (bare_port, bare_proc.pid, "")
+        )
         url = f"http://127.0.0.1:{port}"
         for phase, seconds in (("warmup", args.warmup), ("measured", args.duration)):
             if seconds == 0:
@@ -733,21 +1021,56 @@ def _bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
             profiler = None
             raw_profile = tmp / f"profile-{s.key}.txt"
             if profiler_bin and phase == "measured" and s.server == "frostgate":
-                profiler = [profiler_bin, "record", "--pid", str(pid), "--duration", str(args.duration),
-                            "--rate", str(args.profile_rate), "--format", "raw", "--threads", "--nonblocking",
-                            "--output", str(raw_profile)]
-            print(f"bench: {s.label} {phase} {seconds} s ...", file=sys.stderr)
-            s.runs[phase] = run_wrk(procs, args, url, s, phase[0], seconds, token, key_arg, pid, profiler)
+                profiler = [
+                    profiler_bin,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--duration",
+                    str(args.duration),
+                    "--rate",
+                    str(args.profile_rate),
+                    "--format",
+                    "raw",
+                    "--threads",
+                    "--nonblocking",
+                    "--output",
+                    str(raw_profile),
+                    *(["--gil"] if args.profile_gil else []),
+                ]
+            settle = wait_idle(pid)
+            quiet = None
+            if phase == "measured" and args.quiet_wait > 0:
+                quiet = wait_quiet(args.quiet_wait, args.quiet_cores)
+                if not quiet["quiet"]:
+                    print(
+                        f"bench: machine not quiet after {quiet['waited_s']} s (other processes "
+                        f"{quiet['other_cores']} cores); measuring anyway",
+                        file=sys.stderr,
+                    )
+            print(
+                f"bench: {s.label} {phase} {seconds} s (server idle after {settle:.1f} s) ...",
+                file=sys.stderr,
+            )
+            s.runs[phase] = run_wrk(
+                procs, args, url, s, phase[0], seconds, token, key_arg, pid, profiler
+            )
+            s.runs[phase]["quiet_before"] = quiet
             if profiler:
-                s.profile = summarize_profile(raw_profile)
+                s.profile = summarize_profile(
+                    raw_profile, rate=args.profile_rate, seconds=args.duration
+                )
                 keep = Path(args.out) / f"profile-{started_at:%Y%m%dT%H%M%SZ}-{s.key}.txt"
                 with contextlib.suppress(OSError):
                     keep.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(raw_profile, keep)
                     s.profile["raw_file"] = str(keep)
-        s.runs["measured"]["derived"] = derive(s)
-        print(f"bench: {s.label}: {s.runs['measured']['derived']['requests_per_s']:,.0f} req/s, "
-              f"p99 {s.runs['measured']['derived']['p99_ms']:.2f} ms", file=sys.stderr)
+        s.runs["measured"]["derived"] = derive(s, args.quiet_cores)
+        print(
+            f"bench: {s.label}: {s.runs['measured']['derived']['requests_per_s']:,.0f} req/s, "
+            f"p99 {s.runs['measured']['derived']['p99_ms']:.2f} ms",
+            file=sys.stderr,
+        )
 
     # Stop FrostGate gracefully (in-flight requests finish, the writer drains), then count.
     procs.stop(fg_proc, sig=signal.SIGINT, grace=30.0)
@@ -758,12 +1081,14 @@ def _bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
         prefixes = [run["id_prefix"] for s in fg_scenarios for run in s.runs.values()]
         try:
             counts = count_persisted(args.db_url, data_dir, tenant, prefixes)
-        except Exception as exc:  # noqa: BLE001 - reported as a failed check, not swallowed
+        except Exception as exc:
             raise HarnessError(f"could not count decisions in the database: {exc}") from exc
         for s in fg_scenarios:
             s.persisted = persistence_verdict(s, counts, args.connections)
         rows_by_prefix = sum(counts["by_prefix"].values())
-        counts["ledger_head_matches_rows"] = counts.get("ledger_head_size") == counts.get("total_rows")
+        counts["ledger_head_matches_rows"] = counts.get("ledger_head_size") == counts.get(
+            "total_rows"
+        )
         counts["rows_outside_bench_prefixes"] = counts.get("total_rows", 0) - rows_by_prefix
         if not counts["ledger_head_matches_rows"]:
             for s in fg_scenarios:
@@ -791,7 +1116,10 @@ def _bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
                 "path": s.path,
                 "events_per_request": s.batch,
                 "measured": s.runs["measured"]["derived"],
-                "wrk": {phase: {k: v for k, v in run.items() if k != "derived"} for phase, run in s.runs.items()},
+                "wrk": {
+                    phase: {k: v for k, v in run.items() if k != "derived"}
+                    for phase, run in s.runs.items()
+                },
                 "persisted": s.persisted,
                 "profile": s.profile,
             }
@@ -801,7 +1129,9 @@ def _bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
     }
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    out_file = out_dir / f"{started_at:%Y%m%dT%H%M%SZ}-{(machine['git_commit'] or 'nogit')[:10]}.json"
+    out_file = (
+        out_dir / f"{started_at:%Y%m%dT%H%M%SZ}-{(machine['git_commit'] or 'nogit')[:10]}.json"
+    )
     out_file.write_text(json.dumps(result, indent=2) + "\n")
     print_table(scenarios, config, machine, out_file)
     return 0

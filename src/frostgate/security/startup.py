@@ -65,7 +65,8 @@ def all_problems(settings: Settings) -> list[str]:
             load_peppers(settings)
         except ValueError as exc:
             problems.append(f"key peppers: {exc}")
-    if settings.profile is Profile.PROD and not settings.is_sqlite:
-        problems += _database_problems(settings)
+    if settings.profile is Profile.PROD:
+        if not settings.is_sqlite:
+            problems += _database_problems(settings)
         problems += _redis_problems(settings)
     return problems
