@@ -101,5 +101,5 @@ def test_broken_security_settings_fail_loudly_not_softly(
 ) -> None:
     """F7: a security component that cannot be built stops the app; it is never skipped."""
     settings = Settings(profile=Profile.TEST, data_dir=tmp_path, **overrides)  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"does not appear to be|hex"):
         build_app(settings)

@@ -163,8 +163,10 @@ class AuditRecorder:
 
     async def drain(self) -> None:
         """Wait for background writes (tests and shutdown)."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        mine = [t for t in self._tasks if t.get_loop() is loop]
+        if mine:
+            await asyncio.gather(*mine, return_exceptions=True)
 
     def _submit(self, events: list[PendingAudit]) -> None:
         task = asyncio.get_running_loop().create_task(self._write(events))

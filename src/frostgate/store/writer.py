@@ -124,8 +124,8 @@ class GroupCommitWriter:
 
     async def write(self, items: Sequence[PendingDecision | PendingAudit]) -> list[WriteResult]:
         """Store ``items`` (in order) and return one result each once committed."""
-        if self._thread is None:
-            raise FrostGateError(ErrorCode.STORAGE_UNAVAILABLE, "writer not started")
+        if self._thread is None or not self._thread.is_alive():
+            raise FrostGateError(ErrorCode.STORAGE_UNAVAILABLE, "writer not running")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[WriteResult]] = loop.create_future()
         self._queue.put(_Job(items=items, loop=loop, future=future))
@@ -183,7 +183,12 @@ class GroupCommitWriter:
             else:
                 job.future.set_result(outcome)
 
-        job.loop.call_soon_threadsafe(resolve)
+        try:
+            job.loop.call_soon_threadsafe(resolve)
+        except RuntimeError:
+            # The waiting event loop is gone (its process is shutting down). The batch
+            # is committed or rolled back either way; there is nobody left to answer.
+            log.warning("a writer client's event loop closed before its answer")
 
     def _commit(self, jobs: list[_Job]) -> None:
         decisions: dict[str, list[tuple[_Job, int]]] = {}

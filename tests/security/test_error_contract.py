@@ -1,0 +1,223 @@
+"""F3 / F14: every error code in the registry is produced by a real request somewhere,
+with its status, its fixed detail, the request id, and nothing else.
+
+Each code has a trigger below; a code added to the registry without one fails
+``test_every_code_has_a_trigger``, so the contract cannot drift silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from starlette.testclient import TestClient
+
+from frostgate.api import build_app
+from frostgate.errors import ErrorCode
+from frostgate.security import AuthGate, admin
+from frostgate.security.peppers import load_peppers
+from tests.conftest import Env
+
+EVENT = {"source": "sshd", "event_type": "auth.failed", "payload": {"src_ip": "203.0.113.9"}}
+FORGED = "fgk_" + "0" * 16 + "_" + "A" * 43
+Trigger = Callable[[Env], httpx.Response]
+
+
+def _post_raw(env: Env, path: str, body: bytes, who: str = "acme") -> httpx.Response:
+    headers = {**env.headers(who), "content-type": "application/json"}
+    return env.client.post(path, content=body, headers=headers)
+
+
+def _nested(depth: int) -> Any:
+    value: Any = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def _stub_gate(env: Env, behaviour: str, **limits: Any) -> TestClient:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if behaviour == "raise":
+            raise RuntimeError("boom")
+        await asyncio.sleep(5)
+
+    real: AuthGate = env.client.app  # type: ignore[assignment]
+    gate = AuthGate(
+        app,
+        routes=real.routes,
+        authenticator=real.authenticator,
+        audit=real.audit,
+        limits=replace(real.limits, **limits),
+        trusted_proxies=real.trusted_proxies,
+    )
+    return TestClient(gate, raise_server_exceptions=False)
+
+
+def _unreachable_db(env: Env, path: str) -> httpx.Response:
+    broken = env.settings.model_copy(update={"db_url": "postgresql://nobody@127.0.0.1:1/none"})
+    with TestClient(build_app(broken), raise_server_exceptions=False) as client:
+        return client.get(path, headers=env.headers())
+
+
+def _limited(env: Env) -> httpx.Response:
+    tight = env.settings.model_copy(
+        update={"rate_limit_key_burst": 1, "rate_limit_key_per_second": 0.001}
+    )
+    with TestClient(build_app(tight)) as client:
+        client.post("/v1/defend", json=EVENT, headers=env.headers())
+        return client.post("/v1/defend", json=EVENT, headers=env.headers())
+
+
+def _quota(env: Env) -> httpx.Response:
+    env.client.put(
+        "/v1/tenants/acme/quota", json={"daily_event_quota": 0}, headers=env.headers("platform")
+    )
+    return env.client.post("/v1/defend", json=EVENT, headers=env.headers())
+
+
+def _suspended(env: Env) -> httpx.Response:
+    env.client.post("/v1/tenants/acme/suspend", headers=env.headers("platform"))
+    env.client.app.authenticator.invalidate(env.keys["acme"].split("_")[1])  # type: ignore[attr-defined]
+    return env.client.get("/v1/stats", headers=env.headers())
+
+
+def _escalation(env: Env) -> httpx.Response:
+    token = admin.mint_key(
+        env.db, load_peppers(env.settings), tenant_id="acme", scopes=frozenset({"keys:admin"})
+    ).token
+    return env.client.post(
+        "/v1/keys", json={"scopes": ["stats:read"]}, headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+def _revoked_twice(env: Env) -> httpx.Response:
+    key_id = env.client.post(
+        "/v1/keys", json={"scopes": ["feed:read"]}, headers=env.headers()
+    ).json()["key_id"]
+    env.client.delete(f"/v1/keys/{key_id}", headers=env.headers())
+    return env.client.delete(f"/v1/keys/{key_id}", headers=env.headers())
+
+
+def _conflict(env: Env) -> httpx.Response:
+    env.client.post("/v1/defend", json=dict(EVENT, event_id="c1"), headers=env.headers())
+    return env.client.post(
+        "/v1/defend", json=dict(EVENT, event_id="c1", source="x"), headers=env.headers()
+    )
+
+
+def _batch_too_large(env: Env) -> httpx.Response:
+    small = env.settings.model_copy(update={"max_batch_events": 2})
+    with TestClient(build_app(small)) as client:
+        events = [dict(EVENT, event_id=f"b{i}") for i in range(3)]
+        return client.post("/v1/ingest", json={"events": events}, headers=env.headers())
+
+
+def _limiter_down(env: Env) -> httpx.Response:
+    broken = env.settings.model_copy(
+        update={"rate_limit_backend": "redis", "redis_url": "redis://127.0.0.1:1/0"}
+    )
+    with TestClient(build_app(broken)) as client:
+        return client.post("/v1/defend", json=EVENT, headers=env.headers())
+
+
+def _storage_down(env: Env) -> httpx.Response:
+    return _unreachable_db(env, "/v1/stats")
+
+
+def _not_ready(env: Env) -> httpx.Response:
+    return _unreachable_db(env, "/health/ready")
+
+
+TRIGGERS: dict[ErrorCode, Trigger] = {
+    ErrorCode.NOT_FOUND: lambda env: env.client.get("/v1/nothing"),
+    ErrorCode.BODY_TOO_LARGE: lambda env: _post_raw(env, "/v1/defend", b" " * (1024 * 1024 + 1)),
+    ErrorCode.URI_TOO_LONG: lambda env: env.client.get("/v1/stats?x=" + "a" * 5000),
+    ErrorCode.HEADERS_TOO_LARGE: lambda env: env.client.get(
+        "/health/live", headers={f"x-{i}": "v" for i in range(100)}
+    ),
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: lambda env: env.client.post(
+        "/v1/defend", content=b"{}", headers={**env.headers(), "content-type": "text/plain"}
+    ),
+    ErrorCode.MALFORMED_JSON: lambda env: _post_raw(env, "/v1/defend", b"{"),
+    ErrorCode.JSON_TOO_DEEP: lambda env: _post_raw(env, "/v1/defend", orjson.dumps(_nested(20))),
+    ErrorCode.ARRAY_TOO_LONG: lambda env: _post_raw(
+        env, "/v1/defend", orjson.dumps({"x": [0] * 1001})
+    ),
+    ErrorCode.STRING_TOO_LONG: lambda env: _post_raw(
+        env, "/v1/defend", orjson.dumps({"x": "a" * 9000})
+    ),
+    ErrorCode.BATCH_TOO_LARGE: _batch_too_large,
+    ErrorCode.BATCH_EMPTY: lambda env: _post_raw(env, "/v1/ingest", b'{"events": []}'),
+    ErrorCode.VALIDATION_FAILED: lambda env: _post_raw(env, "/v1/ingest", b'{"events": 5}'),
+    ErrorCode.EVENT_INVALID: lambda env: _post_raw(env, "/v1/defend", b'{"event_type": 5}'),
+    ErrorCode.EVENT_ID_REQUIRED: lambda env: _post_raw(env, "/v1/ingest", b'{"events": [{}]}'),
+    ErrorCode.EVENT_ID_INVALID: lambda env: _post_raw(env, "/v1/defend", b'{"event_id": "a b"}'),
+    ErrorCode.TIMESTAMP_INVALID: lambda env: _post_raw(env, "/v1/defend", b'{"timestamp": "soon"}'),
+    ErrorCode.FILTER_INVALID: lambda env: env.client.get(
+        "/v1/decisions?threat_level=x", headers=env.headers()
+    ),
+    ErrorCode.CURSOR_INVALID: lambda env: env.client.get(
+        "/v1/decisions?cursor=z", headers=env.headers()
+    ),
+    ErrorCode.RANGE_INVALID: lambda env: env.client.get(
+        "/v1/forensics/chain/verify?start=5&end=2", headers=env.headers()
+    ),
+    ErrorCode.DUPLICATE_EVENT_IN_BATCH: lambda env: _post_raw(
+        env, "/v1/ingest", b'{"events": [{"event_id": "d"}, {"event_id": "d"}]}'
+    ),
+    ErrorCode.AUTH_REQUIRED: lambda env: env.client.get("/v1/stats", headers={"X-API-Key": FORGED}),
+    ErrorCode.KEY_IN_QUERY: lambda env: env.client.get(f"/v1/stats?api_key={FORGED}"),
+    ErrorCode.SCOPE_DENIED: lambda env: env.client.get("/v1/tenants", headers=env.headers()),
+    ErrorCode.SCOPE_ESCALATION: _escalation,
+    ErrorCode.TENANT_MISMATCH: lambda env: env.client.get(
+        "/v1/stats?tenant=globex", headers=env.headers()
+    ),
+    ErrorCode.TENANT_SUSPENDED: _suspended,
+    ErrorCode.IDEMPOTENCY_CONFLICT: _conflict,
+    ErrorCode.TENANT_EXISTS: lambda env: env.client.post(
+        "/v1/tenants", json={"tenant_id": "acme"}, headers=env.headers("platform")
+    ),
+    ErrorCode.KEY_NOT_ACTIVE: _revoked_twice,
+    ErrorCode.RATE_LIMITED: _limited,
+    ErrorCode.QUOTA_EXCEEDED: _quota,
+    ErrorCode.STORAGE_UNAVAILABLE: _storage_down,
+    ErrorCode.NOT_READY: _not_ready,
+    ErrorCode.RATE_LIMITER_UNAVAILABLE: _limiter_down,
+    ErrorCode.OVERLOADED: lambda env: _stub_gate(env, "ok", max_concurrent_requests=0).get(
+        "/health/live"
+    ),
+    ErrorCode.REQUEST_TIMEOUT: lambda env: _stub_gate(env, "hang", request_timeout_seconds=0.1).get(
+        "/v1/stats", headers=env.headers()
+    ),
+    ErrorCode.INTERNAL: lambda env: _stub_gate(env, "raise").get(
+        "/v1/stats", headers=env.headers()
+    ),
+}
+
+
+def test_every_code_has_a_trigger() -> None:
+    assert set(TRIGGERS) == set(ErrorCode)
+
+
+def test_details_are_fixed_sentences_and_statuses_are_errors() -> None:
+    for code in ErrorCode:
+        assert 400 <= code.status <= 599
+        assert code.detail.endswith(".")
+    assert len({code.detail for code in ErrorCode}) == len(ErrorCode)
+
+
+@pytest.mark.parametrize("code", list(ErrorCode), ids=lambda c: c.name)
+def test_each_code_is_produced_with_the_exact_contract(env: Env, code: ErrorCode) -> None:
+    response = TRIGGERS[code](env)
+    assert response.status_code == code.status, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "error_code": code.name,
+        "detail": code.detail,
+        "request_id": response.headers["x-request-id"],
+    }
