@@ -179,6 +179,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="CPU cores other processes may use for the machine to count as quiet",
     )
     p.add_argument(
+        "--switch-interval",
+        type=float,
+        default=float(_env("FG_BENCH_SWITCH_INTERVAL", "0")),
+        help="experiment: sys.setswitchinterval() in both servers, via a sitecustomize on "
+        "PYTHONPATH (0: leave Python's default, 0.005 s) (FG_BENCH_SWITCH_INTERVAL)",
+    )
+    p.add_argument(
         "--out",
         default=_env("FG_BENCH_OUT", str(RESULTS_DIR)),
         help="directory for the JSON result",
@@ -809,6 +816,11 @@ def print_table(
         f"{config['duration_s']} s measured (+{config['warmup_s']} s warm-up), "
         f"{'PostgreSQL' if config['db_url'] else 'SQLite'}, {machine['nproc']} CPUs, "
         f"commit {machine['git_commit'][:10]}{'+dirty' if machine['git_dirty_files'] else ''}"
+        + (
+            f", switch interval {config['switch_interval_s']} s"
+            if config["switch_interval_s"]
+            else ""
+        )
     )
     table = Table(title=title, title_justify="left")
     for col, justify in (
@@ -939,6 +951,13 @@ def _bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
     env.update({"FG_DATA_DIR": str(data_dir), "FG_PORT": str(fg_port), "PYTHONUNBUFFERED": "1"})
     if args.db_url:
         env["FG_DB_URL"] = args.db_url
+    if args.switch_interval > 0:
+        site_dir = tmp / "site"
+        site_dir.mkdir()
+        (site_dir / "sitecustomize.py").write_text(
+            f"import sys\nsys.setswitchinterval({args.switch_interval!r})\n"
+        )
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site_dir), env.get("PYTHONPATH")]))
     fg = [python, "-m", "frostgate.cli"]
 
     machine = machine_info(python, args.wrk)
@@ -953,6 +972,7 @@ def _bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
         "profile": args.profile,
         "profile_rate": args.profile_rate if args.profile else None,
         "profile_gil": args.profile_gil if args.profile else None,
+        "switch_interval_s": args.switch_interval or None,
         "quiet_wait_s": args.quiet_wait,
         "quiet_cores": args.quiet_cores,
         "server_env": sorted(k for k in env if k.startswith("FG_")),

@@ -68,10 +68,11 @@ def test_writer_survives_a_client_whose_event_loop_closed(
     db: Database, writer: GroupCommitWriter
 ) -> None:
     started = threading.Event()
+    in_flight: list[asyncio.Future[object]] = []
 
     def vanish() -> None:
         async def fire_and_leave() -> None:
-            asyncio.ensure_future(writer.write([_pending("orphan")]))
+            in_flight.append(asyncio.ensure_future(writer.write([_pending("orphan")])))
             started.set()
 
         asyncio.run(fire_and_leave())  # the loop closes with the write in flight

@@ -39,7 +39,9 @@ __all__ = ["build_app"]
 
 log = logging.getLogger("frostgate.app")
 
-_HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
+# The gate admits only declared (method, path) pairs, so a router-level 404/405 would
+# mean the table and the routers disagree; both are answered as "no such resource".
+_HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.NOT_FOUND}
 
 
 def _error(request: Request, code: ErrorCode) -> Response:

@@ -26,7 +26,6 @@ class ErrorCode(enum.Enum):
 
     # Request shape and limits
     NOT_FOUND = _Spec(404, "No such resource.")
-    METHOD_NOT_ALLOWED = _Spec(405, "Method not allowed on this resource.")
     BODY_TOO_LARGE = _Spec(413, "Request body exceeds the size limit.")
     URI_TOO_LONG = _Spec(414, "Request path or query exceeds the length limit.")
     HEADERS_TOO_LARGE = _Spec(431, "Request headers exceed the count or size limit.")
