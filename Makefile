@@ -26,8 +26,8 @@ run: install
 	$(FG) serve
 
 test: install
-	$(PY) -m pytest
-	FG_TEST_DB_URL=$${FG_TEST_DB_URL:-postgresql://postgres@127.0.0.1:5432/postgres} $(PY) -m pytest
+	$(PY) -m pytest -q
+	FG_TEST_DB_URL=$${FG_TEST_DB_URL:-postgresql://postgres@127.0.0.1:5432/postgres} $(PY) -m pytest -q
 
 lint: install
 	$(VENV)/bin/ruff check src tests
