@@ -20,7 +20,16 @@ from frostgate.store import Database, open_database, upgrade
 
 PG_URL = os.environ.get("FG_TEST_DB_URL", "")
 TEST_PEPPERS = "t1:" + "11" * 32
-_TABLES = ("decisions", "audit_events", "tenant_usage", "ledger_heads", "api_keys", "tenants")
+_TABLES = (
+    "decisions",
+    "audit_events",
+    "tenant_usage",
+    "ledger_heads",
+    "ledger_nodes",
+    "checkpoints",
+    "api_keys",
+    "tenants",
+)
 
 
 def _pg_database_url() -> str:

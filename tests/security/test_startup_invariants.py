@@ -12,8 +12,10 @@ import pytest
 
 from frostgate.api import build_app
 from frostgate.config import Profile, Settings, startup_problems
+from frostgate.ledger.note import generate_signing_key
 from frostgate.security.startup import all_problems
 
+_LEDGER_KEY = generate_signing_key("frostgate.test")[0]
 GOOD_PEPPER = "p1:" + "5f1c9a0be37d4e2681f0c3a97b6d52e4" * 2
 
 
@@ -26,6 +28,7 @@ def _prod(tmp_path: Path, **overrides: object) -> Settings:
         "rate_limit_backend": "redis",
         "redis_url": "redis://127.0.0.1:6379/0",
         "cors_origins": "https://console.example",
+        "ledger_signing_key": _LEDGER_KEY,
     }
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]
@@ -46,6 +49,7 @@ def test_a_safe_prod_configuration_has_no_settings_problem(tmp_path: Path) -> No
         ({"redis_url": ""}, "Redis rate limiter"),
         ({"cors_origins": "*"}, "CORS"),
         ({"cors_origins": "http://console.example"}, "https://"),
+        ({"ledger_signing_key": ""}, "FG_LEDGER_SIGNING_KEY"),
     ],
 )
 def test_each_unsafe_setting_is_refused_in_prod(

@@ -14,17 +14,19 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from frostgate import __version__
-from frostgate.api import routers_admin, routers_decide, routers_read
+from frostgate.api import routers_admin, routers_decide, routers_ledger, routers_read
 from frostgate.api.context import Services
 from frostgate.api.feed_notifier import FeedNotifier
 from frostgate.config import Settings, get_settings
 from frostgate.decisions import DecisionService
 from frostgate.engine import load_policy
 from frostgate.errors import ErrorCode, FrostGateError, error_body
+from frostgate.jobs import Anchorer
 from frostgate.security import ROUTES, AuthGate, JsonLimits, KeyAuthenticator, RouteTable
 from frostgate.security.audit import AuditRecorder
 from frostgate.security.client_ip import TrustedProxies
 from frostgate.security.gate import GateLimits
+from frostgate.security.ledger_key import load_ledger_signer
 from frostgate.security.peppers import load_peppers
 from frostgate.security.ratelimit import (
     BucketPolicy,
@@ -74,12 +76,22 @@ _MAINTENANCE_SECONDS = 5.0
 
 
 async def _maintenance(svc: Services, audit: AuditRecorder) -> None:
-    """Every few seconds: write closed audit summaries, persist key usage."""
+    """Every few seconds: write closed audit summaries, persist key usage, and anchor the
+    ledger when the interval has passed or enough entries were committed."""
+    loop = asyncio.get_running_loop()
+    last_anchor = loop.time()
+    anchored_at_count = svc.writer.committed_entries
     while True:
-        await asyncio.sleep(_MAINTENANCE_SECONDS)
+        await asyncio.sleep(min(_MAINTENANCE_SECONDS, svc.settings.anchor_interval_seconds))
         try:
             await audit.flush()
             await anyio.to_thread.run_sync(svc.authenticator.flush_usage)
+            grown = svc.writer.committed_entries - anchored_at_count
+            due = loop.time() - last_anchor >= svc.settings.anchor_interval_seconds
+            if due or grown >= svc.settings.anchor_every_entries:
+                anchored_at_count = svc.writer.committed_entries
+                last_anchor = loop.time()
+                await anyio.to_thread.run_sync(svc.anchorer.run_once)
         except Exception:
             log.exception("maintenance pass failed; retrying next interval")
 
@@ -102,6 +114,14 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         db, load_peppers(settings), cache_seconds=settings.key_cache_seconds
     )
     audit = AuditRecorder(writer, window_seconds=settings.audit_summary_seconds)
+    signer = load_ledger_signer(settings)
+    anchorer = Anchorer(
+        db,
+        signer,
+        origin_prefix=settings.ledger_origin,
+        lock_path=settings.data_dir / "anchor.lock" if settings.is_sqlite else None,
+        export_dir=settings.anchor_export_dir,
+    )
     rate_limit = WriteRateLimit(
         _rate_limiter(settings),
         per_key=BucketPolicy(
@@ -124,6 +144,8 @@ def build_app(settings: Settings | None = None) -> AuthGate:
             max_string_bytes=settings.max_string_bytes,
         ),
         feed=FeedNotifier(),
+        ledger_signer=signer,
+        anchorer=anchorer,
     )
 
     @asynccontextmanager
@@ -155,6 +177,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     app.include_router(routers_decide.router)
     app.include_router(routers_read.router)
     app.include_router(routers_admin.router)
+    app.include_router(routers_ledger.router)
 
     table = RouteTable(ROUTES)
     # The OpenAPI document lists every mounted operation (FastAPI's public view of its

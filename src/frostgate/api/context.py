@@ -9,6 +9,8 @@ from fastapi import Request
 from frostgate.api.feed_notifier import FeedNotifier
 from frostgate.config import Settings
 from frostgate.decisions import DecisionService
+from frostgate.jobs import Anchorer
+from frostgate.ledger.note import Signer
 from frostgate.security import JsonLimits, KeyAuthenticator
 from frostgate.security.audit import AuditRecorder
 from frostgate.store import Database, GroupCommitWriter
@@ -26,6 +28,8 @@ class Services:
     audit: AuditRecorder
     json_limits: JsonLimits
     feed: FeedNotifier
+    ledger_signer: Signer
+    anchorer: Anchorer
 
 
 def services(request: Request) -> Services:

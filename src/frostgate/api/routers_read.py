@@ -321,6 +321,10 @@ async def health_ready(request: Request) -> Response:
             return False
 
     ready = await anyio.to_thread.run_sync(check)
-    if not ready:
+    if not ready or svc.anchorer.problems:
+        # A ledger gap or inconsistency takes the node out of service: it is logged and
+        # recorded as a critical audit event; `frostgate verify` names the entry.
         raise FrostGateError(ErrorCode.NOT_READY)
-    return json_response({"status": "ready", "database": "ok", "schema": "current"})
+    return json_response(
+        {"status": "ready", "database": "ok", "schema": "current", "ledger": "consistent"}
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 from frostgate.store.roles import DEFAULT_APP, DEFAULT_OWNER, RoleSetupError, init_roles
 
@@ -32,23 +32,23 @@ def init(
         ...,
         "--admin-url",
         envvar="FG_DB_ADMIN_URL",
-        help="Superuser URL on any database of the cluster, e.g."
-        " postgresql://postgres@127.0.0.1:5432/postgres (env FG_DB_ADMIN_URL)",
+        help="Superuser URL on any database of the cluster,"
+        " e.g. postgresql://postgres@127.0.0.1:5432/postgres",
         show_default=False,
     ),
-    database: str = typer.Option(
+    database: str | None = typer.Option(
         None, "--database", help="Database to set up (default: the admin URL's database)"
     ),
     owner: str = typer.Option(DEFAULT_OWNER, "--owner", help="Role that owns the schema"),
     app_role: str = typer.Option(DEFAULT_APP, "--app", help="Role the service logs in as"),
-    app_password: str = typer.Option(
+    app_password: str | None = typer.Option(
         None,
         "--app-password",
         envvar="FG_DB_APP_PASSWORD",
-        help="Set the app role's password (prefer the env var FG_DB_APP_PASSWORD)",
+        help="Set the app role's password (prefer the env var)",
         show_default=False,
     ),
-    owner_password: str = typer.Option(
+    owner_password: str | None = typer.Option(
         None,
         "--owner-password",
         envvar="FG_DB_OWNER_PASSWORD",
@@ -59,8 +59,10 @@ def init(
         False, "--create-database", help="Create the database (owned by the owner) if absent"
     ),
 ) -> None:
-    """Create the owner and app roles, run the migrations as the owner, grant the app
-    role its DML only. Safe to run again (after every upgrade)."""
+    """Create the roles, migrate as the owner, grant the app role its DML only.
+
+    Idempotent: run it again after every upgrade (instead of `frostgate migrate`).
+    """
     try:
         report = init_roles(
             admin_url,
@@ -75,10 +77,9 @@ def init(
         detail = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
         console.print(f"[red]db init failed:[/red] {detail}")
         raise typer.Exit(code=1) from None
-    table = Table("step", title=f"db init: {report.database}", show_lines=False)
+    out.print(f"[bold]db init[/bold] {report.database}")
     for action in report.actions:
-        table.add_row(action)
-    out.print(table)
+        out.print(f"  [green]\u2713[/green] {escape(action)}", soft_wrap=True)
     url = sa.make_url(admin_url.replace("postgres://", "postgresql://", 1)).set(
         drivername="postgresql", username=report.app, password=None, database=report.database
     )

@@ -71,6 +71,15 @@ class Settings(BaseSettings):
     rate_limit_key_burst: int = Field(default=10000, ge=1)
     rate_limit_tenant_per_second: float = Field(default=20000.0, gt=0)
     rate_limit_tenant_burst: int = Field(default=40000, ge=1)
+    ledger_signing_key: str = Field(
+        default="", description="PRIVATE+KEY+<name>+<id>+<key> note key; dev generates one"
+    )
+    ledger_origin: str = Field(
+        default="frostgate.local", description="Checkpoint origin prefix: <origin>/<stream>"
+    )
+    anchor_interval_seconds: float = Field(default=60.0, gt=0)
+    anchor_every_entries: int = Field(default=10_000, ge=1)
+    anchor_export_dir: Path | None = None
     audit_summary_seconds: float = Field(
         default=60.0, gt=0, description="Window in which repeated auth failures are summarised"
     )
@@ -113,6 +122,8 @@ def startup_problems(settings: Settings) -> list[str]:
         problems.append("prod refuses CORS origin '*' or 'null'; list exact origins")
     if any(not o.startswith("https://") for o in origins):
         problems.append("prod CORS origins must be https://")
+    if not settings.ledger_signing_key:
+        problems.append("prod requires FG_LEDGER_SIGNING_KEY (generated keys are dev-only)")
     if settings.key_cache_seconds > 1.0:
         problems.append("FG_KEY_CACHE_SECONDS above 1 s breaks the revocation bound")
     return problems

@@ -15,6 +15,7 @@ TENANT_SCOPES: frozenset[str] = frozenset(
         "forensics:verify",
         "keys:admin",
         "audit:read",
+        "ledger:read",
     }
 )
 

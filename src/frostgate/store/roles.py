@@ -51,6 +51,9 @@ APP_GRANTS: dict[str, tuple[str, ...]] = {
     "audit_events": ("SELECT", "INSERT"),
     "ledger_heads": ("SELECT", "INSERT", "UPDATE (size, chain_hash)"),
     "tenant_usage": ("SELECT", "INSERT", "UPDATE (events)"),
+    # Merkle subtree hashes and signed checkpoints (0004): written once, never changed.
+    "ledger_nodes": ("SELECT", "INSERT"),
+    "checkpoints": ("SELECT", "INSERT"),
     "api_keys": (
         "SELECT",
         "INSERT",

@@ -107,3 +107,24 @@ tenant_usage = sa.Table(
     sa.Column("day", sa.Date, primary_key=True),
     sa.Column("events", sa.BigInteger, nullable=False),
 )
+
+ledger_nodes = sa.Table(
+    "ledger_nodes",
+    metadata,
+    sa.Column("stream", sa.String(100), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("level", sa.SmallInteger, primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True),
+    sa.Column("hash", sa.LargeBinary(32), nullable=False),
+)
+
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("stream", sa.String(100), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, primary_key=True),
+    sa.Column("root_hash", sa.String(64), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -1,23 +1,44 @@
-"""Appending leaves to a ledger stream inside the caller's transaction.
+"""Appending leaves to a ledger stream inside the caller's transaction, and reading its
+Merkle tree back.
 
 A stream (``decisions/<tenant>``, ``audit/<tenant>``, ``audit/_platform``) has a head row
 in ``ledger_heads``: its size and last chain hash. :class:`StreamAppender` locks the head
 once (PostgreSQL ``FOR UPDATE``; on SQLite the write transaction already holds the
 database write lock), hands out consecutive indexes and chain links, and writes the new
 head back. Every writer of a stream goes through it, so indexes never collide and the
-chain never forks.
+chain never forks. On save it also inserts the hashes of every complete subtree the new
+leaves finish (RFC 9162 §2.1), so proofs never need to read the whole log.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-from frostgate.ledger import GENESIS, chain_hash
+from frostgate.ledger import GENESIS, chain_hash, nodes_to_store_for_batch
 from frostgate.store import schema
 
-__all__ = ["Link", "StreamAppender"]
+__all__ = ["Link", "StoredTree", "StreamAppender"]
 
 _heads = schema.ledger_heads
+_nodes = schema.ledger_nodes
+
+
+class StoredTree:
+    """A stream's stored subtree hashes as a ``frostgate.ledger.NodeReader``."""
+
+    def __init__(self, conn: sa.Connection, stream: str) -> None:
+        self._conn = conn
+        self._stream = stream
+
+    def node(self, level: int, index: int) -> bytes:
+        value = self._conn.execute(
+            sa.select(_nodes.c.hash).where(
+                _nodes.c.stream == self._stream, _nodes.c.level == level, _nodes.c.idx == index
+            )
+        ).scalar()
+        if value is None:
+            raise LookupError(f"{self._stream}: no stored node ({level}, {index})")
+        return bytes(value)
 
 
 class Link:
@@ -44,6 +65,7 @@ class StreamAppender:
         self.size = int(head.size) if head else 0
         self._chain = bytes.fromhex(head.chain_hash) if head else GENESIS
         self._start = self.size
+        self._leaves: list[bytes] = []
 
     @property
     def next_index(self) -> int:
@@ -53,12 +75,30 @@ class StreamAppender:
         link = Link(self.size, self._chain, chain_hash(self._chain, leaf))
         self._chain = link.chain
         self.size += 1
+        self._leaves.append(leaf)
         return link
 
     def save(self) -> None:
         """Write the new head (nothing to do when no leaf was appended)."""
         if self.size == self._start:
             return
+        nodes = nodes_to_store_for_batch(
+            self._start, self._leaves, StoredTree(self._conn, self._stream)
+        )
+        self._conn.execute(
+            _nodes.insert(),
+            [
+                {
+                    "stream": self._stream,
+                    "tenant_id": self._tenant_id,
+                    "level": level,
+                    "idx": index,
+                    "hash": digest,
+                }
+                for level, index, digest in nodes
+            ],
+        )
+        self._leaves = []
         values = {"size": self.size, "chain_hash": self._chain.hex()}
         if self._existed:
             self._conn.execute(

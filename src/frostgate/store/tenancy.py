@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["bind_tenant"]
+__all__ = ["bind_platform", "bind_tenant"]
 
 
 def bind_tenant(conn: sa.Connection, tenant_id: str) -> None:
@@ -19,3 +19,9 @@ def bind_tenant(conn: sa.Connection, tenant_id: str) -> None:
         raise ValueError("a tenant id is required")
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT set_config('fg.tenant_id', :t, true)"), {"t": tenant_id})
+
+
+def bind_platform(conn: sa.Connection) -> None:
+    """Platform administration context: tenants and keys of every tenant, no tenant data."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT set_config('fg.platform', 'on', true)"))

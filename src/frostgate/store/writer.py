@@ -110,6 +110,7 @@ class GroupCommitWriter:
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self.committed_entries = 0
 
     def start(self) -> None:
         if self._thread is None:
@@ -170,6 +171,9 @@ class GroupCommitWriter:
             for job in jobs:
                 self._settle(job, exc)
             return
+        self.committed_entries += sum(
+            1 for job in jobs for r in job.results if r is not None and r.status == "created"
+        )
         for job in jobs:
             self._settle(job, [r for r in job.results if r is not None])
 

@@ -1,0 +1,267 @@
+"""``merkle_anchor``: sign a checkpoint for every ledger stream that grew.
+
+For each stream the job reads the head size, computes the RFC 9162 root from the stored
+subtree hashes, and before signing checks the new tree against the previous signed
+checkpoint: the consistency proof must verify (a rewritten history fails here), the
+stored root of an unchanged tree must still match, a head smaller than the last
+checkpoint is a truncation, and every leaf added since the last checkpoint is re-derived
+from its row and compared with the stored leaf hash. A failed check is a critical audit
+event, is kept in :attr:`Anchorer.problems` (which ``/health/ready`` reports), and no
+checkpoint is signed for that stream. Checkpoints are C2SP signed notes with origin
+``<FG_LEDGER_ORIGIN>/<stream>``; they are only ever inserted.
+
+Only one process anchors at a time: a PostgreSQL advisory lock, or a file lock next to
+the SQLite database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from frostgate.ledger import (
+    ProofError,
+    consistency_proof,
+    entry_leaf_hash,
+    root,
+    verify_consistency,
+)
+from frostgate.ledger.note import Signer, format_checkpoint, sign_note
+from frostgate.security.audit import new_audit
+from frostgate.store import Database, schema
+from frostgate.store.audit import PLATFORM, append_audit, audit_entry, audit_stream
+from frostgate.store.checkpoints import insert_checkpoint, latest_checkpoint
+from frostgate.store.entries import decision_entry, decision_stream
+from frostgate.store.streams import StoredTree
+from frostgate.store.tenancy import bind_platform, bind_tenant
+
+__all__ = ["AnchorOutcome", "Anchorer", "stream_origin"]
+
+log = logging.getLogger("frostgate.anchor")
+
+_ADVISORY_KEY = 0x46474E43  # "FGNC"
+_CHUNK = 2000
+
+
+def stream_origin(prefix: str, stream: str) -> str:
+    return f"{prefix}/{stream}"
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorOutcome:
+    stream: str
+    size: int
+    status: str  # anchored | unchanged | empty | inconsistent | truncated | tampered
+    detail: str = ""
+
+
+def _rows(
+    conn: sa.Connection, stream: str, tenant_id: str, start: int, end: int
+) -> Iterator[tuple[int, bytes, bytes]]:
+    """(index, re-derived leaf hash, stored leaf node) for entries start..end-1."""
+    kind = stream.split("/", 1)[0]
+    table = schema.decisions if kind == "decisions" else schema.audit_events
+    to_entry: Callable[[dict[str, Any]], dict[str, Any]] = (
+        decision_entry if kind == "decisions" else audit_entry
+    )
+    nodes = schema.ledger_nodes
+    position = start
+    while position < end:
+        upper = min(end, position + _CHUNK)
+        rows = conn.execute(
+            sa.select(table)
+            .where(table.c.tenant_id == tenant_id, table.c.seq >= position, table.c.seq < upper)
+            .order_by(table.c.seq)
+        ).all()
+        stored: dict[int, bytes] = dict(
+            conn.execute(
+                sa.select(nodes.c.idx, nodes.c.hash).where(
+                    nodes.c.stream == stream,
+                    nodes.c.level == 0,
+                    nodes.c.idx >= position,
+                    nodes.c.idx < upper,
+                )
+            ).all()
+        )
+        expected = position
+        for row in rows:
+            mapping = dict(row._mapping)
+            if mapping["seq"] != expected:
+                yield expected, b"", b"missing row"
+                return
+            yield expected, entry_leaf_hash(to_entry(mapping)), bytes(stored.get(expected, b""))
+            expected += 1
+        if expected != upper:
+            yield expected, b"", b"missing row"
+            return
+        position = upper
+
+
+class Anchorer:
+    def __init__(
+        self,
+        db: Database,
+        signer: Signer,
+        *,
+        origin_prefix: str,
+        lock_path: Path | None,
+        export_dir: Path | None = None,
+    ) -> None:
+        self._db = db
+        self._signer = signer
+        self._prefix = origin_prefix
+        self._lock_path = lock_path
+        self._export_dir = export_dir
+        self.problems: dict[str, str] = {}
+        self.last_run: datetime | None = None
+
+    def run_once(self) -> list[AnchorOutcome]:
+        """Anchor every stream, if this process holds the anchoring lock."""
+        with self._leader() as leader:
+            if not leader:
+                return []
+            outcomes = [self._anchor(tenant, stream) for tenant, stream in self._streams()]
+            self.last_run = datetime.now(UTC)
+            return outcomes
+
+    @contextlib.contextmanager
+    def _leader(self) -> Iterator[bool]:
+        if self._db.dialect == "postgresql":
+            with self._db.write.connect() as conn:
+                got = bool(
+                    conn.execute(
+                        sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": _ADVISORY_KEY}
+                    ).scalar()
+                )
+                conn.commit()
+                try:
+                    yield got
+                finally:
+                    if got:
+                        conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _ADVISORY_KEY})
+                        conn.commit()
+            return
+        if self._lock_path is None:
+            yield True
+            return
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock_path.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _streams(self) -> list[tuple[str, str]]:
+        with self._db.read.connect() as conn:
+            bind_platform(conn)
+            tenants: list[str] = list(
+                conn.execute(
+                    sa.select(schema.tenants.c.tenant_id).order_by(schema.tenants.c.tenant_id)
+                )
+                .scalars()
+                .all()
+            )
+        streams = [(PLATFORM, audit_stream(PLATFORM))]
+        for tenant in tenants:
+            streams += [(tenant, decision_stream(tenant)), (tenant, audit_stream(tenant))]
+        return streams
+
+    def _anchor(self, tenant_id: str, stream: str) -> AnchorOutcome:
+        with self._db.read.connect() as conn:
+            bind_tenant(conn, tenant_id)
+            heads = schema.ledger_heads
+            size = conn.execute(sa.select(heads.c.size).where(heads.c.stream == stream)).scalar()
+            last = latest_checkpoint(conn, tenant_id, stream)
+            if size is None:
+                if last is not None:
+                    return self._problem(
+                        tenant_id, stream, 0, "truncated", "the stream's head is gone"
+                    )
+                return AnchorOutcome(stream, 0, "empty")
+            size = int(size)
+            tree = StoredTree(conn, stream)
+            try:
+                new_root = root(size, tree)
+                if last is not None:
+                    if size < last.size:
+                        return self._problem(
+                            tenant_id,
+                            stream,
+                            size,
+                            "truncated",
+                            f"head {size} < checkpoint {last.size}",
+                        )
+                    old_root = bytes.fromhex(last.root_hash)
+                    if size == last.size:
+                        if new_root != old_root:
+                            return self._problem(
+                                tenant_id,
+                                stream,
+                                size,
+                                "inconsistent",
+                                "stored tree no longer matches its checkpoint",
+                            )
+                        self.problems.pop(stream, None)
+                        return AnchorOutcome(stream, size, "unchanged")
+                    proof = consistency_proof(last.size, size, tree)
+                    verify_consistency(last.size, size, proof, old_root, new_root)
+                start = 0 if last is None else last.size
+                for index, derived, stored in _rows(conn, stream, tenant_id, start, size):
+                    if derived != stored:
+                        return self._problem(
+                            tenant_id,
+                            stream,
+                            size,
+                            "tampered",
+                            f"entry {index} does not match its stored leaf",
+                        )
+            except (ProofError, LookupError) as exc:
+                return self._problem(tenant_id, stream, size, "inconsistent", str(exc))
+        note = sign_note(
+            format_checkpoint(stream_origin(self._prefix, stream), size, new_root), self._signer
+        )
+        with self._db.write.begin() as conn:
+            insert_checkpoint(conn, tenant_id, stream, size, new_root, note, datetime.now(UTC))
+        self._export(stream, size, note)
+        self.problems.pop(stream, None)
+        return AnchorOutcome(stream, size, "anchored")
+
+    def _problem(
+        self, tenant_id: str, stream: str, size: int, status: str, detail: str
+    ) -> AnchorOutcome:
+        self.problems[stream] = f"{status}: {detail}"
+        log.critical("ledger %s %s: %s", stream, status, detail)
+        with self._db.write.begin() as conn:
+            append_audit(
+                conn,
+                [
+                    new_audit(
+                        "ledger_" + status,
+                        "critical",
+                        tenant_id,
+                        now=datetime.now(UTC),
+                        detail={"stream": stream, "size": size, "reason": detail},
+                    )
+                ],
+            )
+        return AnchorOutcome(stream, size, status, detail)
+
+    def _export(self, stream: str, size: int, note: str) -> None:
+        if self._export_dir is None:
+            return
+        target = self._export_dir / stream
+        target.mkdir(parents=True, exist_ok=True)
+        (target / f"{size:020d}.checkpoint").write_text(note)

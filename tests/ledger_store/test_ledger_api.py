@@ -1,0 +1,181 @@
+"""The ledger as an auditor uses it: signed checkpoints, proofs checked offline with the
+public key alone, entries re-hashed, and tampering caught by the anchoring job."""
+
+from __future__ import annotations
+
+import base64
+import random
+
+import pytest
+import sqlalchemy as sa
+
+from frostgate.ledger import entry_leaf_hash, verify_consistency, verify_inclusion
+from frostgate.ledger.note import Verifier, open_checkpoint
+from tests.conftest import Env
+
+EVENT = {"source": "sshd", "event_type": "auth.failed", "payload": {"src_ip": "203.0.113.9"}}
+
+
+def _ingest(env: Env, count: int, prefix: str = "e", who: str = "acme") -> None:
+    for start in range(0, count, 500):
+        batch = [
+            dict(EVENT, event_id=f"{prefix}{i}") for i in range(start, min(count, start + 500))
+        ]
+        r = env.client.post("/v1/ingest", json={"events": batch}, headers=env.headers(who))
+        assert r.status_code == 200
+
+
+def _anchor(env: Env) -> list[object]:
+    return env.client.app.app.state.services.anchorer.run_once()  # type: ignore[attr-defined, no-any-return]
+
+
+def _checkpoint(env: Env, stream: str = "decisions") -> tuple[int, bytes]:
+    vkey = env.client.get("/v1/ledger/public-key").json()["vkey"]
+    note = env.client.get(f"/v1/ledger/{stream}/checkpoint", headers=env.headers())
+    assert note.status_code == 200
+    assert note.headers["content-type"].startswith("text/plain")
+    cp = open_checkpoint(
+        note.text, Verifier.from_vkey(vkey), origin=f"frostgate.local/{stream}/acme"
+    )
+    return cp.size, cp.root
+
+
+def test_inclusion_of_every_decision_verifies_with_the_public_key_alone(env: Env) -> None:
+    _ingest(env, 37)
+    _anchor(env)
+    size, root = _checkpoint(env)
+    assert size == 37
+    entries = env.client.get(
+        "/v1/ledger/decisions/entries?start=0&end=37", headers=env.headers()
+    ).json()["entries"]
+    for item in entries:
+        leaf = entry_leaf_hash(item["entry"])
+        assert leaf.hex() == item["leaf_hash"]
+        proof = env.client.get(
+            f"/v1/ledger/decisions/proof/inclusion?index={item['index']}&size={size}",
+            headers=env.headers(),
+        ).json()
+        assert proof["leaf_hash"] == leaf.hex()
+        verify_inclusion(
+            leaf, item["index"], size, [bytes.fromhex(h) for h in proof["hashes"]], root
+        )
+    by_event = env.client.get(
+        f"/v1/ledger/decisions/proof/inclusion?event_id=e5&size={size}", headers=env.headers()
+    ).json()
+    assert by_event["index"] == 5
+
+
+def test_consistency_between_checkpoints(env: Env) -> None:
+    _ingest(env, 10, "a")
+    _anchor(env)
+    size1, root1 = _checkpoint(env)
+    _ingest(env, 23, "b")
+    _anchor(env)
+    size2, root2 = _checkpoint(env)
+    proof = env.client.get(
+        f"/v1/ledger/decisions/proof/consistency?first={size1}&second={size2}",
+        headers=env.headers(),
+    ).json()
+    verify_consistency(size1, size2, [bytes.fromhex(h) for h in proof["hashes"]], root1, root2)
+    listed = env.client.get("/v1/ledger/decisions/checkpoints", headers=env.headers()).json()
+    assert [c["size"] for c in listed["checkpoints"]] == [10, 33]
+
+
+def test_audit_stream_is_checkpointed_too(env: Env) -> None:
+    env.client.post("/v1/keys", json={"scopes": ["feed:read"]}, headers=env.headers())
+    _anchor(env)
+    size, _root = _checkpoint(env, "audit")
+    assert size >= 1
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "proof/inclusion?index=5&size=5",
+        "proof/inclusion?index=0&size=999",
+        "proof/inclusion?index=-1&size=3",
+        "proof/inclusion?index=99999999999999999999&size=3",
+        "proof/inclusion",
+        "proof/consistency?first=4&second=2",
+        "proof/consistency?first=0&second=2",
+        "proof/consistency?first=1&second=999",
+        "entries?start=5&end=2",
+        "entries?start=0&end=5000",
+    ],
+)
+def test_bad_proof_requests_are_4xx(env: Env, query: str) -> None:
+    _ingest(env, 5)
+    r = env.client.get(f"/v1/ledger/decisions/{query}", headers=env.headers())
+    assert r.status_code == 422, r.text
+    assert r.json()["error_code"] == "RANGE_INVALID"
+
+
+def test_foreign_or_unknown_streams_are_404(env: Env) -> None:
+    _ingest(env, 3, who="globex")
+    for path in (
+        "/v1/ledger/globex/checkpoint",
+        "/v1/ledger/keys/entries",
+        "/v1/ledger/decisions/checkpoint",
+    ):
+        assert env.client.get(path, headers=env.headers()).status_code == 404
+    entries = env.client.get("/v1/ledger/decisions/entries", headers=env.headers()).json()[
+        "entries"
+    ]
+    assert entries == []
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_anchoring_refuses_to_sign_over_tampered_rows(env: Env, seed: int) -> None:
+    """Alter a random row behind the application's back: the job refuses, raises a
+    critical audit event, readiness fails, and chain verification names the row."""
+    rng = random.Random(seed)
+    _ingest(env, 20, "t")
+    _anchor(env)
+    _ingest(env, 20, "u")
+    victim = rng.randrange(20, 40)
+    column = rng.choice(["score", "source", "request_json", "threat_level", "event_type"])
+    value = {
+        "score": 7,
+        "source": "forged",
+        "request_json": '{"x":1}',
+        "threat_level": "low",
+        "event_type": "x",
+    }[column]
+    with env.db.write.begin() as conn:
+        conn.execute(
+            sa.text(f"UPDATE decisions SET {column} = :v WHERE tenant_id = 'acme' AND seq = :s"),
+            {"v": value, "s": victim},
+        )
+    outcomes = {o.stream: o for o in _anchor(env)}  # type: ignore[attr-defined]
+    assert outcomes["decisions/acme"].status == "tampered"
+    assert env.client.get("/health/ready").status_code == 503
+    report = env.client.get("/v1/forensics/chain/verify", headers=env.headers()).json()
+    assert report["ok"] is False
+    assert report["first_bad_index"] == victim
+    events = env.client.get("/v1/audit?kind=ledger_tampered", headers=env.headers()).json()["items"]
+    assert events[0]["severity"] == "critical"
+
+
+def test_anchoring_detects_truncation_and_rewritten_nodes(env: Env) -> None:
+    _ingest(env, 16)
+    _anchor(env)
+    with env.db.write.begin() as conn:
+        conn.execute(sa.text("UPDATE ledger_heads SET size = 12 WHERE stream = 'decisions/acme'"))
+    assert {o.stream: o.status for o in _anchor(env)}["decisions/acme"] == "truncated"  # type: ignore[attr-defined]
+    with env.db.write.begin() as conn:
+        conn.execute(sa.text("UPDATE ledger_heads SET size = 16 WHERE stream = 'decisions/acme'"))
+        conn.execute(
+            sa.text(
+                "UPDATE ledger_nodes SET hash = :h WHERE stream = 'decisions/acme' AND level = 4 AND idx = 0"
+            ),
+            {"h": b"\x00" * 32},
+        )
+    assert {o.stream: o.status for o in _anchor(env)}["decisions/acme"] == "inconsistent"  # type: ignore[attr-defined]
+
+
+def test_public_key_is_public_and_well_formed(env: Env) -> None:
+    body = env.client.get("/v1/ledger/public-key").json()
+    name, key_hash, key = body["vkey"].split("+")
+    assert name == body["origin"] == "frostgate.local"
+    assert len(key_hash) == 8
+    assert base64.b64decode(key)[0] == 1
