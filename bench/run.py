@@ -56,6 +56,7 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH_DIR = REPO / "bench"
 LUA_SCRIPT = BENCH_DIR / "events.lua"
 BARE_APP = BENCH_DIR / "bare_app.py"
+PROBE_DIR = BENCH_DIR / "_probe"  # a sitecustomize for --gc-stats / --gc-off / --switch-interval
 RESULTS_DIR = REPO / "bench-results"
 
 TARGETS = {
@@ -177,6 +178,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=float,
         default=float(_env("FG_BENCH_QUIET_CORES", "0.15")),
         help="CPU cores other processes may use for the machine to count as quiet",
+    )
+    p.add_argument(
+        "--gc-stats",
+        action="store_true",
+        default=_env("FG_BENCH_GC_STATS", "0") not in ("0", "false", ""),
+        help="record every garbage collection in the FrostGate server and report the pauses "
+        "inside each measured run (FG_BENCH_GC_STATS=1)",
+    )
+    p.add_argument(
+        "--gc-off",
+        action="store_true",
+        default=_env("FG_BENCH_GC_OFF", "0") not in ("0", "false", ""),
+        help="experiment: gc.disable() in the FrostGate server (FG_BENCH_GC_OFF=1)",
     )
     p.add_argument(
         "--switch-interval",
@@ -442,6 +456,7 @@ class Scenario:
     cpu: dict[str, Any] = field(default_factory=dict)
     persisted: dict[str, Any] = field(default_factory=dict)
     profile: dict[str, Any] = field(default_factory=dict)
+    gc: dict[str, Any] = field(default_factory=dict)
 
 
 def build_scenarios(only: list[str], batch: int) -> list[Scenario]:
@@ -511,6 +526,7 @@ def run_wrk(
     busy0 = system_busy_seconds()
     kids0 = children_cpu_seconds()
     wall0 = time.monotonic()
+    epoch0 = time.time()
     proc = procs.start(
         f"wrk {scenario.key} {phase}", cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -536,6 +552,7 @@ def run_wrk(
         server_user = cpu_server1[0] - cpu_server0[0]
         server_sys = cpu_server1[1] - cpu_server0[1]
         server_cpu = server_user + server_sys
+    figures["window"] = [epoch0, epoch0 + wall]
     figures["cpu"] = {
         "wall_s": round(wall, 3),
         "server_cpu_s": server_cpu,
@@ -767,6 +784,38 @@ def _with_line(frame: str) -> str:
     return f"{m['func']} ({_short(m['file'])}{line})"
 
 
+# -- garbage collection ------------------------------------------------------------------
+
+
+def attribute_gc(path: Path, scenarios: list[Scenario]) -> None:
+    """Per FrostGate scenario: the collections that started inside its measured run."""
+    try:
+        collections_ = json.loads(path.read_text())["collections"]
+    except (OSError, ValueError, KeyError):
+        for s in scenarios:
+            if s.server == "frostgate":
+                s.gc = {"error": "the server wrote no GC record (did it exit cleanly?)"}
+        return
+    for s in scenarios:
+        if s.server != "frostgate" or "measured" not in s.runs:
+            continue
+        start, end = s.runs["measured"]["window"]
+        inside = [(gen, secs) for wall, gen, secs in collections_ if start <= wall <= end]
+        out: dict[str, Any] = {"window_s": round(end - start, 3)}
+        for gen in (0, 1, 2):
+            pauses = sorted(secs * 1000 for g, secs in inside if g == gen)
+            out[f"gen{gen}"] = {
+                "count": len(pauses),
+                "total_ms": round(sum(pauses), 1),
+                "max_ms": round(pauses[-1], 2) if pauses else 0.0,
+                "median_ms": round(pauses[len(pauses) // 2], 2) if pauses else 0.0,
+            }
+        total = sum(secs for _, secs in inside)
+        out["total_ms"] = round(total * 1000, 1)
+        out["share_of_wall"] = round(total / (end - start), 4) if end > start else None
+        s.gc = out
+
+
 # -- output -------------------------------------------------------------------------------
 
 
@@ -821,6 +870,7 @@ def print_table(
             if config["switch_interval_s"]
             else ""
         )
+        + (", GC DISABLED in the server (experiment)" if config["gc_off"] else "")
     )
     table = Table(title=title, title_justify="left")
     for col, justify in (
@@ -891,6 +941,18 @@ def print_table(
             )
             for row in thread["top_self"][:12]:
                 console.print(f"  {row['percent']:5.1f}%  {row['frame']}")
+    for s in scenarios:
+        if s.gc and "error" not in s.gc:
+            g = s.gc
+            console.print(
+                f"  GC in {s.label} (measured run): {g['total_ms']:,.0f} ms = "
+                f"{g['share_of_wall']:.1%} of wall; gen2 {g['gen2']['count']}x "
+                f"(median {g['gen2']['median_ms']} ms, max {g['gen2']['max_ms']} ms), "
+                f"gen1 {g['gen1']['count']}x (max {g['gen1']['max_ms']} ms), "
+                f"gen0 {g['gen0']['count']}x (max {g['gen0']['max_ms']} ms)"
+            )
+        elif s.gc:
+            console.print(f"  GC in {s.label}: {s.gc['error']}")
     console.print(f"\nresults: {out_file}")
 
 
@@ -951,13 +1013,19 @@ def _bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
     env.update({"FG_DATA_DIR": str(data_dir), "FG_PORT": str(fg_port), "PYTHONUNBUFFERED": "1"})
     if args.db_url:
         env["FG_DB_URL"] = args.db_url
-    if args.switch_interval > 0:
-        site_dir = tmp / "site"
-        site_dir.mkdir()
-        (site_dir / "sitecustomize.py").write_text(
-            f"import sys\nsys.setswitchinterval({args.switch_interval!r})\n"
-        )
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site_dir), env.get("PYTHONPATH")]))
+    for name in ("BENCH_PROBE_SWITCH_INTERVAL", "BENCH_PROBE_GC_OFF", "BENCH_PROBE_GC_OUT"):
+        env.pop(name, None)
+    gc_out = tmp / "gc.json"
+    serve_env = dict(env)
+    if args.switch_interval > 0 or args.gc_stats or args.gc_off:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROBE_DIR), env.get("PYTHONPATH")]))
+        if args.switch_interval > 0:
+            env["BENCH_PROBE_SWITCH_INTERVAL"] = repr(args.switch_interval)
+        serve_env = dict(env)
+        if args.gc_off:
+            serve_env["BENCH_PROBE_GC_OFF"] = "1"
+        if args.gc_stats:
+            serve_env["BENCH_PROBE_GC_OUT"] = str(gc_out)
     fg = [python, "-m", "frostgate.cli"]
 
     machine = machine_info(python, args.wrk)
@@ -973,6 +1041,8 @@ def _bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
         "profile_rate": args.profile_rate if args.profile else None,
         "profile_gil": args.profile_gil if args.profile else None,
         "switch_interval_s": args.switch_interval or None,
+        "gc_stats": args.gc_stats,
+        "gc_off": args.gc_off,
         "quiet_wait_s": args.quiet_wait,
         "quiet_cores": args.quiet_cores,
         "server_env": sorted(k for k in env if k.startswith("FG_")),
@@ -1002,7 +1072,7 @@ def _bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
         fg_proc = procs.start(
             "frostgate",
             [*fg, "serve", "--port", str(fg_port)],
-            env=env,
+            env=serve_env,
             stdout=fg_out,
             stderr=subprocess.STDOUT,
         )
@@ -1095,6 +1165,8 @@ def _bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
     # Stop FrostGate gracefully (in-flight requests finish, the writer drains), then count.
     procs.stop(fg_proc, sig=signal.SIGINT, grace=30.0)
     fg_exit = fg_proc.returncode
+    if args.gc_stats:
+        attribute_gc(gc_out, scenarios)
     fg_scenarios = [s for s in scenarios if s.server == "frostgate"]
     counts: dict[str, Any] = {}
     if fg_scenarios:
@@ -1142,6 +1214,7 @@ def _bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
                 },
                 "persisted": s.persisted,
                 "profile": s.profile,
+                "gc": s.gc,
             }
             for s in scenarios
         ],

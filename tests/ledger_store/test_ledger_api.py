@@ -175,7 +175,7 @@ def test_anchoring_detects_truncation_and_rewritten_nodes(env: Env) -> None:
 
 def test_public_key_is_public_and_well_formed(env: Env) -> None:
     body = env.client.get("/v1/ledger/public-key").json()
-    name, key_hash, key = body["vkey"].split("+")
+    name, key_hash, key = body["vkey"].split("+", 2)
     assert name == body["origin"] == "frostgate.local"
     assert len(key_hash) == 8
     assert base64.b64decode(key)[0] == 1
