@@ -179,3 +179,30 @@ def test_public_key_is_public_and_well_formed(env: Env) -> None:
     assert name == body["origin"] == "frostgate.local"
     assert len(key_hash) == 8
     assert base64.b64decode(key)[0] == 1
+
+
+def test_database_verification_passes_then_names_the_first_bad_entry(env: Env) -> None:
+    from frostgate.decisions.ledger_audit import verify_database
+
+    _ingest(env, 30)
+    env.client.post("/v1/keys", json={"scopes": ["feed:read"]}, headers=env.headers())
+    _anchor(env)
+    _ingest(env, 5, "late")
+    report = verify_database(env.settings)
+    assert report.ok, report.as_dict()
+    streams = {s.stream: s for s in report.streams}
+    assert streams["decisions/acme"].checked == 35
+    assert streams["decisions/acme"].checkpoints == 1
+    with env.db.write.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE decisions SET src_ip = '6.6.6.6' WHERE tenant_id = 'acme' AND seq = 17")
+        )
+        conn.execute(
+            sa.text("UPDATE audit_events SET detail = '{}' WHERE tenant_id = 'acme' AND seq = 0")
+        )
+    report = verify_database(env.settings)
+    assert not report.ok
+    streams = {s.stream: s for s in report.streams}
+    assert streams["decisions/acme"].first_bad_index == 17
+    assert streams["audit/acme"].first_bad_index == 0
+    assert streams["decisions/globex"].ok

@@ -12,7 +12,9 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from frostgate.config import Profile, get_settings
+from frostgate.jobs import Anchorer
 from frostgate.security import PLATFORM_SCOPES, ROUTES, TENANT_SCOPES, admin, parse_scopes
+from frostgate.security.ledger_key import load_ledger_signer
 from frostgate.security.peppers import load_peppers
 from frostgate.security.routes import route_inventory_json
 from frostgate.security.startup import all_problems
@@ -198,6 +200,27 @@ def keys_revoke(key_id: str) -> None:
     if not admin.revoke_key(_db(), key_id):
         _fail(f"no active key {key_id!r}")
     out.print(f"revoked {key_id}")
+
+
+@app.command()
+def anchor() -> None:
+    """Sign a checkpoint for every ledger stream that grew (once), after checking it."""
+    settings = get_settings()
+    db = _db()
+    anchorer = Anchorer(
+        db,
+        load_ledger_signer(settings),
+        origin_prefix=settings.ledger_origin,
+        lock_path=settings.data_dir / "anchor.lock" if settings.is_sqlite else None,
+        export_dir=settings.anchor_export_dir,
+    )
+    outcomes = anchorer.run_once()
+    table = Table("stream", "size", "status", "detail")
+    for outcome in outcomes:
+        table.add_row(outcome.stream, str(outcome.size), outcome.status, outcome.detail)
+    out.print(table)
+    if anchorer.problems:
+        raise typer.Exit(code=1)
 
 
 @app.command()

@@ -10,7 +10,7 @@ keyset chunks, never loaded all at once.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,12 +36,23 @@ class ChainReport:
         }
 
 
-def _row_problem(row: dict[str, Any], expected_prev: bytes) -> str | None:
+EntryOf = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+def _decision_bytes_problem(row: Mapping[str, Any]) -> str | None:
     if hashlib.sha256(row["request_json"].encode()).hexdigest() != row["request_sha256"]:
         return "request bytes do not match their hash"
     if hashlib.sha256(row["response_json"].encode()).hexdigest() != row["response_sha256"]:
         return "response bytes do not match their hash"
-    leaf = entry_leaf_hash(decision_entry(row))
+    return None
+
+
+def _row_problem(row: dict[str, Any], expected_prev: bytes, entry_of: EntryOf) -> str | None:
+    if entry_of is decision_entry:
+        problem = _decision_bytes_problem(row)
+        if problem is not None:
+            return problem
+    leaf = entry_leaf_hash(entry_of(row))
     if leaf.hex() != row["leaf_hash"]:
         return "leaf hash does not match the stored row"
     if row["prev_chain_hash"] != expected_prev.hex():
@@ -57,6 +68,7 @@ def verify_chain(
     start: int,
     start_prev_chain: bytes | None,
     head: tuple[int, str] | None,
+    entry_of: EntryOf = decision_entry,
 ) -> ChainReport:
     """Verify rows ``start..`` in order.
 
@@ -72,7 +84,7 @@ def verify_chain(
             return ChainReport(False, checked, expected_index, "entry missing from the sequence")
         if expected_prev is None:
             expected_prev = bytes.fromhex(row["prev_chain_hash"])
-        problem = _row_problem(row, expected_prev)
+        problem = _row_problem(row, expected_prev, entry_of)
         if problem is not None:
             return ChainReport(False, checked, expected_index, problem)
         expected_prev = bytes.fromhex(row["chain_hash"])
