@@ -196,3 +196,49 @@ def test_cli_tenants(server: Server) -> None:
     listed = server.cli("tenants", "list").stdout
     assert "acme-corp" in listed
     assert "demo" in listed
+
+
+def test_sse_stream_never_carries_another_tenants_decisions(server: Server) -> None:
+    assert server.cli("tenants", "create", "rival").returncode == 0
+    rival = server.cli("keys", "mint", "--tenant", "rival", "--scopes", "ingest:write")
+    rival_key = rival.stdout.strip().splitlines()[-1]
+    events = [dict(BRUTE, event_id=f"rival-{i}", source="rival-sensor") for i in range(3)]
+    r = httpx.post(
+        f"{server.url}/v1/ingest", json={"events": events}, headers=server.headers(rival_key)
+    )
+    assert r.status_code == 200
+    _post_events(server, "mine", 2)
+    with httpx.stream(
+        "GET", f"{server.url}/v1/feed/stream", headers=server.headers(), timeout=10
+    ) as stream:
+        got = _read_sse(stream, 2)
+        assert [e for _, e in got] == ["mine-0", "mine-1"]
+
+
+def test_forwarded_for_believed_only_from_a_trusted_proxy(server: Server) -> None:
+    forged = {"Authorization": "Bearer fgk_" + "0" * 16 + "_" + "A" * 43}
+    spoof = {**forged, "X-Forwarded-For": "6.6.6.6, 203.0.113.7"}
+    assert httpx.get(f"{server.url}/v1/stats", headers=spoof).status_code == 401
+    platform = (
+        server.cli("keys", "mint", "--platform", "--scopes", "audit:read")
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    time.sleep(0.3)
+    events = httpx.get(
+        f"{server.url}/v1/audit?kind=auth_failure", headers=server.headers(platform)
+    ).json()["items"]
+    assert events[0]["client_ip"] == "127.0.0.1"
+    assert events[0]["forwarded_for"] == "6.6.6.6, 203.0.113.7"
+    # Restart behind a trusted proxy (this loopback peer): the right-most hop is believed.
+    server.kill()
+    server.env["FG_TRUSTED_PROXY_CIDRS"] = "127.0.0.1/32"
+    server.start()
+    spoof2 = {**forged, "X-Forwarded-For": "6.6.6.6, 198.51.100.23"}
+    assert httpx.get(f"{server.url}/v1/stats", headers=spoof2).status_code == 401
+    time.sleep(0.3)
+    events = httpx.get(
+        f"{server.url}/v1/audit?kind=auth_failure", headers=server.headers(platform)
+    ).json()["items"]
+    assert events[0]["client_ip"] == "198.51.100.23"
+    assert events[0]["peer_ip"] == "127.0.0.1"
