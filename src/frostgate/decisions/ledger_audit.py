@@ -23,11 +23,12 @@ from frostgate.ledger import MemoryTree, ProofError, verify_consistency
 from frostgate.ledger.note import NoteError, open_checkpoint
 from frostgate.security.ledger_key import load_ledger_signer
 from frostgate.store import Database, open_database, schema
-from frostgate.store.audit import PLATFORM, audit_entry, audit_stream
+from frostgate.store.audit import audit_entry
+from frostgate.store.catalog import all_streams
 from frostgate.store.checkpoints import checkpoints_since
 from frostgate.store.decisions import chain_rows, ledger_head
-from frostgate.store.entries import decision_entry, decision_stream
-from frostgate.store.tenancy import bind_platform, bind_tenant
+from frostgate.store.entries import decision_entry
+from frostgate.store.tenancy import bind_tenant
 
 __all__ = ["DatabaseReport", "StreamReport", "verify_database"]
 
@@ -157,17 +158,7 @@ def verify_database(settings: Settings) -> DatabaseReport:
     report = DatabaseReport()
     try:
         with db.read.connect() as conn:
-            bind_platform(conn)
-            tenants: list[str] = list(
-                conn.execute(
-                    sa.select(schema.tenants.c.tenant_id).order_by(schema.tenants.c.tenant_id)
-                )
-                .scalars()
-                .all()
-            )
-            streams = [(PLATFORM, audit_stream(PLATFORM))]
-            for tenant in tenants:
-                streams += [(tenant, decision_stream(tenant)), (tenant, audit_stream(tenant))]
+            streams = all_streams(conn)
             for tenant, stream in streams:
                 report.streams.append(_verify_stream(conn, settings, tenant, stream))
     finally:

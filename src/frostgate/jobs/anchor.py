@@ -37,11 +37,12 @@ from frostgate.ledger import (
 from frostgate.ledger.note import Signer, format_checkpoint, sign_note
 from frostgate.security.audit import new_audit
 from frostgate.store import Database, schema
-from frostgate.store.audit import PLATFORM, append_audit, audit_entry, audit_stream
+from frostgate.store.audit import append_audit, audit_entry
+from frostgate.store.catalog import all_streams
 from frostgate.store.checkpoints import insert_checkpoint, latest_checkpoint
-from frostgate.store.entries import decision_entry, decision_stream
+from frostgate.store.entries import decision_entry
 from frostgate.store.streams import StoredTree
-from frostgate.store.tenancy import bind_platform, bind_tenant
+from frostgate.store.tenancy import bind_tenant
 
 __all__ = ["AnchorOutcome", "Anchorer", "stream_origin"]
 
@@ -166,18 +167,7 @@ class Anchorer:
 
     def _streams(self) -> list[tuple[str, str]]:
         with self._db.read.connect() as conn:
-            bind_platform(conn)
-            tenants: list[str] = list(
-                conn.execute(
-                    sa.select(schema.tenants.c.tenant_id).order_by(schema.tenants.c.tenant_id)
-                )
-                .scalars()
-                .all()
-            )
-        streams = [(PLATFORM, audit_stream(PLATFORM))]
-        for tenant in tenants:
-            streams += [(tenant, decision_stream(tenant)), (tenant, audit_stream(tenant))]
-        return streams
+            return all_streams(conn)
 
     def _anchor(self, tenant_id: str, stream: str) -> AnchorOutcome:
         with self._db.read.connect() as conn:

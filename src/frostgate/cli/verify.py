@@ -1,0 +1,268 @@
+"""``frostgate verify``: check a ledger offline.
+
+* ``frostgate verify --packet audit.zip --vkey <verifier key or file>``: verify an audit
+  packet (:mod:`frostgate.ledger.packet`) with nothing but the log's public key;
+* ``frostgate verify``: verify every ledger stream of the configured database
+  (:func:`frostgate.decisions.ledger_audit.verify_database`).
+
+Exit status 0 when everything verifies, 1 on any failure (with a one-line reason on
+stderr), 2 on a usage error. ``--json`` prints the machine-readable report on stdout
+and nothing else there. A Rich progress bar (on stderr) follows packets of more than
+:data:`PROGRESS_THRESHOLD` entries, except in ``--json`` mode.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from frostgate.ledger.note import NoteError, Verifier
+from frostgate.ledger.packet import DEFAULT_LIMITS, PacketReport, verify_packet
+
+__all__ = ["PROGRESS_THRESHOLD", "verify"]
+
+#: Packets with more checkpoints + entries than this get a progress bar.
+PROGRESS_THRESHOLD = 50_000
+_MAX_VKEY_FILE = 64 * 1024
+
+
+class _Failure(Exception):
+    """A failure before verification could start (unreadable file, bad key)."""
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+    sys.stdout.flush()
+
+
+def _fail_line(err: Console, message: str) -> None:
+    err.print(
+        f"verification failed: {message}",
+        style="bold red",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _load_verifier(value: str) -> Verifier:
+    """``value`` is a verifier key string or the path of a file holding one."""
+    try:
+        return Verifier.from_vkey(value.strip())
+    except NoteError as exc:
+        as_key_error = str(exc)
+    path = Path(value)
+    try:
+        is_file = path.is_file()
+    except (OSError, ValueError):
+        is_file = False
+    if not is_file:
+        raise _Failure(
+            f"--vkey is neither a verifier key ({as_key_error}) nor a readable file"
+        ) from None
+    try:
+        if path.stat().st_size > _MAX_VKEY_FILE:
+            raise _Failure(f"--vkey file {value} is too large to hold a verifier key")
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _Failure(f"cannot read --vkey file {value}: {exc}") from None
+    try:
+        return Verifier.from_vkey(text)
+    except NoteError as exc:
+        raise _Failure(f"--vkey file {value} does not hold a verifier key: {exc}") from None
+
+
+def _read_packet(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > DEFAULT_LIMITS.max_total:
+            raise _Failure(
+                f"packet file is {size} bytes, over the {DEFAULT_LIMITS.max_total}-byte cap"
+            )
+        return path.read_bytes()
+    except OSError as exc:
+        raise _Failure(f"cannot read packet file {path}: {exc.strerror or exc}") from None
+
+
+class _ProgressBar:
+    """A ``progress(done, total)`` callback that shows a bar only for long runs."""
+
+    def __init__(self, console: Console, enabled: bool) -> None:
+        self._console = console
+        self._enabled = enabled
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self._enabled:
+            return
+        if self._progress is None:
+            if total <= PROGRESS_THRESHOLD:
+                self._enabled = False
+                return
+            self._progress = Progress(
+                TextColumn("verifying"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=self._console,
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("verify", total=total)
+        assert self._task is not None
+        self._progress.update(self._task, completed=done)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def _packet_summary(out: Console, report: PacketReport, elapsed: float) -> None:
+    rng = report.range or {}
+    start, end = rng.get("start", 0), rng.get("end", 0)
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("stream", f"{report.stream}  (origin {report.origin})")
+    span = f"indexes {start}..{end - 1}" if end > start else "none"
+    table.add_row(
+        "entries",
+        f"{report.checked_entries} ({span}): leaf hashes, hash chain and inclusion proofs",
+    )
+    table.add_row(
+        "checkpoints",
+        f"{report.checkpoints} signatures, {max(report.checkpoints - 1, 0)} consistency "
+        f"proofs; newest tree size {report.tree_size}",
+    )
+    if rng.get("since") is not None or rng.get("until") is not None:
+        table.add_row("time range", f"{rng.get('since') or '-'} .. {rng.get('until') or '-'}")
+    if report.event_index is not None:
+        table.add_row(f"entry {report.event_index}", "included")
+    rate = f", {report.checked_entries / elapsed:,.0f} entries/s" if elapsed > 0 else ""
+    table.add_row("time", f"{elapsed:.2f} s{rate}")
+    out.print("[bold green]audit packet verified[/bold green]")
+    out.print(table, markup=False, highlight=False)
+
+
+def _verify_packet_file(
+    packet: Path, vkey: str | None, event_index: int | None, json_output: bool
+) -> None:
+    out, err = Console(), Console(stderr=True)
+    if vkey is None:
+        raise typer.BadParameter("--packet needs --vkey (the log's verifier key)")
+    try:
+        verifier = _load_verifier(vkey)
+        data = _read_packet(packet)
+    except _Failure as exc:
+        if json_output:
+            report = PacketReport(
+                ok=False,
+                checked_entries=0,
+                checkpoints=0,
+                first_bad_index=None,
+                reason=str(exc),
+                event_index=event_index,
+            )
+            _print_json(report.as_dict())
+        else:
+            _fail_line(err, str(exc))
+        raise typer.Exit(code=1) from None
+
+    bar = _ProgressBar(err, enabled=not json_output)
+    started = time.perf_counter()
+    try:
+        report = verify_packet(data, verifier, event_index=event_index, progress=bar)
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - started
+    if json_output:
+        _print_json(report.as_dict())
+    elif report.ok:
+        _packet_summary(out, report, elapsed)
+    else:
+        where = f" (entry {report.first_bad_index})" if report.first_bad_index is not None else ""
+        reason = report.reason or "unknown reason"
+        if where and f"entry {report.first_bad_index}" in reason:
+            where = ""
+        _fail_line(err, reason + where)
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+def _verify_database(json_output: bool) -> None:
+    from frostgate.config import get_settings
+    from frostgate.decisions.ledger_audit import verify_database
+
+    out, err = Console(), Console(stderr=True)
+    try:
+        report = verify_database(get_settings())
+        data = report.as_dict()
+        ok = bool(report.ok)
+    except Exception as exc:  # noqa: BLE001 - a one-line reason, never a traceback
+        message = f"database verification could not run: {type(exc).__name__}: {exc}"
+        if json_output:
+            _print_json({"ok": False, "reason": message, "streams": []})
+        else:
+            _fail_line(err, message)
+        raise typer.Exit(code=1) from None
+    if json_output:
+        _print_json(data)
+    else:
+        table = Table("stream", "ok", "checked", "first bad index", "reason")
+        for stream in data.get("streams", []):
+            table.add_row(
+                str(stream.get("stream")),
+                "yes" if stream.get("ok") else "NO",
+                str(stream.get("checked", "")),
+                "-" if stream.get("first_bad_index") is None else str(stream["first_bad_index"]),
+                stream.get("reason") or "",
+            )
+        out.print(table, markup=False, highlight=False)
+        if ok:
+            out.print("[bold green]database ledger verified[/bold green]")
+        else:
+            bad = [s for s in data.get("streams", []) if not s.get("ok")]
+            first = bad[0] if bad else {}
+            _fail_line(err, f"{first.get('stream', 'ledger')}: {first.get('reason', 'failed')}")
+    if not ok:
+        raise typer.Exit(code=1)
+
+
+def verify(
+    packet: Path | None = typer.Option(
+        None, "--packet", help="An audit packet (.zip) to verify offline; needs --vkey."
+    ),
+    vkey: str | None = typer.Option(
+        None, "--vkey", help="verifier key string or a file holding it"
+    ),
+    event_index: int | None = typer.Option(
+        None, "--event-index", help="Also require this ledger entry index to be in the packet."
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print a machine-readable report."),
+) -> None:
+    """Verify the ledger offline: an audit packet with the log's public key, or, with
+    no --packet, every stream of the configured database. Exit 0 if it verifies, 1 if
+    not."""
+    if packet is None:
+        if vkey is not None or event_index is not None:
+            raise typer.BadParameter("--vkey and --event-index apply only with --packet")
+        _verify_database(json_output)
+        return
+    _verify_packet_file(packet, vkey, event_index, json_output)

@@ -1,0 +1,27 @@
+"""Which ledger streams exist: one platform audit stream, and for every tenant its
+decisions and audit streams."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from frostgate.store import schema
+from frostgate.store.audit import PLATFORM, audit_stream
+from frostgate.store.entries import decision_stream
+from frostgate.store.tenancy import bind_platform
+
+__all__ = ["all_streams"]
+
+
+def all_streams(conn: sa.Connection) -> list[tuple[str, str]]:
+    """``(tenant_id, stream)`` pairs, the platform stream first, tenants in id order."""
+    bind_platform(conn)
+    tenant_ids: list[str] = list(
+        conn.execute(
+            sa.select(schema.tenants.c.tenant_id).order_by(schema.tenants.c.tenant_id)
+        ).scalars()
+    )
+    streams = [(PLATFORM, audit_stream(PLATFORM))]
+    for tenant_id in tenant_ids:
+        streams += [(tenant_id, decision_stream(tenant_id)), (tenant_id, audit_stream(tenant_id))]
+    return streams
