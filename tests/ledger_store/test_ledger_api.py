@@ -166,7 +166,8 @@ def test_anchoring_detects_truncation_and_rewritten_nodes(env: Env) -> None:
         conn.execute(sa.text("UPDATE ledger_heads SET size = 16 WHERE stream = 'decisions/acme'"))
         conn.execute(
             sa.text(
-                "UPDATE ledger_nodes SET hash = :h WHERE stream = 'decisions/acme' AND level = 4 AND idx = 0"
+                "UPDATE ledger_nodes SET hash = :h"
+                " WHERE stream = 'decisions/acme' AND level = 4 AND idx = 0"
             ),
             {"h": b"\x00" * 32},
         )

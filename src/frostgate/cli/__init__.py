@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
+from frostgate.cli.db import app as db_app
 from frostgate.config import Profile, get_settings
 from frostgate.jobs import Anchorer
 from frostgate.security import PLATFORM_SCOPES, ROUTES, TENANT_SCOPES, admin, parse_scopes
@@ -31,6 +32,7 @@ tenants_app = typer.Typer(no_args_is_help=True, help="Manage tenants.")
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
 config_app = typer.Typer(no_args_is_help=True, help="Check the configuration.")
 app.add_typer(config_app, name="config")
 
@@ -105,7 +107,7 @@ def serve(
     settings = get_settings()
     problems = all_problems(settings)
     if not problems and not is_migrated(_db().read):
-        problems = ["the database schema is not current; run 'frostgate migrate' first"]
+        problems = ["schema not current: run 'frostgate migrate' (or 'frostgate db init')"]
     if problems:
         for problem in problems:
             console.print(f"[red]refusing to start:[/red] {problem}")

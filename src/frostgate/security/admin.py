@@ -20,6 +20,7 @@ from frostgate.store import Database, schema
 from frostgate.store import keys as key_repo
 from frostgate.store import tenants as tenant_repo
 from frostgate.store.audit import append_audit
+from frostgate.store.tenancy import bind_platform
 
 __all__ = [
     "CLI_ACTOR",
@@ -242,6 +243,7 @@ def revoke_key(db: Database, key_id: str, *, actor: Actor = CLI_ACTOR) -> bool:
 
 def tenant_count(db: Database) -> int:
     with db.read.connect() as conn:
+        bind_platform(conn)
         return int(
             conn.execute(sa.select(sa.func.count()).select_from(schema.tenants)).scalar_one()
         )

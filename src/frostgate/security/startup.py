@@ -20,7 +20,7 @@ def _database_problems(settings: Settings) -> list[str]:
     try:
         with db.read.connect() as conn:
             if not is_migrated(db.read):
-                return ["the database schema is not current (run 'frostgate migrate')"]
+                return ["schema not current: run 'frostgate migrate' (or 'frostgate db init')"]
             if db.dialect != "postgresql":
                 return []
             row = conn.execute(

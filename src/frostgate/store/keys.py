@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from frostgate.store import schema
+from frostgate.store.tenancy import bind_platform, bind_tenant
 
 __all__ = [
     "KeyRecord",
@@ -94,6 +95,10 @@ def insert_key(
     expires_at: datetime | None,
     created_by: str | None,
 ) -> None:
+    if tenant_id:
+        bind_tenant(conn, tenant_id)
+    else:
+        bind_platform(conn)
     conn.execute(
         _k.insert().values(
             key_id=key_id,
@@ -110,15 +115,31 @@ def insert_key(
     )
 
 
+# On PostgreSQL a key is read before any tenant is known, and row-level security hides
+# every key from a transaction without context: fg_lookup_key (migration 0003, SECURITY
+# DEFINER) returns exactly the one key asked for, joined to its tenant's status.
+_LOOKUP = sa.text(
+    "SELECT key_id, tenant_id, kind, scopes, secret_hash, pepper_id, label, created_at,"
+    " expires_at, revoked_at, last_used_at, status FROM fg_lookup_key(:key_id)"
+)
+
+
 def get_key(conn: sa.Connection, key_id: str) -> KeyRecord | None:
-    row = conn.execute(_select().where(_k.c.key_id == key_id)).first()
+    if conn.dialect.name == "postgresql":
+        row = conn.execute(_LOOKUP, {"key_id": key_id}).first()
+    else:
+        row = conn.execute(_select().where(_k.c.key_id == key_id)).first()
     return None if row is None else _record(row)
 
 
 def list_keys(conn: sa.Connection, tenant_id: str | None = None) -> list[KeyRecord]:
     query = _select().order_by(_k.c.created_at, _k.c.key_id)
     if tenant_id is not None:
+        if tenant_id:
+            bind_tenant(conn, tenant_id)
         query = query.where(_k.c.tenant_id == tenant_id)
+    else:
+        bind_platform(conn)
     return [_record(r) for r in conn.execute(query)]
 
 
@@ -135,6 +156,7 @@ def is_active(record: KeyRecord, now: datetime) -> bool:
 
 def touch_keys(conn: sa.Connection, used: dict[str, datetime]) -> None:
     """Record last use for many keys at once."""
+    bind_platform(conn)
     for key_id, moment in used.items():
         conn.execute(_k.update().where(_k.c.key_id == key_id).values(last_used_at=moment))
 
@@ -143,6 +165,7 @@ def upgrade_hash(
     conn: sa.Connection, key_id: str, old_pepper: str, new_pepper: str, new_hash: str
 ) -> None:
     """Re-hash a key under the current pepper (only if still under the old one)."""
+    bind_platform(conn)
     conn.execute(
         _k.update()
         .where(_k.c.key_id == key_id, _k.c.pepper_id == old_pepper)
@@ -151,10 +174,12 @@ def upgrade_hash(
 
 
 def set_expiry(conn: sa.Connection, key_id: str, expires_at: datetime) -> None:
+    bind_platform(conn)
     conn.execute(_k.update().where(_k.c.key_id == key_id).values(expires_at=expires_at))
 
 
 def revoke_key(conn: sa.Connection, key_id: str, now: datetime) -> bool:
+    bind_platform(conn)
     result = conn.execute(
         _k.update().where(_k.c.key_id == key_id, _k.c.revoked_at.is_(None)).values(revoked_at=now)
     )

@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from frostgate.store import schema
+from frostgate.store.tenancy import bind_platform, bind_tenant
 
 __all__ = [
     "TENANT_ID_RE",
@@ -48,6 +49,7 @@ def create_tenant(
 ) -> Tenant:
     if not TENANT_ID_RE.fullmatch(tenant_id):
         raise ValueError("tenant id must be 2-63 chars of a-z, 0-9 and '-', starting alnum")
+    bind_platform(conn)
     conn.execute(
         schema.tenants.insert().values(
             tenant_id=tenant_id,
@@ -63,12 +65,14 @@ def create_tenant(
 def set_status(conn: sa.Connection, tenant_id: str, status: str) -> bool:
     if status not in ("active", "suspended"):
         raise ValueError("status must be active or suspended")
+    bind_platform(conn)
     t = schema.tenants
     result = conn.execute(t.update().where(t.c.tenant_id == tenant_id).values(status=status))
     return result.rowcount == 1
 
 
 def set_quota(conn: sa.Connection, tenant_id: str, quota: int | None) -> bool:
+    bind_platform(conn)
     t = schema.tenants
     result = conn.execute(
         t.update().where(t.c.tenant_id == tenant_id).values(daily_event_quota=quota)
@@ -77,6 +81,9 @@ def set_quota(conn: sa.Connection, tenant_id: str, quota: int | None) -> bool:
 
 
 def get_tenant(conn: sa.Connection, tenant_id: str) -> Tenant | None:
+    if not tenant_id:
+        return None
+    bind_tenant(conn, tenant_id)  # exactly this tenant's row, whatever the caller's context
     t = schema.tenants
     row = conn.execute(
         sa.select(t.c.tenant_id, t.c.name, t.c.status, t.c.daily_event_quota, t.c.created_at).where(
@@ -87,6 +94,7 @@ def get_tenant(conn: sa.Connection, tenant_id: str) -> Tenant | None:
 
 
 def list_tenants(conn: sa.Connection) -> list[Tenant]:
+    bind_platform(conn)
     t = schema.tenants
     rows = conn.execute(
         sa.select(
