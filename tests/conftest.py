@@ -27,6 +27,7 @@ _TABLES = (
     "ledger_heads",
     "ledger_nodes",
     "checkpoints",
+    "forensic_packets",
     "api_keys",
     "tenants",
 )

@@ -207,3 +207,37 @@ def test_database_verification_passes_then_names_the_first_bad_entry(env: Env) -
     assert streams["decisions/acme"].first_bad_index == 17
     assert streams["audit/acme"].first_bad_index == 0
     assert streams["decisions/globex"].ok
+
+
+def test_audit_packet_round_trip_verifies_offline_and_detects_tampering(env: Env) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from frostgate.ledger.packet import verify_packet
+
+    _ingest(env, 25)
+    now = datetime.now(UTC)
+    window = {
+        "since": (now - timedelta(minutes=5)).isoformat(),
+        "until": (now + timedelta(minutes=5)).isoformat(),
+    }
+    created = env.client.post("/v1/forensics/packets", json=window, headers=env.headers())
+    assert created.status_code == 201, created.text
+    info = created.json()
+    assert (info["start"], info["end"]) == (0, 25)
+    download = env.client.get(info["download"], headers=env.headers())
+    assert download.status_code == 200
+    assert download.headers["content-type"] == "application/zip"
+    again = env.client.get(info["download"], headers=env.headers())
+    assert again.content == download.content  # deterministic
+    vkey = env.client.get("/v1/ledger/public-key").json()["vkey"]
+    report = verify_packet(download.content, Verifier.from_vkey(vkey), event_index=7)
+    assert report.ok, report.as_dict()
+    assert report.checked_entries == 25
+    # Another tenant cannot fetch it; a changed history no longer rebuilds.
+    assert env.client.get(info["download"], headers=env.headers("globex")).status_code == 404
+    with env.db.write.begin() as conn:
+        conn.execute(sa.text("UPDATE decisions SET score = 3 WHERE tenant_id = 'acme' AND seq = 4"))
+    assert env.client.get(info["download"], headers=env.headers()).status_code == 500
+    empty = {"since": "2001-01-01T00:00:00Z", "until": "2001-01-02T00:00:00Z"}
+    r = env.client.post("/v1/forensics/packets", json=empty, headers=env.headers())
+    assert r.status_code == 422

@@ -14,7 +14,13 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from frostgate import __version__
-from frostgate.api import routers_admin, routers_decide, routers_ledger, routers_read
+from frostgate.api import (
+    routers_admin,
+    routers_decide,
+    routers_ledger,
+    routers_packets,
+    routers_read,
+)
 from frostgate.api.context import Services
 from frostgate.api.feed_notifier import FeedNotifier
 from frostgate.config import Settings, get_settings
@@ -178,6 +184,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     app.include_router(routers_read.router)
     app.include_router(routers_admin.router)
     app.include_router(routers_ledger.router)
+    app.include_router(routers_packets.router)
 
     table = RouteTable(ROUTES)
     # The OpenAPI document lists every mounted operation (FastAPI's public view of its

@@ -51,8 +51,9 @@ def _print_json(data: dict[str, Any]) -> None:
 
 
 def _fail_line(err: Console, message: str) -> None:
+    """One line on stderr, whatever the message holds and however wide the terminal."""
     err.print(
-        f"verification failed: {message}",
+        "verification failed: " + " ".join(message.split()),
         style="bold red",
         markup=False,
         highlight=False,

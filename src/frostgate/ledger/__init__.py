@@ -46,6 +46,14 @@ from frostgate.ledger.note import (
     open_note,
     sign_note,
 )
+from frostgate.ledger.packet import (
+    PacketEntry,
+    PacketError,
+    PacketLimits,
+    PacketReport,
+    build_packet,
+    verify_packet,
+)
 
 __all__ = [
     "EMPTY_ROOT",
@@ -57,10 +65,15 @@ __all__ = [
     "MemoryTree",
     "NodeReader",
     "NoteError",
+    "PacketEntry",
+    "PacketError",
+    "PacketLimits",
+    "PacketReport",
     "ProofError",
     "Signer",
     "StoredNode",
     "Verifier",
+    "build_packet",
     "chain_hash",
     "chain_hashes",
     "consistency_proof",
@@ -80,4 +93,5 @@ __all__ = [
     "sign_note",
     "verify_consistency",
     "verify_inclusion",
+    "verify_packet",
 ]

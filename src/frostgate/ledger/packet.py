@@ -89,8 +89,8 @@ import io
 import struct
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -160,6 +160,7 @@ _PROGRESS_EVERY: Final = 8192
 
 _sha256 = hashlib.sha256
 _hexlify = binascii.hexlify
+_unhexlify = binascii.unhexlify
 _loads = orjson.loads
 _SORTED: Final = orjson.OPT_SORT_KEYS
 _JSONDecodeError = orjson.JSONDecodeError
@@ -235,7 +236,6 @@ class PacketReport:
     tree_size: int | None = None
     range: Mapping[str, Any] | None = None
     event_index: int | None = None
-    files: Mapping[str, str] | None = field(default=None, repr=False)
 
     @property
     def event_included(self) -> bool | None:
@@ -280,6 +280,17 @@ def _hex32(value: object) -> bytes | None:
     return raw if len(raw) == HASH_SIZE and raw.hex() == value else None
 
 
+def _unhex32(value: bytes) -> bytes | None:
+    """The 32 bytes of 64 lowercase hex digits given as ASCII bytes, or ``None``."""
+    if len(value) != 2 * HASH_SIZE:
+        return None
+    try:
+        raw = _unhexlify(value)
+    except (binascii.Error, ValueError, TypeError):
+        return None
+    return raw if _hexlify(raw) == value else None
+
+
 def _require_hex32(value: object, what: str, *, index: int | None = None) -> bytes:
     raw = _hex32(value)
     if raw is None:
@@ -314,21 +325,21 @@ def _check_canonical(obj: Any, line: bytes, what: str) -> None:
         raise PacketError(f"{what} is not in RFC 8785 canonical form")
 
 
-def _lines(data: bytes, member: str) -> Iterator[tuple[int, bytes]]:
-    """``(line number, line)`` for each ``\\n``-terminated non-empty line."""
-    if data and not data.endswith(b"\n"):
+def _split_lines(data: bytes, member: str) -> list[bytes]:
+    """The lines of a member: each ends with ``\\n``; empty lines are left to the caller."""
+    if not data:
+        return []
+    if not data.endswith(b"\n"):
         raise PacketError(f"{member} does not end with a newline")
-    pos = 0
-    number = 0
-    end = len(data)
-    find = data.find
-    while pos < end:
-        nl = find(b"\n", pos)
-        number += 1
-        if nl == pos:
-            raise PacketError(f"{member} line {number} is empty")
-        yield number, data[pos:nl]
-        pos = nl + 1
+    lines = data.split(b"\n")
+    lines.pop()
+    return lines
+
+
+def _nonempty(line: bytes, what: str, index: int | None = None) -> bytes:
+    if not line:
+        raise PacketError(f"{what} is empty", index=index)
+    return line
 
 
 def _iso_or_none(value: object, what: str) -> str | None:
@@ -360,19 +371,31 @@ def _check_range(value: object, what: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------ inclusion
 
 
+_SEP: Final = b'","'
+_STRIDE: Final = 2 * HASH_SIZE + len(_SEP)
+
+
+def _join_hashes(hashes: Sequence[bytes]) -> bytes:
+    """Hex hashes as they appear between ``["`` and ``"]`` in a JSON line."""
+    return _SEP.join(_hexlify(h) for h in hashes)
+
+
 class _InclusionChecker:
     """RFC 9162 §2.1.3.2 inclusion verification for increasing indexes, with a memo.
 
-    The walk from a leaf to the root visits states ``(k, fn)`` (``k`` right shifts
-    done, ``fn`` the shifted index); the hash reached at a state is that of one tree
-    node, and the proof elements still to come are the path from that node to the
-    root. ``_known[k] = (fn, hash, rest)`` records, per level, a node already proven
-    to reach the root with the elements ``rest`` (seeded with the root itself). A proof
-    is accepted when its walk reaches a known node with the same hash and the same
-    remaining elements: its full verification would repeat that proven computation.
-    A different hash or different remaining elements would need a SHA-256 collision to
-    verify, so rejecting them is exact. Proof elements are validated as they are used;
-    the rest are compared with validated ones.
+    A proof is given as its JSON text between ``["`` and ``"]``: hex hashes joined by
+    ``","`` (element ``i`` at offset ``67 * i``). The walk from a leaf to the root visits
+    states ``(k, fn)`` (``k`` right shifts done, ``fn`` the shifted index); the hash
+    reached at a state is that of one tree node, and the proof text still to come is
+    the path from that node to the root. ``_known[k] = (fn, hash, rest)`` records, per
+    level, a node already proven to reach the root with the text ``rest`` (seeded with
+    the root itself): as indexes increase, the nodes a later proof can meet are
+    ancestors of the previous entry, so one node per level suffices. A proof is
+    accepted when its walk reaches a known node with the same hash and the same
+    remaining text: its full verification would repeat that proven computation. A
+    different hash or different remaining text could only verify through a SHA-256
+    collision, so rejecting them is exact. The elements walked are checked to be 64
+    lowercase hex digits followed by ``","``; the rest equals text that was checked.
     """
 
     __slots__ = ("_known", "root", "size")
@@ -381,48 +404,46 @@ class _InclusionChecker:
         self.root = root_hash
         self.size = size
         top = (size - 1).bit_length() if size > 0 else 0
-        self._known: dict[int, tuple[int, bytes, tuple[object, ...]]] = {top: (0, root_hash, ())}
+        self._known: dict[int, tuple[int, bytes, bytes]] = {top: (0, root_hash, b"")}
 
-    def check(self, index: int, leaf: bytes, path: object) -> None:
-        """Raise :class:`PacketError` unless ``path`` proves ``leaf`` at ``index``."""
-        if type(path) is not list:
-            raise PacketError(f"inclusion proof of entry {index} is not a list", index=index)
+    def check(self, index: int, leaf: bytes, proof: bytes) -> None:
+        """Raise :class:`PacketError` unless ``proof`` proves ``leaf`` at ``index``."""
         if index >= self.size:
             raise PacketError(
                 f"entry {index} is not in the newest checkpoint's tree of size {self.size}",
                 index=index,
             )
+        stride = _STRIDE
+        if proof and (len(proof) + len(_SEP)) % stride:
+            raise PacketError(
+                f"inclusion proof of entry {index} is not a list of 64-digit hex hashes",
+                index=index,
+            )
+        n = (len(proof) + len(_SEP)) // stride
         known = self._known
         sha = _sha256
         fn, sn, k, r, i = index, self.size - 1, 0, leaf, 0
         steps: list[tuple[int, int, bytes, int]] = []
-        n = len(path)
         while True:
             hit = known.get(k)
             if hit is not None and hit[0] == fn:
-                if r != hit[1] or tuple(path[i:]) != hit[2]:
+                if r != hit[1] or proof[i * stride :] != hit[2]:
                     raise PacketError(
                         f"inclusion proof of entry {index} does not lead to the checkpoint root",
                         index=index,
                     )
                 break
-            if sn == 0:
-                # At the root without meeting it: only possible with no proven root,
-                # which the seed excludes; kept as a guard.
-                raise PacketError(  # pragma: no cover
-                    f"inclusion proof of entry {index} does not lead to the checkpoint root",
-                    index=index,
-                )
             if i == n:
                 raise PacketError(
                     f"inclusion proof of entry {index} is shorter than the path to the root",
                     index=index,
                 )
-            p = _hex32(path[i])
-            if p is None:
+            # sn > 0 here: at sn == 0 the walk is at the root, which is always known.
+            at = i * stride
+            p = _unhex32(proof[at : at + 2 * HASH_SIZE])
+            if p is None or (i + 1 < n and proof[at + 2 * HASH_SIZE : at + stride] != _SEP):
                 raise PacketError(
-                    f"inclusion proof of entry {index}: element {i} is not a 64-digit "
-                    "lowercase hex SHA-256",
+                    f"inclusion proof of entry {index}: hash {i} is not 64 lowercase hex digits",
                     index=index,
                 )
             i += 1
@@ -439,7 +460,7 @@ class _InclusionChecker:
             k += 1
             steps.append((k, fn, r, i))
         for level, node, h, pos in steps:
-            known[level] = (node, h, tuple(path[pos:]))
+            known[level] = (node, h, proof[pos * stride :])
 
 
 # --------------------------------------------------------------------- verification
@@ -682,8 +703,9 @@ def _check_consistency(
 
 def _checkpoint_items(data: bytes) -> list[tuple[int, str]]:
     items: list[tuple[int, str]] = []
-    for number, line in _lines(data, CHECKPOINTS):
+    for number, line in enumerate(_split_lines(data, CHECKPOINTS), 1):
         what = f"{CHECKPOINTS} line {number}"
+        _nonempty(line, what)
         obj = _parse_line(line, what, _CHECKPOINT_KEYS)
         if not _is_index(obj["size"]) or type(obj["note"]) is not str:
             raise PacketError(f"{what}: size must be a non-negative integer and note a string")
@@ -694,8 +716,9 @@ def _checkpoint_items(data: bytes) -> list[tuple[int, str]]:
 
 def _consistency_items(data: bytes) -> list[tuple[int, int, list[bytes]]]:
     items: list[tuple[int, int, list[bytes]]] = []
-    for number, line in _lines(data, CONSISTENCY):
+    for number, line in enumerate(_split_lines(data, CONSISTENCY), 1):
         what = f"{CONSISTENCY} line {number}"
+        _nonempty(line, what)
         obj = _parse_line(line, what, _CONSISTENCY_KEYS)
         first, second, hashes = obj["first"], obj["second"], obj["hashes"]
         if not _is_index(first) or not _is_index(second) or type(hashes) is not list:
@@ -732,11 +755,21 @@ def _entry_line_slow(
 ) -> tuple[bytes, bytes]:
     """Check one entries.jsonl line field by field; return ``(leaf, chain)``.
 
-    ``prev`` is the previous entry's chain hash (``None`` for the first entry of a range
-    that does not start at 0: its ``prev_chain_hash`` is taken as given).
+    The slow path: it runs for the first entry of a range that does not start at 0
+    (``prev`` is ``None``: its ``prev_chain_hash`` is taken as given) and to name the
+    problem when the fast path rejects a line.
     """
     what = f"{ENTRIES} line {number}"
-    obj = _parse_line(line, what, _ENTRY_KEYS)
+    _nonempty(line, what, index)
+    try:
+        obj = _loads(line)
+    except _JSONDecodeError:
+        raise PacketError(f"{what} is not valid JSON", index=index) from None
+    if type(obj) is not dict or obj.keys() != _ENTRY_KEYS:
+        raise PacketError(
+            f"{what} must be a JSON object with the keys {', '.join(sorted(_ENTRY_KEYS))}",
+            index=index,
+        )
     found = obj["index"]
     if not _is_index(found):
         raise PacketError(f"{what}: index must be a non-negative integer", index=index)
@@ -762,7 +795,8 @@ def _entry_line_slow(
     leaf = _sha256(b"\x00" + entry_json).digest()
     if leaf != leaf_field:
         raise PacketError(
-            f"entry {index} was altered: its leaf_hash is not SHA-256(0x00 ‖ RFC 8785(entry))",
+            f"entry {index} does not match its leaf_hash (SHA-256(0x00 ‖ RFC 8785(entry))): "
+            "the entry or its hash was altered",
             index=index,
         )
     if prev is not None and prev_field != prev:
@@ -775,15 +809,32 @@ def _entry_line_slow(
         raise PacketError(
             f"entry {index}: chain_hash is not SHA-256(prev_chain_hash ‖ leaf_hash)", index=index
         )
-    if line != _entry_line(
-        index, entry_json, _hexlify(leaf), _hexlify(prev_field), _hexlify(chain)
-    ):
+    expected = _entry_line(index, entry_json, _hexlify(leaf), _hexlify(prev_field), _hexlify(chain))
+    if line != expected:
         raise PacketError(f"{what} is not in RFC 8785 canonical form", index=index)
     return leaf, chain
 
 
-def _inclusion_line(line: bytes, number: int, index: int, tree_size: int) -> list[Any]:
+_P_HASHES: Final = b'{"hashes":["'
+
+
+def _inclusion_proof(line: bytes, number: int, index: int, tree_size: int) -> bytes:
+    """The proof text (hex hashes joined by ``","``) of one inclusion.jsonl line.
+
+    Fast path: the line must be ``{"hashes":["h0","h1",...],"index":i,"tree_size":N}``
+    byte for byte; the inclusion check then validates the hashes and separators, so a
+    line that passes both is exactly the RFC 8785 encoding of a well-formed proof.
+    Anything else is parsed as JSON to say what is wrong.
+    """
+    suffix = b'"],"index":%d,"tree_size":%d}' % (index, tree_size)
+    if line.startswith(_P_HASHES) and line.endswith(suffix):
+        proof = line[len(_P_HASHES) : len(line) - len(suffix)]
+        if proof:
+            return proof
+    elif line == b'{"hashes":[],"index":%d,"tree_size":%d}' % (index, tree_size):
+        return b""
     what = f"{INCLUSION} line {number}"
+    _nonempty(line, what, index)
     try:
         obj = _loads(line)
     except _JSONDecodeError:
@@ -792,17 +843,21 @@ def _inclusion_line(line: bytes, number: int, index: int, tree_size: int) -> lis
         raise PacketError(
             f"{what} must be a JSON object with the keys hashes, index, tree_size", index=index
         )
-    if obj["index"] != index or type(obj["index"]) is not int:
+    if type(obj["index"]) is not int or obj["index"] != index:
         raise PacketError(
             f"{what} is the proof of entry {obj['index']!r}, expected entry {index}", index=index
         )
-    if obj["tree_size"] != tree_size or type(obj["tree_size"]) is not int:
+    if type(obj["tree_size"]) is not int or obj["tree_size"] != tree_size:
         raise PacketError(
             f"{what} is a proof in a tree of size {obj['tree_size']!r}, expected {tree_size}",
             index=index,
         )
-    hashes: list[Any] = obj["hashes"]
-    return hashes
+    hashes = obj["hashes"]
+    if type(hashes) is not list:
+        raise PacketError(f"{what}: hashes must be a list", index=index)
+    for i, h in enumerate(hashes):
+        _require_hex32(h, f"{what} hash {i}", index=index)
+    raise PacketError(f"{what} is not in RFC 8785 canonical form", index=index)
 
 
 def _verify_entries(
@@ -816,25 +871,29 @@ def _verify_entries(
     progress_base: int,
     progress_total: int,
 ) -> None:
-    entry_lines = _lines(entries, ENTRIES)
-    proof_lines = _lines(inclusion, INCLUSION)
+    entry_lines = _split_lines(entries, ENTRIES)
+    proof_lines = _split_lines(inclusion, INCLUSION)
+    count = end - start
+    for member, lines, what in ((ENTRIES, entry_lines, "lines"), (INCLUSION, proof_lines, "lines")):
+        if len(lines) > count:
+            raise PacketError(f"{member} has {len(lines)} {what}; the range holds {count} entries")
     prev: bytes | None = GENESIS if start == 0 else None
     prev_hex = _hexlify(GENESIS)
     sha = _sha256
     hexlify = _hexlify
     loads = _loads
-    dumps = orjson.dumps
     join = b"".join
+    check = checker.check
     tree_size = checker.size
-    for index in range(start, end):
-        number = index - start + 1
-        got = next(entry_lines, None)
-        if got is None:
+    n_entries, n_proofs = len(entry_lines), len(proof_lines)
+    for offset in range(count):
+        index = start + offset
+        number = offset + 1
+        if offset >= n_entries:
             raise PacketError(
-                f"{ENTRIES} ends after {number - 1} entries; the range needs {end - start}",
-                index=index,
+                f"{ENTRIES} ends after {n_entries} entries; the range holds {count}", index=index
             )
-        line = got[1]
+        line = entry_lines[offset]
         leaf = chain = None
         if prev is not None:
             # Fast path: slice the entry's bytes out of the expected line layout,
@@ -877,30 +936,14 @@ def _verify_entries(
             prev_hex = hexlify(chain)
         prev = chain
 
-        got = next(proof_lines, None)
-        if got is None:
+        if offset >= n_proofs:
             raise PacketError(
-                f"{INCLUSION} ends after {number - 1} proofs; the range needs {end - start}",
-                index=index,
+                f"{INCLUSION} ends after {n_proofs} proofs; the range holds {count}", index=index
             )
-        pline = got[1]
-        hashes = _inclusion_line(pline, number, index, tree_size)
-        checker.check(index, leaf, hashes)
-        # Every element is now a validated hex string, so the line's value is in the
-        # domain where orjson's sorted encoding is RFC 8785 (see canonical.py).
-        if pline != dumps(
-            {"hashes": hashes, "index": index, "tree_size": tree_size}, option=_SORTED
-        ):
-            raise PacketError(
-                f"{INCLUSION} line {number} is not in RFC 8785 canonical form", index=index
-            )
-        state.checked_entries += 1
-        if progress is not None and state.checked_entries % _PROGRESS_EVERY == 0:
-            progress(progress_base + state.checked_entries, progress_total)
-    if next(entry_lines, None) is not None:
-        raise PacketError(f"{ENTRIES} has more lines than the range's {end - start} entries")
-    if next(proof_lines, None) is not None:
-        raise PacketError(f"{INCLUSION} has more lines than the range's {end - start} entries")
+        check(index, leaf, _inclusion_proof(proof_lines[offset], number, index, tree_size))
+        state.checked_entries = number
+        if progress is not None and number % _PROGRESS_EVERY == 0:
+            progress(progress_base + number, progress_total)
 
 
 def _verify_members(
@@ -948,7 +991,7 @@ def _verify_members(
 
 
 def verify_packet(
-    data: bytes,
+    data: bytes | bytearray | memoryview,
     verifier: Verifier,
     *,
     event_index: int | None = None,
@@ -992,7 +1035,6 @@ def verify_packet(
         tree_size=state.tree_size,
         range=state.range,
         event_index=event_index,
-        files=state.files,
     )
 
 

@@ -86,6 +86,8 @@ ROUTES: tuple[RouteSpec, ...] = (
     _tenant("GET", "/v1/stats/summary", "stats:read"),
     _tenant("GET", "/v1/forensics/snapshot/{event_id}", "forensics:read"),
     _tenant("GET", "/v1/forensics/chain/verify", "forensics:verify"),
+    _tenant("POST", "/v1/forensics/packets", "forensics:read"),
+    _tenant("GET", "/v1/forensics/packets/{packet_id}", "forensics:read"),
     _public("GET", "/v1/ledger/public-key"),
     _tenant("GET", "/v1/ledger/{stream}/checkpoint", "ledger:read"),
     _tenant("GET", "/v1/ledger/{stream}/checkpoints", "ledger:read"),

@@ -54,6 +54,8 @@ APP_GRANTS: dict[str, tuple[str, ...]] = {
     # Merkle subtree hashes and signed checkpoints (0004): written once, never changed.
     "ledger_nodes": ("SELECT", "INSERT"),
     "checkpoints": ("SELECT", "INSERT"),
+    # What each forensic packet covers (0005): written once.
+    "forensic_packets": ("SELECT", "INSERT"),
     "api_keys": (
         "SELECT",
         "INSERT",

@@ -128,3 +128,18 @@ checkpoints = sa.Table(
     sa.Column("note", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+forensic_packets = sa.Table(
+    "forensic_packets",
+    metadata,
+    sa.Column("packet_id", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("stream", sa.String(100), nullable=False),
+    sa.Column("start_index", sa.BigInteger, nullable=False),
+    sa.Column("end_index", sa.BigInteger, nullable=False),
+    sa.Column("tree_size", sa.BigInteger, nullable=False),
+    sa.Column("since", sa.String(40), nullable=True),
+    sa.Column("until", sa.String(40), nullable=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
