@@ -14,16 +14,22 @@ One run:
 3. stops the server gracefully and counts the rows in its ``decisions`` table, per
    scenario and phase, against the 2xx answers wrk counted, and checks the ledger head
    size equals the number of decision rows;
-4. prints one table and writes the raw figures, machine facts and configuration to
-   ``bench-results/<utc>-<commit>.json``;
-5. exits 0 whether or not targets are met (misses are in the table); non-zero only when
+4. measures the CPU the server, wrk and every other process used during each measured
+   run (a run during which other processes used more than ``--quiet-cores`` is flagged
+   ``disturbed``; before each measured run the harness waits up to ``--quiet-wait`` s
+   for a quiet machine);
+5. prints one table and writes the raw figures, machine facts and configuration to
+   ``bench-results/<utc>-<commit>.json`` (``bench/summarize.py`` takes medians over files);
+6. exits 0 whether or not targets are met (misses are in the table); non-zero only when
    the harness itself fails (2: wrk missing, a server did not start, wrk produced no
    result; 130: interrupted);
-6. kills every process it started, on success, on error and on Ctrl-C / SIGTERM.
+7. kills every process it started, on success, on error and on Ctrl-C / SIGTERM.
 
 Configuration: flags, or the matching ``FG_BENCH_*`` environment variables (flags win).
 ``--profile`` additionally samples the server with py-spy during each measured FrostGate
 run (profiled figures carry py-spy's overhead; take throughput figures from plain runs).
+``--gc-stats`` reports the server's garbage-collection pauses inside each measured run.
+See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -294,6 +300,14 @@ def wait_ready(
             pass
         time.sleep(0.1)
     raise HarnessError(f"{name} not ready at {url} after {timeout:.0f} s; log:\n{_tail(log)}")
+
+
+def check_alive(*servers: tuple[subprocess.Popen[bytes], str, Path]) -> None:
+    for proc, name, log in servers:
+        if proc.poll() is not None:
+            raise HarnessError(
+                f"{name} exited with {proc.returncode} during the run; log:\n{_tail(log)}"
+            )
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -819,6 +833,11 @@ def attribute_gc(path: Path, scenarios: list[Scenario]) -> None:
 # -- output -------------------------------------------------------------------------------
 
 
+def _rate(value: float) -> str:
+    """Requests per second: whole numbers, one decimal below 100 (ingest batches)."""
+    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+
+
 def evaluate_targets(scenarios: list[Scenario]) -> None:
     bare = {s.mode: s for s in scenarios if s.server == "bare"}
     for s in scenarios:
@@ -908,7 +927,7 @@ def print_table(
             errors += f" ({d['status_codes']})"
         table.add_row(
             s.label,
-            f"{d['requests_per_s']:,.0f}",
+            _rate(d["requests_per_s"]),
             f"{d['events_per_s']:,.0f}",
             f"{d['p50_ms']:.2f}",
             f"{d['p99_ms']:.2f}",
@@ -1105,9 +1124,7 @@ def _bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
         for phase, seconds in (("warmup", args.warmup), ("measured", args.duration)):
             if seconds == 0:
                 continue
-            for proc, name in ((fg_proc, "frostgate serve"), (bare_proc, "bare app")):
-                if proc.poll() is not None:
-                    raise HarnessError(f"{name} exited with {proc.returncode} during the run")
+            check_alive((fg_proc, "frostgate serve", fg_log), (bare_proc, "bare app", bare_log))
             profiler = None
             raw_profile = tmp / f"profile-{s.key}.txt"
             if profiler_bin and phase == "measured" and s.server == "frostgate":
@@ -1162,6 +1179,7 @@ def _bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
             file=sys.stderr,
         )
 
+    check_alive((fg_proc, "frostgate serve", fg_log), (bare_proc, "bare app", bare_log))
     # Stop FrostGate gracefully (in-flight requests finish, the writer drains), then count.
     procs.stop(fg_proc, sig=signal.SIGINT, grace=30.0)
     fg_exit = fg_proc.returncode

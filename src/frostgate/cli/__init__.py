@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from frostgate.cli.db import app as db_app
-from frostgate.cli.verify import verify
+from frostgate.cli import verify as verify_module
 from frostgate.config import Profile, get_settings
 from frostgate.jobs import Anchorer
 from frostgate.security import PLATFORM_SCOPES, ROUTES, TENANT_SCOPES, admin, parse_scopes
@@ -34,7 +34,7 @@ keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
-app.command("verify")(verify)
+app.command("verify")(verify_module.verify)
 config_app = typer.Typer(no_args_is_help=True, help="Check the configuration.")
 app.add_typer(config_app, name="config")
 
