@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from frostgate.cli.db import app as db_app
 from frostgate.cli import verify as verify_module
+from frostgate.cli.db import app as db_app
 from frostgate.config import Profile, get_settings
 from frostgate.jobs import Anchorer
 from frostgate.security import PLATFORM_SCOPES, ROUTES, TENANT_SCOPES, admin, parse_scopes
