@@ -16,11 +16,28 @@ import sqlalchemy as sa
 
 from frostgate.ledger import GENESIS, chain_hash, nodes_to_store_for_batch
 from frostgate.store import schema
+from frostgate.store.bulk import insert_rows
 
 __all__ = ["Link", "StoredTree", "StreamAppender"]
 
 _heads = schema.ledger_heads
 _nodes = schema.ledger_nodes
+
+
+_NODE = sa.select(_nodes.c.hash).where(
+    _nodes.c.stream == sa.bindparam("stream"),
+    _nodes.c.level == sa.bindparam("level"),
+    _nodes.c.idx == sa.bindparam("idx"),
+)
+_HEAD = sa.select(_heads.c.size, _heads.c.chain_hash).where(
+    _heads.c.stream == sa.bindparam("stream")
+)
+_HEAD_LOCKED = _HEAD.with_for_update()
+_HEAD_UPDATE = (
+    _heads.update()
+    .where(_heads.c.stream == sa.bindparam("target"))
+    .values(size=sa.bindparam("size"), chain_hash=sa.bindparam("chain_hash"))
+)
 
 
 class StoredTree:
@@ -32,9 +49,7 @@ class StoredTree:
 
     def node(self, level: int, index: int) -> bytes:
         value = self._conn.execute(
-            sa.select(_nodes.c.hash).where(
-                _nodes.c.stream == self._stream, _nodes.c.level == level, _nodes.c.idx == index
-            )
+            _NODE, {"stream": self._stream, "level": level, "idx": index}
         ).scalar()
         if value is None:
             raise LookupError(f"{self._stream}: no stored node ({level}, {index})")
@@ -57,10 +72,8 @@ class StreamAppender:
         self._conn = conn
         self._stream = stream
         self._tenant_id = tenant_id
-        query = sa.select(_heads.c.size, _heads.c.chain_hash).where(_heads.c.stream == stream)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        head = conn.execute(query).first()
+        query = _HEAD_LOCKED if conn.dialect.name == "postgresql" else _HEAD
+        head = conn.execute(query, {"stream": stream}).first()
         self._existed = head is not None
         self.size = int(head.size) if head else 0
         self._chain = bytes.fromhex(head.chain_hash) if head else GENESIS
@@ -85,25 +98,19 @@ class StreamAppender:
         nodes = nodes_to_store_for_batch(
             self._start, self._leaves, StoredTree(self._conn, self._stream)
         )
-        self._conn.execute(
-            _nodes.insert(),
+        insert_rows(
+            self._conn,
+            _nodes,
+            ("stream", "tenant_id", "level", "idx", "hash"),
             [
-                {
-                    "stream": self._stream,
-                    "tenant_id": self._tenant_id,
-                    "level": level,
-                    "idx": index,
-                    "hash": digest,
-                }
+                (self._stream, self._tenant_id, level, index, digest)
                 for level, index, digest in nodes
             ],
         )
         self._leaves = []
         values = {"size": self.size, "chain_hash": self._chain.hex()}
         if self._existed:
-            self._conn.execute(
-                _heads.update().where(_heads.c.stream == self._stream).values(values)
-            )
+            self._conn.execute(_HEAD_UPDATE, {"target": self._stream, **values})
         else:
             self._conn.execute(
                 _heads.insert().values(stream=self._stream, tenant_id=self._tenant_id, **values)

@@ -33,6 +33,7 @@ from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.ledger import entry_leaf_hash
 from frostgate.store import schema
 from frostgate.store.audit import PendingAudit, append_audit
+from frostgate.store.bulk import insert_rows
 from frostgate.store.entries import decision_entry, decision_stream
 from frostgate.store.streams import StreamAppender
 from frostgate.store.tenancy import bind_tenant
@@ -223,11 +224,7 @@ class GroupCommitWriter:
         event_ids = [item.event_id for _, _, item in items]
         for chunk_start in range(0, len(event_ids), 500):
             chunk = event_ids[chunk_start : chunk_start + 500]
-            for stored in conn.execute(
-                sa.select(d.c.event_id, d.c.request_json, d.c.response_json).where(
-                    d.c.tenant_id == tenant_id, d.c.event_id.in_(chunk)
-                )
-            ):
+            for stored in conn.execute(_KNOWN, {"tenant": tenant_id, "ids": chunk}):
                 known[stored.event_id] = (_sha256(stored.request_json), stored.response_json)
 
         first = items[0][2]
@@ -253,14 +250,8 @@ class GroupCommitWriter:
             key = (item.source, item.event_type)
             if key not in lineage:
                 lineage[key] = conn.execute(
-                    sa.select(d.c.event_id, d.c.threat_level, d.c.score, d.c.rules)
-                    .where(
-                        d.c.tenant_id == tenant_id,
-                        d.c.source == item.source,
-                        d.c.event_type == item.event_type,
-                    )
-                    .order_by(d.c.seq.desc())
-                    .limit(1)
+                    _LINEAGE,
+                    {"tenant": tenant_id, "source": item.source, "event_type": item.event_type},
                 ).first()
             diff = _diff(lineage[key], item)
             row: dict[str, Any] = {
@@ -297,36 +288,65 @@ class GroupCommitWriter:
             )
         if not rows:
             return
-        conn.execute(d.insert(), rows)
+        insert_rows(
+            conn, d, _DECISION_COLUMNS, [tuple(r[c] for c in _DECISION_COLUMNS) for r in rows]
+        )
         appender.save()
         self._count_usage(conn, tenant_id, day, len(rows))
 
     @staticmethod
     def _quota_allowance(conn: sa.Connection, tenant_id: str, day: date) -> int | None:
         """How many more events the tenant may store today; None when unlimited."""
-        t = schema.tenants
-        quota = conn.execute(
-            sa.select(t.c.daily_event_quota).where(t.c.tenant_id == tenant_id)
-        ).scalar()
+        quota = conn.execute(_QUOTA, {"tenant": tenant_id}).scalar()
         if quota is None:
             return None
-        u = schema.tenant_usage
-        used = conn.execute(
-            sa.select(u.c.events).where(u.c.tenant_id == tenant_id, u.c.day == day)
-        ).scalar()
+        used = conn.execute(_USED, {"tenant": tenant_id, "day": day}).scalar()
         return max(0, int(quota) - int(used or 0))
 
     @staticmethod
     def _count_usage(conn: sa.Connection, tenant_id: str, day: date, count: int) -> None:
-        u = schema.tenant_usage
-        insert = (pg_insert(u) if conn.dialect.name == "postgresql" else sqlite_insert(u)).values(
-            tenant_id=tenant_id, day=day, events=count
-        )
-        conn.execute(
-            insert.on_conflict_do_update(
-                index_elements=[u.c.tenant_id, u.c.day], set_={"events": u.c.events + count}
-            )
-        )
+        statement = _USAGE_PG if conn.dialect.name == "postgresql" else _USAGE_SQLITE
+        conn.execute(statement, {"tenant": tenant_id, "day": day, "n": count})
+
+
+# Statements built once: constructing SQLAlchemy expressions per batch costs more than
+# executing them on the small batches of single-event requests.
+_d = schema.decisions
+_u = schema.tenant_usage
+_DECISION_COLUMNS = tuple(c.name for c in _d.columns)
+_KNOWN = sa.select(_d.c.event_id, _d.c.request_json, _d.c.response_json).where(
+    _d.c.tenant_id == sa.bindparam("tenant"),
+    _d.c.event_id.in_(sa.bindparam("ids", expanding=True)),
+)
+_LINEAGE = (
+    sa.select(_d.c.event_id, _d.c.threat_level, _d.c.score, _d.c.rules)
+    .where(
+        _d.c.tenant_id == sa.bindparam("tenant"),
+        _d.c.source == sa.bindparam("source"),
+        _d.c.event_type == sa.bindparam("event_type"),
+    )
+    .order_by(_d.c.seq.desc())
+    .limit(1)
+)
+_QUOTA = sa.select(schema.tenants.c.daily_event_quota).where(
+    schema.tenants.c.tenant_id == sa.bindparam("tenant")
+)
+_USED = sa.select(_u.c.events).where(
+    _u.c.tenant_id == sa.bindparam("tenant"), _u.c.day == sa.bindparam("day")
+)
+
+
+def _usage_upsert(insert: Any) -> Any:
+    return insert.values(
+        tenant_id=sa.bindparam("tenant"), day=sa.bindparam("day"), events=sa.bindparam("n")
+    ).on_conflict_do_update(
+        index_elements=[_u.c.tenant_id, _u.c.day],
+        set_={"events": _u.c.events + sa.bindparam("n")},
+    )
+
+
+_USAGE_PG = _usage_upsert(pg_insert(_u))
+_USAGE_SQLITE = _usage_upsert(sqlite_insert(_u))
 
 
 @dataclass(frozen=True, slots=True)
