@@ -28,12 +28,10 @@ def _statement(table: str, columns: tuple[str, ...], paramstyle: str) -> str:
     return f"INSERT INTO {table} ({names}) VALUES ({markers})"  # noqa: S608 - fixed names
 
 
-def _sqlite_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
-    return value
+def _sqlite_time(value: datetime) -> str:
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def insert_rows(
@@ -45,5 +43,14 @@ def insert_rows(
     dialect = conn.dialect
     sql = _statement(table.name, columns, dialect.paramstyle)
     if dialect.name == "sqlite":
-        rows = [tuple(_sqlite_value(v) for v in row) for row in rows]
+        # Only the columns holding timestamps need converting; find them once.
+        positions = [i for i, v in enumerate(rows[0]) if isinstance(v, datetime)]
+        if positions:
+            converted = []
+            for row in rows:
+                values = list(row)
+                for i in positions:
+                    values[i] = _sqlite_time(values[i])
+                converted.append(tuple(values))
+            rows = converted
     conn.exec_driver_sql(sql, list(rows))
