@@ -36,6 +36,7 @@ lint: install
 
 bench: install
 	$(PY) bench/run.py
+	$(PY) bench/ledger_proofs.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache
