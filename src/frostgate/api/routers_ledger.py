@@ -16,9 +16,10 @@ from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.jobs.anchor import stream_origin
 from frostgate.ledger import consistency_proof, entry_leaf_hash, inclusion_proof
 from frostgate.store import schema
-from frostgate.store.audit import audit_entry, audit_stream
+from frostgate.store.audit import audit_stream
+from frostgate.store.catalog import stream_source
 from frostgate.store.checkpoints import checkpoints_since, latest_checkpoint
-from frostgate.store.entries import decision_entry, decision_stream
+from frostgate.store.entries import decision_stream
 from frostgate.store.streams import StoredTree
 from frostgate.store.tenancy import bind_tenant
 
@@ -125,7 +126,7 @@ async def proof_inclusion(
     def prove(conn: sa.Connection) -> dict[str, Any]:
         position = wanted_index
         if position is None:
-            table = schema.decisions if stream == "decisions" else schema.audit_events
+            table, _ = stream_source(name)
             position = conn.execute(
                 sa.select(table.c.seq).where(
                     table.c.tenant_id == tenant_id, table.c.event_id == event_id
@@ -172,15 +173,14 @@ async def proof_consistency(
 async def entries(
     request: Request, stream: str, start: str | None = None, end: str | None = None
 ) -> Response:
-    tenant_id, _ = _stream(request, stream)
+    tenant_id, name = _stream(request, stream)
     first = _int(start, "start") or 0
     last = _int(end, "end")
     if last is None:
         last = first + _MAX_ENTRIES
     if last <= first or last - first > _MAX_ENTRIES:
         raise FrostGateError(ErrorCode.RANGE_INVALID, "0 < end - start <= 1000")
-    table = schema.decisions if stream == "decisions" else schema.audit_events
-    to_entry = decision_entry if stream == "decisions" else audit_entry
+    table, to_entry = stream_source(name)
 
     def read(conn: sa.Connection) -> list[dict[str, Any]]:
         rows = conn.execute(

@@ -10,7 +10,7 @@ is reported with its index; the other streams are still checked.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,11 +23,9 @@ from frostgate.ledger import MemoryTree, ProofError, verify_consistency
 from frostgate.ledger.note import NoteError, open_checkpoint
 from frostgate.security.ledger_key import load_ledger_signer
 from frostgate.store import Database, open_database, schema
-from frostgate.store.audit import audit_entry
-from frostgate.store.catalog import all_streams
+from frostgate.store.catalog import all_streams, stream_source
 from frostgate.store.checkpoints import checkpoints_since
 from frostgate.store.decisions import chain_rows, ledger_head
-from frostgate.store.entries import decision_entry
 from frostgate.store.tenancy import bind_tenant
 
 __all__ = ["DatabaseReport", "StreamReport", "verify_database"]
@@ -94,7 +92,7 @@ def _verify_stream(
 ) -> StreamReport:
     bind_tenant(conn, tenant_id)
     is_decisions = stream.startswith("decisions/")
-    entry_of: Callable[[Any], dict[str, Any]] = decision_entry if is_decisions else audit_entry
+    _, entry_of = stream_source(stream)
     leaves: list[bytes] = []
 
     def collect(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:

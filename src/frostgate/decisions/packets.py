@@ -22,9 +22,8 @@ from frostgate.ledger import consistency_proof, inclusion_proof
 from frostgate.ledger.note import Signer
 from frostgate.ledger.packet import PacketEntry, build_packet
 from frostgate.store import Database, schema
-from frostgate.store.audit import audit_entry
+from frostgate.store.catalog import stream_source
 from frostgate.store.checkpoints import checkpoints_since, latest_checkpoint
-from frostgate.store.entries import decision_entry
 from frostgate.store.streams import StoredTree
 from frostgate.store.tenancy import bind_tenant
 
@@ -44,10 +43,6 @@ class Packet:
     data: bytes
 
 
-def _table(stream: str) -> sa.Table:
-    return schema.decisions if stream.startswith("decisions/") else schema.audit_events
-
-
 def _build(
     conn: sa.Connection,
     tenant_id: str,
@@ -60,8 +55,7 @@ def _build(
     signer: Signer,
     origin: str,
 ) -> bytes:
-    table = _table(stream)
-    to_entry = decision_entry if stream.startswith("decisions/") else audit_entry
+    table, to_entry = stream_source(stream)
     rows = conn.execute(
         sa.select(table)
         .where(table.c.tenant_id == tenant_id, table.c.seq >= start, table.c.seq < end)
@@ -111,7 +105,7 @@ def create_packet(
 ) -> Packet:
     """A packet of every entry created in ``[since, until)``, tied to a checkpoint that
     covers them (signing a new checkpoint first when the newest does not)."""
-    table = _table(stream)
+    table, _ = stream_source(stream)
     with db.read.connect() as conn:
         bind_tenant(conn, tenant_id)
         bounds: Any = conn.execute(

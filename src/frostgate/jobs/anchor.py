@@ -19,11 +19,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -37,10 +36,9 @@ from frostgate.ledger import (
 from frostgate.ledger.note import Signer, format_checkpoint, sign_note
 from frostgate.security.audit import new_audit
 from frostgate.store import Database, schema
-from frostgate.store.audit import append_audit, audit_entry
-from frostgate.store.catalog import all_streams
+from frostgate.store.audit import append_audit
+from frostgate.store.catalog import all_streams, stream_source
 from frostgate.store.checkpoints import insert_checkpoint, latest_checkpoint
-from frostgate.store.entries import decision_entry
 from frostgate.store.streams import StoredTree
 from frostgate.store.tenancy import bind_tenant
 
@@ -68,11 +66,7 @@ def _rows(
     conn: sa.Connection, stream: str, tenant_id: str, start: int, end: int
 ) -> Iterator[tuple[int, bytes, bytes]]:
     """(index, re-derived leaf hash, stored leaf node) for entries start..end-1."""
-    kind = stream.split("/", 1)[0]
-    table = schema.decisions if kind == "decisions" else schema.audit_events
-    to_entry: Callable[[dict[str, Any]], dict[str, Any]] = (
-        decision_entry if kind == "decisions" else audit_entry
-    )
+    table, to_entry = stream_source(stream)
     nodes = schema.ledger_nodes
     position = start
     while position < end:

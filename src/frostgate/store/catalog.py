@@ -3,14 +3,28 @@ decisions and audit streams."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 import sqlalchemy as sa
 
 from frostgate.store import schema
-from frostgate.store.audit import PLATFORM, audit_stream
-from frostgate.store.entries import decision_stream
+from frostgate.store.audit import PLATFORM, audit_entry, audit_stream
+from frostgate.store.entries import decision_entry, decision_stream
 from frostgate.store.tenancy import bind_platform
 
-__all__ = ["all_streams"]
+__all__ = ["EntryOf", "all_streams", "stream_source"]
+
+EntryOf = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+def stream_source(stream: str) -> tuple[sa.Table, EntryOf]:
+    """The table that holds a stream's rows, and the function rebuilding their entries."""
+    if stream.startswith("decisions/"):
+        return schema.decisions, decision_entry
+    if stream.startswith("audit/"):
+        return schema.audit_events, audit_entry
+    raise ValueError(f"unknown stream {stream!r}")
 
 
 def all_streams(conn: sa.Connection) -> list[tuple[str, str]]:
