@@ -28,6 +28,7 @@ def _statement(table: str, columns: tuple[str, ...], paramstyle: str) -> str:
     return f"INSERT INTO {table} ({names}) VALUES ({markers})"  # noqa: S608 - fixed names
 
 
+@lru_cache(maxsize=256)
 def _sqlite_time(value: datetime) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -25,8 +26,12 @@ def decision_stream(tenant_id: str) -> str:
     return f"decisions/{tenant_id}"
 
 
+@lru_cache(maxsize=256)
 def format_timestamp(moment: datetime) -> str:
-    """RFC 3339 UTC with microseconds: one textual form for every stored instant."""
+    """RFC 3339 UTC with microseconds: one textual form for every stored instant.
+
+    Cached: a batch shares one decision time, and ``strftime`` costs more than a lookup.
+    """
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
