@@ -13,6 +13,7 @@ from frostgate.api.context import services
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.security import Principal, parse_json
 from frostgate.store.decisions import DecisionFilter
+from frostgate.store.entries import format_timestamp
 
 THREAT_LEVELS = ("none", "low", "medium", "high", "critical")
 
@@ -101,9 +102,6 @@ def decision_filter(
 
 def decision_summary(row: dict[str, Any]) -> dict[str, Any]:
     """The public view of a stored decision row."""
-    created = row["created_at"]
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
     return {
         "id": row["event_id"],
         "seq": row["seq"],
@@ -119,5 +117,5 @@ def decision_summary(row: dict[str, Any]) -> dict[str, Any]:
         "changed": bool(row["changed"]),
         "diff": None if row["diff"] is None else orjson.loads(row["diff"]),
         "policy_hash": row["policy_hash"],
-        "created_at": created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "created_at": format_timestamp(row["created_at"]),
     }

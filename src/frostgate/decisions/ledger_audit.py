@@ -66,23 +66,6 @@ class DatabaseReport:
         }
 
 
-def _audit_rows(conn: sa.Connection, tenant_id: str) -> Iterator[dict[str, Any]]:
-    a = schema.audit_events
-    position = 0
-    while True:
-        rows = conn.execute(
-            sa.select(a)
-            .where(a.c.tenant_id == tenant_id, a.c.seq >= position)
-            .order_by(a.c.seq)
-            .limit(2000)
-        ).all()
-        if not rows:
-            return
-        for row in rows:
-            yield dict(row._mapping)
-        position = int(rows[-1].seq) + 1
-
-
 def _node(m: Any) -> tuple[int, int, bytes]:
     return int(m["level"]), int(m["idx"]), bytes(m["hash"])
 
@@ -91,8 +74,7 @@ def _verify_stream(
     conn: sa.Connection, settings: Settings, tenant_id: str, stream: str
 ) -> StreamReport:
     bind_tenant(conn, tenant_id)
-    is_decisions = stream.startswith("decisions/")
-    _, entry_of = stream_source(stream)
+    table, entry_of = stream_source(stream)
     leaves: list[bytes] = []
 
     def collect(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -100,7 +82,7 @@ def _verify_stream(
             leaves.append(bytes.fromhex(row["leaf_hash"]))
             yield row
 
-    rows = chain_rows(conn, tenant_id, 0, None) if is_decisions else _audit_rows(conn, tenant_id)
+    rows = chain_rows(conn, tenant_id, 0, None, table=table)
     head = ledger_head(conn, stream, tenant_id)
     chain = verify_chain(
         collect(rows), start=0, start_prev_chain=None, head=head or (0, ""), entry_of=entry_of

@@ -108,16 +108,23 @@ def ledger_head(conn: sa.Connection, stream: str, tenant_id: str) -> tuple[int, 
 
 
 def chain_rows(
-    conn: sa.Connection, tenant_id: str, start: int, end: int | None, *, chunk: int = 2000
+    conn: sa.Connection,
+    tenant_id: str,
+    start: int,
+    end: int | None,
+    *,
+    table: sa.Table = _d,
+    chunk: int = 2000,
 ) -> Iterator[dict[str, Any]]:
-    """Rows ``start <= seq < end`` in order, read in keyset chunks (never the whole log)."""
+    """Rows ``start <= seq < end`` of a ledgered table (decisions by default), in order,
+    read in keyset chunks (never the whole log)."""
     bind_tenant(conn, tenant_id)
     position = start
     while end is None or position < end:
-        query = sa.select(_d).where(_d.c.tenant_id == tenant_id, _d.c.seq >= position)
+        query = sa.select(table).where(table.c.tenant_id == tenant_id, table.c.seq >= position)
         if end is not None:
-            query = query.where(_d.c.seq < end)
-        rows = conn.execute(query.order_by(_d.c.seq).limit(chunk)).all()
+            query = query.where(table.c.seq < end)
+        rows = conn.execute(query.order_by(table.c.seq).limit(chunk)).all()
         if not rows:
             return
         for row in rows:
