@@ -1,0 +1,130 @@
+"""Standard Webhooks signatures, checked against the independent reference library."""
+
+from __future__ import annotations
+
+import base64
+import time
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from frostgate.security.webhook_signature import (
+    SignatureRejected,
+    decode_secret,
+    new_secret,
+    sign,
+    signed_headers,
+    verify,
+)
+
+
+def test_our_signatures_verify_with_the_reference_library() -> None:
+    secret = new_secret()
+    body = b'{"type":"decision.alert","data":{"score":95}}'
+    now = int(time.time())
+    headers = signed_headers(decode_secret(secret), "msg_01", now, body)
+    payload = Webhook(secret).verify(body, headers)
+    assert payload["data"]["score"] == 95
+
+
+def test_a_tampered_body_fails_the_reference_library() -> None:
+    secret = new_secret()
+    now = int(time.time())
+    headers = signed_headers(decode_secret(secret), "msg_01", now, b'{"a":1}')
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(b'{"a":2}', headers)
+
+
+def test_reference_library_signatures_verify_with_ours() -> None:
+    secret = new_secret()
+    now = int(time.time())
+    signature = Webhook(secret).sign("msg_02", datetime.fromtimestamp(now, UTC), '{"x":1}')
+    headers = {
+        "webhook-id": "msg_02",
+        "webhook-timestamp": str(now),
+        "webhook-signature": signature,
+    }
+    assert verify([decode_secret(secret)], headers, b'{"x":1}', now=now).webhook_id == "msg_02"
+
+
+def test_any_active_secret_verifies_rotation() -> None:
+    old, new = decode_secret(new_secret()), decode_secret(new_secret())
+    now = int(time.time())
+    headers = signed_headers(new, "m", now, b"{}")
+    assert verify([old, new], headers, b"{}", now=now)
+    headers["webhook-signature"] = f"v1,bogus {sign(old, 'm', now, b'{}')}"
+    assert verify([new, old], headers, b"{}", now=now)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda h: h.pop("webhook-signature"), "missing"),
+        (lambda h: h.pop("webhook-id"), "missing"),
+        (lambda h: h.update({"webhook-timestamp": "12ab"}), "malformed"),
+        (lambda h: h.update({"webhook-id": "a b"}), "malformed"),
+        (lambda h: h.update({"webhook-signature": "v2,abc"}), "no v1"),
+        (lambda h: h.update({"webhook-signature": "v1," + "A" * 44}), "mismatch"),
+        (lambda h: h.update({"webhook-signature": "v1,x " * 2000}), "too long"),
+    ],
+)
+def test_malformed_or_wrong_headers_are_rejected(mutate: object, reason: str) -> None:
+    key = decode_secret(new_secret())
+    now = int(time.time())
+    headers = signed_headers(key, "m1", now, b"{}")
+    mutate(headers)  # type: ignore[operator]
+    with pytest.raises(SignatureRejected, match=reason):
+        verify([key], headers, b"{}", now=now)
+
+
+@pytest.mark.parametrize("skew", [-301, 301, -100_000])
+def test_timestamps_outside_five_minutes_are_rejected(skew: int) -> None:
+    key = decode_secret(new_secret())
+    now = int(time.time())
+    headers = signed_headers(key, "m1", now + skew, b"{}")
+    with pytest.raises(SignatureRejected, match="tolerance"):
+        verify([key], headers, b"{}", now=now)
+
+
+def test_the_wrong_secret_is_rejected() -> None:
+    now = int(time.time())
+    headers = signed_headers(decode_secret(new_secret()), "m1", now, b"{}")
+    with pytest.raises(SignatureRejected, match="mismatch"):
+        verify([decode_secret(new_secret())], headers, b"{}", now=now)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "whsec_" + base64.b64encode(b"x" * 31).decode(),
+        "whsec_" + base64.b64encode(b"x" * 24).decode(),
+        base64.b64encode(b"x" * 32).decode(),
+        "whsec_not base64!",
+        "whsec_",
+    ],
+)
+def test_short_or_malformed_secrets_are_refused(secret: str) -> None:
+    with pytest.raises(ValueError, match="secret"):
+        decode_secret(secret)
+
+
+@given(
+    msg_id=st.from_regex(r"[A-Za-z0-9_.:-]{1,40}", fullmatch=True),
+    body=st.binary(max_size=512),
+    stamp=st.integers(min_value=0, max_value=10**11),
+)
+def test_sign_then_verify_roundtrips(msg_id: str, body: bytes, stamp: int) -> None:
+    key = b"k" * 32
+    headers = signed_headers(key, msg_id, stamp, body)
+    assert verify([key], headers, body, now=stamp).webhook_timestamp == stamp
+
+
+@given(header=st.text(max_size=300))
+def test_arbitrary_signature_headers_never_crash(header: str) -> None:
+    key = b"k" * 32
+    headers = {"webhook-id": "m", "webhook-timestamp": "100", "webhook-signature": header}
+    with pytest.raises(SignatureRejected):
+        verify([key], headers, b"{}", now=100)
