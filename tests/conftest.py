@@ -28,6 +28,12 @@ _TABLES = (
     "ledger_nodes",
     "checkpoints",
     "forensic_packets",
+    "webhook_endpoints",
+    "outbox",
+    "delivery_attempts",
+    "hook_sources",
+    "hook_source_secrets",
+    "tenant_egress_hosts",
     "api_keys",
     "tenants",
 )

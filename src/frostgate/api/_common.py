@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio.to_thread
 import orjson
+import sqlalchemy as sa
 from fastapi import Request
 from fastapi.responses import Response
 
@@ -16,6 +19,7 @@ from frostgate.store.decisions import DecisionFilter
 from frostgate.store.entries import format_timestamp
 
 THREAT_LEVELS = ("none", "low", "medium", "high", "critical")
+T = TypeVar("T")
 
 
 def tenant_of(request: Request) -> str:
@@ -119,3 +123,16 @@ def decision_summary(row: dict[str, Any]) -> dict[str, Any]:
         "policy_hash": row["policy_hash"],
         "created_at": format_timestamp(row["created_at"]),
     }
+
+
+async def storage_call(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking storage call in a worker thread; a database failure answers 503
+    ``STORAGE_UNAVAILABLE`` (fail closed, no detail), a ``FrostGateError`` passes."""
+
+    def run() -> T:
+        try:
+            return fn(*args)
+        except sa.exc.SQLAlchemyError as exc:
+            raise FrostGateError(ErrorCode.STORAGE_UNAVAILABLE, "storage call failed") from exc
+
+    return await anyio.to_thread.run_sync(run)

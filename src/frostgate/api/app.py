@@ -7,6 +7,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
@@ -21,11 +22,14 @@ from frostgate.api import (
     routers_ledger,
     routers_packets,
     routers_read,
+    routers_webhooks,
 )
 from frostgate.api.context import Services
 from frostgate.api.feed_notifier import FeedNotifier
-from frostgate.config import Settings, get_settings
+from frostgate.config import Profile, Settings, get_settings
 from frostgate.decisions import DecisionService
+from frostgate.delivery import DeliverySettings, DeliveryWorker
+from frostgate.egress import EgressClient, EgressPolicy, EgressTimeouts, parse_allow_hosts
 from frostgate.engine import load_policy
 from frostgate.errors import ErrorCode, FrostGateError, error_body
 from frostgate.jobs import Anchorer
@@ -33,6 +37,7 @@ from frostgate.security import ROUTES, AuthGate, JsonLimits, KeyAuthenticator, R
 from frostgate.security.audit import AuditRecorder
 from frostgate.security.client_ip import TrustedProxies
 from frostgate.security.gate import GateLimits
+from frostgate.security.hook_sources import HookVerifier
 from frostgate.security.ledger_key import load_ledger_signer
 from frostgate.security.peppers import load_peppers
 from frostgate.security.ratelimit import (
@@ -42,6 +47,8 @@ from frostgate.security.ratelimit import (
     RedisRateLimiter,
     WriteRateLimit,
 )
+from frostgate.security.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
+from frostgate.security.secret_box import SecretBox
 from frostgate.store import GroupCommitWriter, open_database
 
 __all__ = ["build_app"]
@@ -53,10 +60,12 @@ log = logging.getLogger("frostgate.app")
 _HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.NOT_FOUND}
 
 
-def _error(request: Request, code: ErrorCode) -> Response:
+def _error(request: Request, code: ErrorCode, reason: str | None = None) -> Response:
     request_id = getattr(request.state, "request_id", "")
     return Response(
-        content=error_body(code, request_id), status_code=code.status, media_type="application/json"
+        content=error_body(code, request_id, reason),
+        status_code=code.status,
+        media_type="application/json",
     )
 
 
@@ -65,7 +74,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, FrostGateError)
         if exc.code.status >= 500:
             log.warning("request failed: %s (%s)", exc.code.name, exc)
-        return _error(request, exc.code)
+        return _error(request, exc.code, exc.reason)
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         return _error(request, ErrorCode.VALIDATION_FAILED)
@@ -111,16 +120,52 @@ def _rate_limiter(settings: Settings) -> RateLimiter:
     return MemoryRateLimiter()
 
 
+def _replay_cache(settings: Settings) -> ReplayCache:
+    if settings.replay_cache_backend == "redis":
+        if not settings.redis_url:
+            raise RuntimeError("FG_REPLAY_CACHE_BACKEND=redis needs FG_REDIS_URL")
+        return RedisReplayCache(settings.redis_url)
+    return MemoryReplayCache()
+
+
+def _egress(settings: Settings, audit: AuditRecorder) -> EgressClient:
+    def refused(tenant_id: str | None, reason: str, host: str | None) -> None:
+        audit.record(
+            "egress_refused", "warning", tenant_id, detail={"reason": reason, "host": host}
+        )
+
+    return EgressClient(
+        EgressPolicy(
+            https_only=settings.profile is Profile.PROD,
+            allow_hosts=parse_allow_hosts(settings.egress_allow_hosts),
+        ),
+        timeouts=EgressTimeouts(
+            connect=settings.egress_connect_timeout_seconds,
+            read=settings.egress_read_timeout_seconds,
+            total=settings.egress_total_timeout_seconds,
+        ),
+        max_response_bytes=settings.egress_max_response_bytes,
+        on_refusal=refused,
+    )
+
+
 def build_app(settings: Settings | None = None) -> AuthGate:
     """Build the service. Refuses to build when a mounted route is not declared."""
     settings = settings or get_settings()
     db = open_database(settings.database_url)
-    writer = GroupCommitWriter(db.write, max_batch=settings.writer_max_batch)
+    writer = GroupCommitWriter(
+        db.write,
+        max_batch=settings.writer_max_batch,
+        alert_window=timedelta(seconds=settings.alert_aggregate_seconds),
+    )
     policy = load_policy(settings.policy_path)
     authenticator = KeyAuthenticator(
         db, load_peppers(settings), cache_seconds=settings.key_cache_seconds
     )
     audit = AuditRecorder(writer, window_seconds=settings.audit_summary_seconds)
+    secret_box = SecretBox(authenticator.peppers)
+    egress = _egress(settings, audit)
+    replay = _replay_cache(settings)
     signer = load_ledger_signer(settings)
     anchorer = Anchorer(
         db,
@@ -153,6 +198,25 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         feed=FeedNotifier(),
         ledger_signer=signer,
         anchorer=anchorer,
+        secret_box=secret_box,
+        egress=egress,
+        hooks=HookVerifier(
+            db, secret_box, replay, tolerance_seconds=settings.webhook_tolerance_seconds
+        ),
+        delivery=DeliveryWorker(
+            db,
+            egress,
+            secret_box,
+            settings=DeliverySettings(
+                poll_seconds=settings.delivery_poll_seconds,
+                lease=timedelta(seconds=settings.delivery_lease_seconds),
+                deadline=timedelta(seconds=settings.delivery_deadline_seconds),
+                concurrency=settings.delivery_concurrency,
+                backoff_base_seconds=settings.delivery_backoff_base_seconds,
+                backoff_cap_seconds=settings.delivery_backoff_cap_seconds,
+            ),
+            audit=audit,
+        ),
     )
 
     @asynccontextmanager
@@ -164,16 +228,22 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         gc.collect()
         gc.freeze()
         maintenance = asyncio.create_task(_maintenance(svc, audit))
+        delivery = asyncio.create_task(svc.delivery.run())
         try:
             yield
         finally:
+            # Deliveries in flight are abandoned, not lost: their lease runs out and
+            # they are sent again (same webhook-id) by the next worker to poll.
+            delivery.cancel()
             maintenance.cancel()
-            await asyncio.gather(maintenance, return_exceptions=True)
+            await asyncio.gather(delivery, maintenance, return_exceptions=True)
+            await svc.delivery.cancel_inflight()
             await audit.drain()
             await audit.flush(everything=True)
             await anyio.to_thread.run_sync(authenticator.flush_usage)
             writer.stop()
             await rate_limit.limiter.close()
+            await replay.close()
             db.dispose()
 
     app = FastAPI(
@@ -191,6 +261,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     app.include_router(routers_admin.router)
     app.include_router(routers_ledger.router)
     app.include_router(routers_packets.router)
+    app.include_router(routers_webhooks.router)
 
     table = RouteTable(ROUTES)
     # The OpenAPI document lists every mounted operation (FastAPI's public view of its
@@ -222,4 +293,5 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         trusted_proxies=TrustedProxies.parse(settings.trusted_proxy_cidrs),
         cors_origins=frozenset(o.strip() for o in settings.cors_origins.split(",") if o.strip()),
         rate_limit=rate_limit,
+        honeypots=frozenset(p.strip() for p in settings.honeypot_paths.split(",") if p.strip()),
     )

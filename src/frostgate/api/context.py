@@ -9,10 +9,14 @@ from fastapi import Request
 from frostgate.api.feed_notifier import FeedNotifier
 from frostgate.config import Settings
 from frostgate.decisions import DecisionService
+from frostgate.delivery import DeliveryWorker
+from frostgate.egress import EgressClient
 from frostgate.jobs import Anchorer
 from frostgate.ledger.note import Signer
 from frostgate.security import JsonLimits, KeyAuthenticator
 from frostgate.security.audit import AuditRecorder
+from frostgate.security.hook_sources import HookVerifier
+from frostgate.security.secret_box import SecretBox
 from frostgate.store import Database, GroupCommitWriter
 
 __all__ = ["Services", "services"]
@@ -30,6 +34,10 @@ class Services:
     feed: FeedNotifier
     ledger_signer: Signer
     anchorer: Anchorer
+    secret_box: SecretBox
+    egress: EgressClient
+    hooks: HookVerifier
+    delivery: DeliveryWorker
 
 
 def services(request: Request) -> Services:

@@ -83,6 +83,40 @@ class Settings(BaseSettings):
     audit_summary_seconds: float = Field(
         default=60.0, gt=0, description="Window in which repeated auth failures are summarised"
     )
+    egress_allow_hosts: str = Field(
+        default="",
+        description="host:port list let through to private addresses and http (dev/test only)",
+    )
+    egress_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    egress_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    egress_total_timeout_seconds: float = Field(default=15.0, gt=0)
+    egress_max_response_bytes: int = Field(default=64 * 1024, ge=1024)
+    alert_aggregate_seconds: float = Field(
+        default=60.0, gt=0, description="Same rules + target within this window: one alert"
+    )
+    delivery_poll_seconds: float = Field(default=0.5, gt=0)
+    delivery_lease_seconds: float = Field(
+        default=60.0, gt=0, description="A claimed delivery is retried by anyone after this"
+    )
+    delivery_deadline_seconds: float = Field(
+        default=86_400.0, gt=0, description="Retries stop (dead letter) this long after creation"
+    )
+    delivery_concurrency: int = Field(default=16, ge=1)
+    delivery_backoff_base_seconds: float = Field(default=2.0, gt=0)
+    delivery_backoff_cap_seconds: float = Field(default=600.0, gt=0)
+    webhook_tolerance_seconds: int = Field(
+        default=300, ge=1, le=600, description="Accepted clock skew of inbound webhook timestamps"
+    )
+    replay_cache_backend: str = Field(
+        default="memory", pattern="^(memory|redis)$", description="Inbound webhook-id replay cache"
+    )
+    honeypot_paths: str = Field(
+        default=(
+            "/.env,/.git/config,/.git/HEAD,/wp-admin,/wp-login.php,/phpmyadmin,"
+            "/.aws/credentials,/server-status,/actuator/env,/config.json,/admin"
+        ),
+        description="Paths that raise a tripwire event (answered 404 like any unknown path)",
+    )
 
     @property
     def database_url(self) -> str:
@@ -124,6 +158,8 @@ def startup_problems(settings: Settings) -> list[str]:
         problems.append("prod CORS origins must be https://")
     if not settings.ledger_signing_key:
         problems.append("prod requires FG_LEDGER_SIGNING_KEY (generated keys are dev-only)")
+    if settings.egress_allow_hosts.strip():
+        problems.append("prod refuses FG_EGRESS_ALLOW_HOSTS (private egress is dev/test only)")
     if settings.key_cache_seconds > 1.0:
         problems.append("FG_KEY_CACHE_SECONDS above 1 s breaks the revocation bound")
     return problems

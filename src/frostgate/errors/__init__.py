@@ -52,6 +52,15 @@ class ErrorCode(enum.Enum):
     SCOPE_ESCALATION = _Spec(403, "A key cannot grant scopes it does not hold.")
     TENANT_MISMATCH = _Spec(403, "The request names a tenant other than the key's.")
     TENANT_SUSPENDED = _Spec(403, "The tenant is suspended.")
+    # Webhooks
+    WEBHOOK_URL_REFUSED = _Spec(422, "The URL is refused by the egress policy.")
+    WEBHOOK_SECRET_INVALID = _Spec(
+        422, "A webhook secret must be whsec_ followed by base64 of at least 32 bytes."
+    )
+    SIGNATURE_INVALID = _Spec(
+        401, "The webhook signature is missing, wrong or outside the time window."
+    )
+    WEBHOOK_REPLAYED = _Spec(409, "This webhook-id was already received.")
     # Conflicts and quotas
     IDEMPOTENCY_CONFLICT = _Spec(409, "This event_id was already used with a different body.")
     TENANT_EXISTS = _Spec(409, "A tenant with this id already exists.")
@@ -76,13 +85,22 @@ class ErrorCode(enum.Enum):
 
 
 class FrostGateError(Exception):
-    """An error with a registered code. Its message is for logs only, never for clients."""
+    """An error with a registered code. Its message is for logs only, never for clients.
 
-    def __init__(self, code: ErrorCode, log_message: str = "") -> None:
+    ``reason`` is the exception to that rule for policy refusals whose wording FrostGate
+    itself owns (why a webhook URL is refused): it is added to the body as ``reason``.
+    Nothing from an exception, a library or the database may be passed as a reason.
+    """
+
+    def __init__(self, code: ErrorCode, log_message: str = "", *, reason: str | None = None):
         super().__init__(log_message or code.name)
         self.code = code
+        self.reason = reason
 
 
-def error_body(code: ErrorCode, request_id: str) -> bytes:
+def error_body(code: ErrorCode, request_id: str, reason: str | None = None) -> bytes:
     """The one error body builder: stable code, fixed detail, the request id."""
-    return orjson.dumps({"error_code": code.name, "detail": code.detail, "request_id": request_id})
+    body = {"error_code": code.name, "detail": code.detail, "request_id": request_id}
+    if reason is not None:
+        body["reason"] = reason
+    return orjson.dumps(body)

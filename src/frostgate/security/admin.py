@@ -26,6 +26,7 @@ __all__ = [
     "CLI_ACTOR",
     "Actor",
     "IssuedKey",
+    "audit_change",
     "create_tenant",
     "mint_key",
     "revoke_key",
@@ -58,7 +59,7 @@ class IssuedKey:
     expires_at: datetime | None
 
 
-def _audit(
+def audit_change(
     conn: sa.Connection,
     actor: Actor,
     kind: str,
@@ -66,6 +67,7 @@ def _audit(
     now: datetime,
     detail: Mapping[str, Any],
 ) -> None:
+    """Record an administrative change inside the transaction that makes it."""
     append_audit(
         conn,
         [
@@ -97,7 +99,7 @@ def create_tenant(
         tenant = tenant_repo.create_tenant(
             conn, tenant_id, name or tenant_id, now, daily_event_quota=daily_event_quota
         )
-        _audit(conn, actor, "tenant_created", None, now, {"tenant_id": tenant_id})
+        audit_change(conn, actor, "tenant_created", None, now, {"tenant_id": tenant_id})
         return tenant
 
 
@@ -107,7 +109,7 @@ def set_tenant_status(db: Database, tenant_id: str, status: str, *, actor: Actor
         if not tenant_repo.set_status(conn, tenant_id, status):
             return False
         kind = "tenant_suspended" if status == "suspended" else "tenant_resumed"
-        _audit(conn, actor, kind, None, now, {"tenant_id": tenant_id})
+        audit_change(conn, actor, kind, None, now, {"tenant_id": tenant_id})
         return True
 
 
@@ -116,7 +118,9 @@ def set_tenant_quota(db: Database, tenant_id: str, quota: int | None, *, actor: 
     with db.write.begin() as conn:
         if not tenant_repo.set_quota(conn, tenant_id, quota):
             return False
-        _audit(conn, actor, "tenant_quota_set", None, now, {"tenant_id": tenant_id, "quota": quota})
+        audit_change(
+            conn, actor, "tenant_quota_set", None, now, {"tenant_id": tenant_id, "quota": quota}
+        )
         return True
 
 
@@ -144,7 +148,7 @@ def mint_key(
             created_by=actor.key_id,
             now=now,
         )
-        _audit(
+        audit_change(
             conn,
             actor,
             "key_minted",
@@ -216,7 +220,7 @@ def rotate_key(
             created_by=actor.key_id,
             now=now,
         )
-        _audit(
+        audit_change(
             conn,
             actor,
             "key_rotated",
@@ -237,7 +241,7 @@ def revoke_key(db: Database, key_id: str, *, actor: Actor = CLI_ACTOR) -> bool:
         record = key_repo.get_key(conn, key_id)
         if record is None or not key_repo.revoke_key(conn, key_id, now):
             return False
-        _audit(conn, actor, "key_revoked", record.tenant_id, now, {"key_id": key_id})
+        audit_change(conn, actor, "key_revoked", record.tenant_id, now, {"key_id": key_id})
         return True
 
 

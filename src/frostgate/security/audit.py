@@ -29,7 +29,17 @@ __all__ = ["SUMMARISED_KINDS", "AuditRecorder", "new_audit"]
 
 log = logging.getLogger("frostgate.audit")
 
-SUMMARISED_KINDS = frozenset({"auth_failure", "scope_denied", "tenant_mismatch", "key_in_query"})
+SUMMARISED_KINDS = frozenset(
+    {
+        "auth_failure",
+        "scope_denied",
+        "tenant_mismatch",
+        "key_in_query",
+        "honeypot_hit",
+        "hook_rejected",
+        "egress_refused",
+    }
+)
 _MAX_OPEN_SUMMARIES = 10_000
 
 

@@ -9,8 +9,10 @@ the key kind and scopes checked against the route; a tenant named in the query o
 ``X-Tenant-ID`` that is not the key's tenant refused; the rate limit for write routes.
 Only then is the application called, with the principal and the client address in
 ``scope["state"]``. Every response, errors included, carries the request id and the
-security headers. Denials are recorded as audit events. An exception escaping the
-application becomes a 500 with the fixed ``INTERNAL`` body: no exception text leaves.
+security headers. Denials are recorded as audit events, and so are requests for
+honeypot paths (tripwires), which are otherwise answered like any unknown path. An
+exception escaping the application becomes a 500 with the fixed ``INTERNAL`` body: no
+exception text leaves.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class AuthGate:
         trusted_proxies: TrustedProxies,
         cors_origins: frozenset[str] = frozenset(),
         rate_limit: RateLimitHook | None = None,
+        honeypots: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
         self.routes = routes
@@ -89,6 +92,7 @@ class AuthGate:
         self.trusted_proxies = trusted_proxies
         self.cors_origins = cors_origins
         self.rate_limit = rate_limit
+        self.honeypots = frozenset(_honeypot_form(p) for p in honeypots)
         self._in_flight = 0
         # Request ids: a random per-process prefix and a counter (unique, and cheaper
         # than a UUID per request; they identify, they do not authorise).
@@ -160,6 +164,16 @@ class AuthGate:
         if spec is None:
             if self._preflight(scope, headers, extra_headers):
                 return None, None
+            if self.honeypots and _honeypot_form(scope["path"]) in self.honeypots:
+                # Answered exactly like any unknown path; recorded (summarised per source,
+                # so a scanner cannot flood the ledger or the outbox) and alerted.
+                self.audit.record(
+                    "honeypot_hit",
+                    "warning",
+                    None,
+                    address=address,
+                    route=f"{scope['method']} {scope['path'][:200]}",
+                )
             return ErrorCode.NOT_FOUND, None
         state["route"] = spec
         length = headers.get("content-length")
@@ -299,6 +313,11 @@ class AuthGate:
             if started():
                 raise
             await _send_error(send, ErrorCode.INTERNAL, request_id)
+
+
+def _honeypot_form(path: str) -> str:
+    """Case and trailing slashes do not dodge a honeypot (``/WP-Admin/`` is ``/wp-admin``)."""
+    return path.lower().rstrip("/") or "/"
 
 
 def _headers(raw: Any) -> dict[str, str]:

@@ -3,7 +3,8 @@
 A request is served only if its exact method and path match an entry here. The app
 refuses to start when a mounted route is missing from this table (or an entry has no
 route), so a new endpoint cannot ship without a reviewed declaration. Public routes are
-exact paths; there is no prefix matching.
+exact paths; there is no prefix matching. The one templated public route,
+``POST /v1/hooks/{source_id}``, is authenticated by its Standard Webhooks signature.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class RouteSpec:
     tenant_data: bool
     kinds: frozenset[str]
     public: bool = False
+    signed: bool = False
 
     @property
     def writes(self) -> bool:
@@ -57,11 +59,19 @@ class RouteSpec:
             "tenant_data": self.tenant_data,
             "key_kinds": sorted(self.kinds),
             "public": self.public,
+            "signature_auth": self.signed,
         }
 
 
 def _public(method: str, path: str) -> RouteSpec:
     return RouteSpec(method, path, frozenset(), tenant_data=False, kinds=frozenset(), public=True)
+
+
+def _signed(method: str, path: str) -> RouteSpec:
+    """No API key: the handler admits only a valid Standard Webhooks signature (F1)."""
+    return RouteSpec(
+        method, path, frozenset(), tenant_data=False, kinds=frozenset(), public=True, signed=True
+    )
 
 
 def _tenant(method: str, path: str, scope: str) -> RouteSpec:
@@ -104,6 +114,18 @@ ROUTES: tuple[RouteSpec, ...] = (
     _admin("POST", "/v1/tenants/{tenant_id}/suspend", "tenants:admin", PLATFORM_KEYS),
     _admin("POST", "/v1/tenants/{tenant_id}/resume", "tenants:admin", PLATFORM_KEYS),
     _admin("PUT", "/v1/tenants/{tenant_id}/quota", "tenants:admin", PLATFORM_KEYS),
+    _admin("POST", "/v1/webhooks", "webhooks:admin", ANY_KEY),
+    _admin("GET", "/v1/webhooks", "webhooks:admin", ANY_KEY),
+    _admin("DELETE", "/v1/webhooks/{endpoint_id}", "webhooks:admin", ANY_KEY),
+    _admin("PATCH", "/v1/webhooks/{endpoint_id}", "webhooks:admin", ANY_KEY),
+    _admin("POST", "/v1/webhooks/{endpoint_id}/test", "webhooks:admin", ANY_KEY),
+    _admin("GET", "/v1/webhooks/{endpoint_id}/deliveries", "webhooks:admin", ANY_KEY),
+    _tenant("POST", "/v1/hook-sources", "webhooks:admin"),
+    _tenant("GET", "/v1/hook-sources", "webhooks:admin"),
+    _tenant("POST", "/v1/hook-sources/{source_id}/secrets", "webhooks:admin"),
+    _tenant("DELETE", "/v1/hook-sources/{source_id}/secrets/{secret_id}", "webhooks:admin"),
+    _signed("POST", "/v1/hooks/{source_id}"),
+    _tenant("POST", "/v1/tripwires/canary-keys", "tripwires:admin"),
 )
 
 

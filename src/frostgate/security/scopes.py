@@ -16,10 +16,14 @@ TENANT_SCOPES: frozenset[str] = frozenset(
         "keys:admin",
         "audit:read",
         "ledger:read",
+        "webhooks:admin",
+        "tripwires:admin",
     }
 )
 
-PLATFORM_SCOPES: frozenset[str] = frozenset({"tenants:admin", "keys:admin", "audit:read"})
+PLATFORM_SCOPES: frozenset[str] = frozenset(
+    {"tenants:admin", "keys:admin", "audit:read", "webhooks:admin"}
+)
 
 
 def parse_scopes(text: str, allowed: frozenset[str]) -> frozenset[str]:

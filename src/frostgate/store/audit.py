@@ -2,7 +2,8 @@
 
 The stream is ``audit/<tenant>`` for events about one tenant and ``audit/_platform`` for
 events with no tenant (unknown keys, platform administration). Rows are append-only and
-chained exactly like decisions, so the same verification applies.
+chained exactly like decisions, so the same verification applies. Tripwire kinds
+(canary key use, honeypot hits) also queue their alerts in the same transaction.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from frostgate.ledger import entry_leaf_hash
 from frostgate.store import schema
 from frostgate.store.entries import ENTRY_VERSION, format_timestamp
+from frostgate.store.outbox import enqueue_audit_alerts
 from frostgate.store.streams import StreamAppender
 from frostgate.store.tenancy import bind_tenant
 
@@ -109,6 +111,7 @@ def append_audit(conn: sa.Connection, items: Sequence[PendingAudit]) -> None:
             rows.append(row)
         conn.execute(schema.audit_events.insert(), rows)
         appender.save()
+        enqueue_audit_alerts(conn, tenant_id, rows)
 
 
 def audit_page(

@@ -62,6 +62,20 @@ APP_GRANTS: dict[str, tuple[str, ...]] = {
         "UPDATE (secret_hash, pepper_id, label, expires_at, revoked_at, last_used_at)",
     ),
     "tenants": ("SELECT", "INSERT", "UPDATE (name, status, daily_event_quota)"),
+    # Alerting and inbound webhooks (0006). Endpoints are soft-deleted (deleted_at) so
+    # their delivery history stays; outbox rows change state as deliveries progress;
+    # attempts are written once. Egress host allowlists are replaced wholesale.
+    "webhook_endpoints": ("SELECT", "INSERT", "UPDATE (enabled, deleted_at)"),
+    "outbox": (
+        "SELECT",
+        "INSERT",
+        "UPDATE (count, last_seen_at, body, status, attempts, next_attempt_at, lease_until,"
+        " last_error, delivered_at)",
+    ),
+    "delivery_attempts": ("SELECT", "INSERT"),
+    "hook_sources": ("SELECT", "INSERT"),
+    "hook_source_secrets": ("SELECT", "INSERT", "UPDATE (revoked_at)"),
+    "tenant_egress_hosts": ("SELECT", "INSERT", "DELETE"),
     # ``is_migrated`` (serve, readiness) reads the schema revision.
     "alembic_version": ("SELECT",),
 }

@@ -143,3 +143,93 @@ forensic_packets = sa.Table(
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# -- alerting, delivery and inbound webhooks (0006) ------------------------------------
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("endpoint_id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("secret_pepper_id", sa.String(32), nullable=False),
+    sa.Column("secret_sealed", sa.Text, nullable=False),
+    sa.Column("min_threat_level", sa.String(16), nullable=False),
+    sa.Column("filters", sa.Text, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("max_per_minute", sa.Integer, nullable=False),
+    sa.Column("description", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(32), nullable=True),
+    sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_webhook_endpoints_tenant", "tenant_id"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("message_id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("endpoint_id", sa.String(40), nullable=False),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("aggregate_key", sa.String(300), nullable=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_outbox_due", "status", "next_attempt_at"),
+    sa.Index("ix_outbox_aggregate", "endpoint_id", "aggregate_key", "created_at"),
+    sa.Index("ix_outbox_tenant", "tenant_id", "created_at"),
+)
+
+delivery_attempts = sa.Table(
+    "delivery_attempts",
+    metadata,
+    sa.Column("message_id", sa.String(40), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("endpoint_id", sa.String(40), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_delivery_attempts_endpoint", "endpoint_id", "started_at"),
+)
+
+hook_sources = sa.Table(
+    "hook_sources",
+    metadata,
+    sa.Column("source_id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(32), nullable=True),
+)
+
+hook_source_secrets = sa.Table(
+    "hook_source_secrets",
+    metadata,
+    sa.Column("secret_id", sa.String(40), primary_key=True),
+    sa.Column("source_id", sa.String(40), nullable=False),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("secret_pepper_id", sa.String(32), nullable=False),
+    sa.Column("secret_sealed", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_hook_source_secrets_source", "source_id"),
+)
+
+tenant_egress_hosts = sa.Table(
+    "tenant_egress_hosts",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("host", sa.String(253), primary_key=True),
+)

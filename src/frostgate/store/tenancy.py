@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["bind_platform", "bind_tenant"]
+__all__ = ["bind_delivery", "bind_platform", "bind_tenant"]
 
 
 def bind_tenant(conn: sa.Connection, tenant_id: str) -> None:
@@ -25,3 +25,9 @@ def bind_platform(conn: sa.Connection) -> None:
     """Platform administration context: tenants and keys of every tenant, no tenant data."""
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT set_config('fg.platform', 'on', true)"))
+
+
+def bind_delivery(conn: sa.Connection) -> None:
+    """Delivery-worker context: the outbox, endpoints and attempts of every tenant only."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT set_config('fg.delivery', 'on', true)"))

@@ -2,7 +2,8 @@
 
 Requests hand fully evaluated decisions to :meth:`GroupCommitWriter.write` and wait.
 A single thread drains the queue, writes every waiting decision in one transaction
-(decision rows, their ledger leaves and chain links, the ledger heads) and only after
+(decision rows, their ledger leaves and chain links, the ledger heads, the alert
+messages they cause in the outbox) and only after
 the commit returns wakes the waiting requests. A request is therefore acknowledged only
 once its decision is durable; if the commit fails, every request in the batch fails
 with ``STORAGE_UNAVAILABLE`` and nothing of the batch is stored (fail closed).
@@ -21,7 +22,7 @@ import queue
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
@@ -35,6 +36,7 @@ from frostgate.store import schema
 from frostgate.store.audit import PendingAudit, append_audit
 from frostgate.store.bulk import insert_rows
 from frostgate.store.entries import decision_entry, decision_stream
+from frostgate.store.outbox import DEFAULT_AGGREGATE_WINDOW, enqueue_decision_alerts
 from frostgate.store.streams import StreamAppender
 from frostgate.store.tenancy import bind_tenant
 
@@ -106,9 +108,16 @@ def _diff(previous: Any, item: PendingDecision) -> dict[str, Any] | None:
 class GroupCommitWriter:
     """One per process. ``start()`` before use, ``stop()`` drains and joins the thread."""
 
-    def __init__(self, engine: sa.Engine, *, max_batch: int = 4096) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        max_batch: int = 4096,
+        alert_window: timedelta = DEFAULT_AGGREGATE_WINDOW,
+    ) -> None:
         self._engine = engine
         self._max_batch = max_batch
+        self._alert_window = alert_window
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.committed_entries = 0
@@ -293,6 +302,7 @@ class GroupCommitWriter:
         )
         appender.save()
         self._count_usage(conn, tenant_id, day, len(rows))
+        enqueue_decision_alerts(conn, tenant_id, rows, datetime.now(UTC), self._alert_window)
 
     @staticmethod
     def _quota_allowance(conn: sa.Connection, tenant_id: str, day: date) -> int | None:

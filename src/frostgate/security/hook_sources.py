@@ -1,0 +1,199 @@
+"""Inbound webhooks (audit F1): sources, their secrets, and the check of each delivery.
+
+A source belongs to one tenant and has one or more active ``whsec_`` secrets (two
+during a rotation). ``POST /v1/hooks/{source}`` is accepted only when the Standard
+Webhooks signature verifies with one of them, the timestamp is within the tolerance,
+and the ``webhook-id`` has not been seen for this source within the replay window.
+There is no unsigned mode. An unknown source is answered exactly like a bad signature,
+so the endpoint does not reveal which source ids exist.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import anyio.to_thread
+import sqlalchemy as sa
+
+from frostgate.errors import ErrorCode, FrostGateError
+from frostgate.security.admin import Actor, audit_change
+from frostgate.security.replay import ReplayCache
+from frostgate.security.secret_box import SecretBox
+from frostgate.security.webhook_signature import (
+    SignatureRejected,
+    decode_secret,
+    new_secret,
+    verify,
+)
+from frostgate.store import Database
+from frostgate.store import webhooks as repo
+
+__all__ = [
+    "HookVerifier",
+    "IssuedHookSecret",
+    "VerifiedHook",
+    "add_secret",
+    "create_source",
+    "revoke_secret",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedHookSecret:
+    source_id: str
+    secret_id: str
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedHook:
+    tenant_id: str
+    source_id: str
+    source_name: str
+    webhook_id: str
+
+
+def _checked_secret(secret: str | None) -> str:
+    if secret is None:
+        return new_secret()
+    try:
+        decode_secret(secret)
+    except ValueError as exc:
+        raise FrostGateError(ErrorCode.WEBHOOK_SECRET_INVALID, str(exc)) from exc
+    return secret
+
+
+def _store_secret(
+    conn: sa.Connection, box: SecretBox, tenant_id: str, source_id: str, secret: str, now: datetime
+) -> str:
+    secret_id = "hks_" + secrets.token_hex(8)
+    sealed = box.seal(secret, bound_to=f"{tenant_id}/{source_id}/{secret_id}")
+    repo.add_hook_secret(
+        conn,
+        source_id=source_id,
+        tenant_id=tenant_id,
+        secret_id=secret_id,
+        pepper_id=sealed.pepper_id,
+        sealed=sealed.ciphertext,
+        now=now,
+    )
+    return secret_id
+
+
+def create_source(
+    db: Database, box: SecretBox, tenant_id: str, name: str, *, actor: Actor
+) -> IssuedHookSecret:
+    if not name or len(name) > 200:
+        raise FrostGateError(ErrorCode.VALIDATION_FAILED, "name")
+    now = datetime.now(UTC)
+    source_id = "hsrc_" + secrets.token_hex(10)
+    secret = new_secret()
+    with db.write.begin() as conn:
+        repo.create_hook_source(
+            conn,
+            source_id=source_id,
+            tenant_id=tenant_id,
+            name=name,
+            now=now,
+            created_by=actor.key_id,
+        )
+        secret_id = _store_secret(conn, box, tenant_id, source_id, secret, now)
+        audit_change(
+            conn,
+            actor,
+            "hook_source_created",
+            tenant_id,
+            now,
+            {"source_id": source_id, "secret_id": secret_id},
+        )
+    return IssuedHookSecret(source_id, secret_id, secret)
+
+
+def add_secret(
+    db: Database,
+    box: SecretBox,
+    tenant_id: str,
+    source_id: str,
+    secret: str | None,
+    *,
+    actor: Actor,
+) -> IssuedHookSecret:
+    """Add a secret (generated, or the sender's own of ≥ 32 bytes) for rotation."""
+    chosen = _checked_secret(secret)
+    now = datetime.now(UTC)
+    with db.write.begin() as conn:
+        sources = {s.source_id for s in repo.list_hook_sources(conn, tenant_id)}
+        if source_id not in sources:
+            raise FrostGateError(ErrorCode.NOT_FOUND)
+        secret_id = _store_secret(conn, box, tenant_id, source_id, chosen, now)
+        audit_change(
+            conn,
+            actor,
+            "hook_secret_added",
+            tenant_id,
+            now,
+            {"source_id": source_id, "secret_id": secret_id},
+        )
+    return IssuedHookSecret(source_id, secret_id, chosen)
+
+
+def revoke_secret(
+    db: Database, tenant_id: str, source_id: str, secret_id: str, *, actor: Actor
+) -> bool:
+    now = datetime.now(UTC)
+    with db.write.begin() as conn:
+        if not repo.revoke_hook_secret(conn, tenant_id, source_id, secret_id, now):
+            return False
+        audit_change(
+            conn,
+            actor,
+            "hook_secret_revoked",
+            tenant_id,
+            now,
+            {"source_id": source_id, "secret_id": secret_id},
+        )
+        return True
+
+
+class HookVerifier:
+    """Checks one inbound delivery: signature, time window, then the replay cache."""
+
+    def __init__(
+        self, db: Database, box: SecretBox, replay: ReplayCache, *, tolerance_seconds: int
+    ) -> None:
+        self._db = db
+        self._box = box
+        self._replay = replay
+        self._tolerance = tolerance_seconds
+
+    async def verify(self, source_id: str, headers: dict[str, str], body: bytes) -> VerifiedHook:
+        source = await anyio.to_thread.run_sync(self._load, source_id)
+        if source is None or not source.secrets:
+            raise FrostGateError(ErrorCode.SIGNATURE_INVALID, "unknown source")
+        keys = []
+        for stored in source.secrets:
+            plain = self._box.open(
+                stored.pepper_id,
+                stored.sealed,
+                bound_to=f"{source.tenant_id}/{source.source_id}/{stored.secret_id}",
+            )
+            keys.append(decode_secret(plain))
+        try:
+            signed = verify(keys, headers, body, now=int(time.time()), tolerance=self._tolerance)
+        except SignatureRejected as rejected:
+            raise FrostGateError(ErrorCode.SIGNATURE_INVALID, rejected.reason) from rejected
+        # Remember ids for the whole span in which their timestamp could still pass.
+        window = 2 * self._tolerance + 60
+        if not await self._replay.first_sighting(f"{source_id}:{signed.webhook_id}", window):
+            raise FrostGateError(ErrorCode.WEBHOOK_REPLAYED, signed.webhook_id)
+        return VerifiedHook(source.tenant_id, source.source_id, source.name, signed.webhook_id)
+
+    def _load(self, source_id: str) -> repo.HookSource | None:
+        try:
+            with self._db.read.connect() as conn:
+                return repo.find_hook_source(conn, source_id)
+        except Exception as exc:
+            raise FrostGateError(ErrorCode.STORAGE_UNAVAILABLE, "hook source lookup") from exc

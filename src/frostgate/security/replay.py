@@ -1,0 +1,74 @@
+"""The inbound webhook replay cache: a ``webhook-id`` is accepted once per window.
+
+The signature check bounds a message's timestamp to ±tolerance, so remembering every
+accepted id for twice the tolerance (plus a margin) refuses every replay of a signed
+message that could still pass the timestamp check. ``MemoryReplayCache`` serves one
+process; ``RedisReplayCache`` (``SET key 1 NX PX ttl``: atomic first-writer-wins) serves
+several. Both fail closed: a full memory cache or an unreachable Redis refuses the
+delivery (the sender retries) rather than risk accepting a replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from frostgate.errors import ErrorCode, FrostGateError
+
+__all__ = ["MemoryReplayCache", "RedisReplayCache", "ReplayCache"]
+
+
+class ReplayCache(Protocol):
+    async def first_sighting(self, key: str, ttl_seconds: float) -> bool:
+        """True the first time ``key`` is offered within ``ttl_seconds``; False after."""
+
+    async def close(self) -> None: ...
+
+
+class MemoryReplayCache:
+    def __init__(self, max_entries: int = 1_000_000) -> None:
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._max = max_entries
+
+    async def first_sighting(self, key: str, ttl_seconds: float) -> bool:
+        now = time.monotonic()
+        while self._seen:
+            oldest_key, expires = next(iter(self._seen.items()))
+            if expires > now:
+                break
+            del self._seen[oldest_key]
+        if key in self._seen:
+            return False
+        if len(self._seen) >= self._max:
+            raise FrostGateError(ErrorCode.OVERLOADED, "replay cache full")
+        # Every entry has the same ttl, so insertion order is expiry order.
+        self._seen[key] = now + ttl_seconds
+        return True
+
+    async def close(self) -> None:
+        self._seen.clear()
+
+
+class RedisReplayCache:
+    def __init__(self, url: str, key_prefix: str = "fg:hook:", timeout: float = 0.5) -> None:
+        self._client = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._prefix = key_prefix
+        self._timeout = timeout
+
+    async def first_sighting(self, key: str, ttl_seconds: float) -> bool:
+        try:
+            async with asyncio.timeout(self._timeout * 2):
+                stored = await self._client.set(
+                    self._prefix + key, b"1", nx=True, px=int(ttl_seconds * 1000)
+                )
+        except (RedisError, OSError) as exc:
+            raise FrostGateError(ErrorCode.STORAGE_UNAVAILABLE, "replay cache down") from exc
+        return bool(stored)
+
+    async def close(self) -> None:
+        await self._client.aclose()
