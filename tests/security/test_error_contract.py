@@ -8,6 +8,8 @@ Each code has a trigger below; a code added to the registry without one fails
 from __future__ import annotations
 
 import asyncio
+import base64
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -21,6 +23,7 @@ from frostgate.api import build_app
 from frostgate.errors import ErrorCode
 from frostgate.security import AuthGate, admin
 from frostgate.security.peppers import load_peppers
+from frostgate.security.webhook_signature import decode_secret, signed_headers
 from tests.conftest import Env
 
 EVENT = {"source": "sshd", "event_type": "auth.failed", "payload": {"src_ip": "203.0.113.9"}}
@@ -133,6 +136,30 @@ def _not_ready(env: Env) -> httpx.Response:
     return _unreachable_db(env, "/health/ready")
 
 
+def _hook_source(env: Env) -> dict[str, str]:
+    r = env.client.post("/v1/hook-sources", json={"name": "s"}, headers=env.headers())
+    created: dict[str, str] = r.json()
+    return created
+
+
+def _secret_too_short(env: Env) -> httpx.Response:
+    source = _hook_source(env)["source_id"]
+    short = "whsec_" + base64.b64encode(b"x" * 16).decode()
+    return env.client.post(
+        f"/v1/hook-sources/{source}/secrets", json={"secret": short}, headers=env.headers()
+    )
+
+
+def _replayed(env: Env) -> httpx.Response:
+    source = _hook_source(env)
+    body = b'{"event_type": "x"}'
+    now = int(time.time())
+    headers = signed_headers(decode_secret(source["secret"]), "dup-1", now, body)
+    headers["content-type"] = "application/json"
+    env.client.post(f"/v1/hooks/{source['source_id']}", content=body, headers=headers)
+    return env.client.post(f"/v1/hooks/{source['source_id']}", content=body, headers=headers)
+
+
 TRIGGERS: dict[ErrorCode, Trigger] = {
     ErrorCode.NOT_FOUND: lambda env: env.client.get("/v1/nothing"),
     ErrorCode.BODY_TOO_LARGE: lambda env: _post_raw(env, "/v1/defend", b" " * (1024 * 1024 + 1)),
@@ -194,10 +221,21 @@ TRIGGERS: dict[ErrorCode, Trigger] = {
     ErrorCode.REQUEST_TIMEOUT: lambda env: _stub_gate(env, "hang", request_timeout_seconds=0.1).get(
         "/v1/stats", headers=env.headers()
     ),
+    ErrorCode.WEBHOOK_URL_REFUSED: lambda env: env.client.post(
+        "/v1/webhooks", json={"url": "https://127.0.0.1/"}, headers=env.headers()
+    ),
+    ErrorCode.WEBHOOK_SECRET_INVALID: _secret_too_short,
+    ErrorCode.SIGNATURE_INVALID: lambda env: env.client.post(
+        "/v1/hooks/hsrc_unknown", content=b"{}", headers={"content-type": "application/json"}
+    ),
+    ErrorCode.WEBHOOK_REPLAYED: _replayed,
     ErrorCode.INTERNAL: lambda env: _stub_gate(env, "raise").get(
         "/v1/stats", headers=env.headers()
     ),
 }
+
+
+REASONED = {ErrorCode.WEBHOOK_URL_REFUSED: {"forbidden address: loopback"}}
 
 
 def test_every_code_has_a_trigger() -> None:
@@ -216,8 +254,13 @@ def test_each_code_is_produced_with_the_exact_contract(env: Env, code: ErrorCode
     response = TRIGGERS[code](env)
     assert response.status_code == code.status, response.text
     assert response.headers["content-type"] == "application/json"
-    assert response.json() == {
+    expected = {
         "error_code": code.name,
         "detail": code.detail,
         "request_id": response.headers["x-request-id"],
     }
+    if code in REASONED:
+        # policy refusals also say which rule refused (our wording, never exception text)
+        expected["reason"] = response.json()["reason"]
+        assert expected["reason"] in REASONED[code]
+    assert response.json() == expected

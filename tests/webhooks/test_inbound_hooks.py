@@ -1,0 +1,144 @@
+"""Inbound webhooks (F1): only signed, fresh, first-seen deliveries become events."""
+
+from __future__ import annotations
+
+import base64
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from tests.conftest import Env
+from tests.webhooks.conftest import audit_items, settle_audit
+
+EVENT = {"event_type": "auth.failed", "payload": {"src_ip": "198.51.100.9", "failed_auths": 8}}
+
+
+def _source(env: Env, who: str = "acme") -> dict[str, Any]:
+    r = env.client.post("/v1/hook-sources", json={"name": "okta"}, headers=env.headers(who))
+    assert r.status_code == 201, r.text
+    created: dict[str, Any] = r.json()
+    return created
+
+
+def _signed(secret: str, body: bytes, msg_id: str, at: int | None = None) -> dict[str, str]:
+    stamp = int(time.time()) if at is None else at
+    signature = Webhook(secret).sign(msg_id, datetime.fromtimestamp(stamp, UTC), body.decode())
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": signature,
+        "content-type": "application/json",
+    }
+
+
+def _post(env: Env, source_id: str, body: bytes, headers: dict[str, str]) -> Any:
+    return env.client.post(f"/v1/hooks/{source_id}", content=body, headers=headers)
+
+
+def test_a_signed_delivery_enters_the_decision_path(env: Env) -> None:
+    source = _source(env)
+    body = orjson.dumps(EVENT)
+    r = _post(env, source["source_id"], body, _signed(source["secret"], body, "okta-1"))
+    assert r.status_code == 200, r.text
+    assert r.json()["event_id"] == "okta-1"
+    assert r.json()["rules_triggered"] == ["brute_force"]
+    stored = env.client.get("/v1/decisions/okta-1", headers=env.headers())
+    assert stored.status_code == 200
+    assert env.client.get("/v1/decisions/okta-1", headers=env.headers("globex")).status_code == 404
+
+
+def test_a_replayed_delivery_is_refused(env: Env) -> None:
+    source = _source(env)
+    body = orjson.dumps(EVENT)
+    headers = _signed(source["secret"], body, "okta-replay")
+    assert _post(env, source["source_id"], body, headers).status_code == 200
+    again = _post(env, source["source_id"], body, headers)
+    assert again.status_code == 409
+    assert again.json()["error_code"] == "WEBHOOK_REPLAYED"
+    settle_audit(env)
+    assert audit_items(env, "platform", "hook_rejected")
+
+
+@pytest.mark.parametrize(
+    "attack",
+    ["unsigned", "wrong_secret", "tampered_body", "old", "future", "bad_id", "v2_only"],
+)
+def test_bad_signatures_are_refused(env: Env, attack: str) -> None:
+    source = _source(env)
+    body = orjson.dumps(EVENT)
+    other_secret = "whsec_" + base64.b64encode(b"z" * 32).decode()
+    headers = {
+        "unsigned": {"content-type": "application/json"},
+        "wrong_secret": _signed(other_secret, body, "m1"),
+        "tampered_body": _signed(source["secret"], b'{"event_type":"x"}', "m1"),
+        "old": _signed(source["secret"], body, "m1", at=int(time.time()) - 301),
+        "future": _signed(source["secret"], body, "m1", at=int(time.time()) + 301),
+        "bad_id": {**_signed(source["secret"], body, "m1"), "webhook-id": "m 1"},
+        "v2_only": {
+            **_signed(source["secret"], body, "m1"),
+            "webhook-signature": "v2,abc",
+        },
+    }[attack]
+    r = _post(env, source["source_id"], body, headers)
+    assert r.status_code == 401
+    assert r.json()["error_code"] == "SIGNATURE_INVALID"
+    assert env.client.get("/v1/decisions", headers=env.headers()).json()["items"] == []
+
+
+def test_an_unknown_source_looks_like_a_bad_signature(env: Env) -> None:
+    body = orjson.dumps(EVENT)
+    fake = "whsec_" + base64.b64encode(b"q" * 32).decode()
+    r = _post(env, "hsrc_doesnotexist", body, _signed(fake, body, "m1"))
+    assert r.status_code == 401
+    assert r.json()["error_code"] == "SIGNATURE_INVALID"
+
+
+def test_rotation_two_secrets_verify_then_the_old_one_is_revoked(env: Env) -> None:
+    source = _source(env)
+    sid = source["source_id"]
+    r = env.client.post(f"/v1/hook-sources/{sid}/secrets", headers=env.headers())
+    assert r.status_code == 201
+    new = r.json()
+    body = orjson.dumps(EVENT)
+    assert _post(env, sid, body, _signed(source["secret"], body, "rot-old")).status_code == 200
+    assert _post(env, sid, body, _signed(new["secret"], body, "rot-new")).status_code == 200
+    listed = env.client.get("/v1/hook-sources", headers=env.headers()).json()["items"]
+    assert len(listed[0]["secrets"]) == 2
+    assert "secret" not in listed[0]["secrets"][0]
+    revoke = env.client.delete(
+        f"/v1/hook-sources/{sid}/secrets/{source['secret_id']}", headers=env.headers()
+    )
+    assert revoke.status_code == 204
+    assert _post(env, sid, body, _signed(source["secret"], body, "rot-old2")).status_code == 401
+    assert _post(env, sid, body, _signed(new["secret"], body, "rot-new2")).status_code == 200
+
+
+def test_a_senders_own_secret_must_hold_32_bytes(env: Env) -> None:
+    sid = _source(env)["source_id"]
+    short = "whsec_" + base64.b64encode(b"s" * 31).decode()
+    r = env.client.post(
+        f"/v1/hook-sources/{sid}/secrets", json={"secret": short}, headers=env.headers()
+    )
+    assert r.status_code == 422
+    assert r.json()["error_code"] == "WEBHOOK_SECRET_INVALID"
+    good = "whsec_" + base64.b64encode(b"g" * 32).decode()
+    r = env.client.post(
+        f"/v1/hook-sources/{sid}/secrets", json={"secret": good}, headers=env.headers()
+    )
+    assert r.status_code == 201
+    body = orjson.dumps(EVENT)
+    assert _post(env, sid, body, _signed(good, body, "own-secret")).status_code == 200
+
+
+def test_another_tenant_cannot_touch_my_source(env: Env) -> None:
+    source = _source(env)
+    sid = source["source_id"]
+    g = env.headers("globex")
+    assert env.client.post(f"/v1/hook-sources/{sid}/secrets", headers=g).status_code == 404
+    r = env.client.delete(f"/v1/hook-sources/{sid}/secrets/{source['secret_id']}", headers=g)
+    assert r.status_code == 404
+    assert env.client.get("/v1/hook-sources", headers=g).json()["items"] == []
