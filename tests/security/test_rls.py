@@ -860,3 +860,112 @@ def test_migration_is_a_noop_on_sqlite(tmp_path: Path) -> None:
             assert conn.exec_driver_sql("SELECT count(*) FROM tenants").scalar() == 0
     finally:
         engine.dispose()
+
+
+# -- alerting tables (0006): the delivery and hook-lookup contexts ---------------------
+
+_ALERTING = ("webhook_endpoints", "outbox", "delivery_attempts", "hook_sources")
+
+
+def _seed_alerting(owner: sa.Engine) -> None:
+    for tenant in (A, B):
+        with owner.begin() as conn:
+            bind_tenant(conn, tenant)
+            conn.execute(
+                schema.webhook_endpoints.insert().values(
+                    endpoint_id=f"whe_{tenant}",
+                    tenant_id=tenant,
+                    url="https://hooks.example.com/",
+                    secret_pepper_id="p",
+                    secret_sealed="x",
+                    min_threat_level="high",
+                    filters='{"event_types": [], "tripwires": true}',
+                    enabled=True,
+                    max_per_minute=60,
+                    description="",
+                    created_at=NOW,
+                )
+            )
+            conn.execute(
+                schema.outbox.insert().values(
+                    message_id=f"msg_{tenant}",
+                    tenant_id=tenant,
+                    endpoint_id=f"whe_{tenant}",
+                    event_type="decision.alert",
+                    count=1,
+                    payload="{}",
+                    status="pending",
+                    attempts=0,
+                    created_at=NOW,
+                    last_seen_at=NOW,
+                    next_attempt_at=NOW,
+                )
+            )
+            conn.execute(
+                schema.delivery_attempts.insert().values(
+                    message_id=f"msg_{tenant}",
+                    attempt=1,
+                    tenant_id=tenant,
+                    endpoint_id=f"whe_{tenant}",
+                    started_at=NOW,
+                    duration_ms=1,
+                    outcome="failed",
+                )
+            )
+            conn.execute(
+                schema.hook_sources.insert().values(
+                    source_id=f"hsrc_{tenant}", tenant_id=tenant, name="s", created_at=NOW
+                )
+            )
+
+
+@needs_pg
+def test_alerting_contexts_open_exactly_their_tables(cluster: Cluster) -> None:
+    """Tenant: own rows only. Delivery: outbox, endpoints, attempts of all tenants and
+    nothing else. Platform (inbound source lookup): hook sources, not the outbox."""
+    _seed_alerting(cluster.owner)
+    try:
+        with cluster.app.begin() as conn:
+            bind_tenant(conn, A)
+            assert _counts(conn, _ALERTING) == dict.fromkeys(_ALERTING, 1)
+        with cluster.app.begin() as conn:
+            _set(conn, "fg.delivery", "on")
+            assert _counts(conn, ("webhook_endpoints", "outbox", "delivery_attempts")) == {
+                "webhook_endpoints": 2,
+                "outbox": 2,
+                "delivery_attempts": 2,
+            }
+            others = tuple(
+                t for t in cluster.tables if t not in (*_ALERTING, "tenant_egress_hosts")
+            )
+            assert _counts(conn, (*others, "hook_sources")) == dict.fromkeys(
+                (*others, "hook_sources"), 0
+            )
+        with cluster.app.begin() as conn:
+            _platform(conn)
+            assert _count(conn, "hook_sources") == 2
+            assert _counts(conn, ("outbox", "webhook_endpoints")) == {
+                "outbox": 0,
+                "webhook_endpoints": 0,
+            }
+        # a tenant context cannot queue a message for another tenant
+        _refused_by_policy(
+            cluster.app,
+            schema.outbox.insert().values(
+                message_id="msg_forged",
+                tenant_id=B,
+                endpoint_id=f"whe_{B}",
+                event_type="decision.alert",
+                count=1,
+                payload="{}",
+                status="pending",
+                attempts=0,
+                created_at=NOW,
+                last_seen_at=NOW,
+                next_attempt_at=NOW,
+            ),
+        )
+    finally:
+        with cluster.admin.begin() as conn:
+            for table in (*_ALERTING, "hook_source_secrets"):
+                conn.exec_driver_sql(f"DELETE FROM {table}")
