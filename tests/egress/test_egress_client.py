@@ -191,3 +191,13 @@ def test_tls_keeps_sni_and_certificate_checks_on_the_name(tmp_path: Path) -> Non
         assert len(receiver.seen) == 1
     finally:
         receiver.close()
+
+
+def test_get_is_held_to_the_same_policy(receiver: Receiver, listener: object) -> None:
+    from tests.egress.receivers import Listener
+
+    assert isinstance(listener, Listener)
+    client = client_for(receiver.port)
+    with pytest.raises(EgressRefused):
+        asyncio.run(client.get(f"https://127.0.0.1:{listener.port}/", {}, tenant_id=None))
+    assert listener.accepted == 0

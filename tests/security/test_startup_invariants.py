@@ -50,6 +50,7 @@ def test_a_safe_prod_configuration_has_no_settings_problem(tmp_path: Path) -> No
         ({"cors_origins": "*"}, "CORS"),
         ({"cors_origins": "http://console.example"}, "https://"),
         ({"ledger_signing_key": ""}, "FG_LEDGER_SIGNING_KEY"),
+        ({"egress_allow_hosts": "receiver.internal:8080"}, "FG_EGRESS_ALLOW_HOSTS"),
     ],
 )
 def test_each_unsafe_setting_is_refused_in_prod(
@@ -98,12 +99,16 @@ def test_serve_exits_listing_every_problem(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"trusted_proxy_cidrs": "10.0.0.0/8,not-a-cidr"}, {"key_peppers": "p1:nothex"}],
+    [
+        {"trusted_proxy_cidrs": "10.0.0.0/8,not-a-cidr"},
+        {"key_peppers": "p1:nothex"},
+        {"egress_allow_hosts": "receiver.test"},
+    ],
 )
 def test_broken_security_settings_fail_loudly_not_softly(
     tmp_path: Path, overrides: dict[str, object]
 ) -> None:
     """F7: a security component that cannot be built stops the app; it is never skipped."""
     settings = Settings(profile=Profile.TEST, data_dir=tmp_path, **overrides)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"does not appear to be|hex"):
+    with pytest.raises(ValueError, match=r"does not appear to be|hex|host:port"):
         build_app(settings)

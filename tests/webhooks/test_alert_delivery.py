@@ -247,3 +247,44 @@ def test_a_disabled_or_deleted_endpoint_gets_nothing(env: Env, receiver: Receive
     listed = env.client.get("/v1/webhooks", headers=env.headers()).json()["items"]
     assert [e["endpoint_id"] for e in listed] == [disabled["endpoint_id"]]
     assert all("secret" not in e for e in listed)
+
+
+def test_the_per_endpoint_rate_cap_defers_without_losing(env: Env, receiver: Receiver) -> None:
+    endpoint = create_endpoint(env, receiver, max_per_minute=2)
+    for n in range(5):  # five targets: five alerts, no aggregation
+        _defend(env, f"evt-cap-{n}", payload={"src_ip": f"198.51.100.{n + 10}", "failed_auths": 9})
+    wait_for(lambda: len(receiver.seen) == 2)
+    time.sleep(0.5)
+    assert len(receiver.seen) == 2
+    r = env.client.get(f"/v1/webhooks/{endpoint['endpoint_id']}/deliveries", headers=env.headers())
+    statuses = sorted(item["status"] for item in r.json()["items"])
+    assert statuses == ["delivered", "delivered", "pending", "pending", "pending"]
+    # deferred messages carry no failed attempt: the cap is not the receiver's fault
+    assert all(item["attempts"] == [] for item in r.json()["items"] if item["status"] == "pending")
+
+
+def test_a_destination_refused_at_delivery_is_audited_and_retried(
+    env: Env, receiver: Receiver
+) -> None:
+    from frostgate.store import webhooks as repo
+
+    endpoint = create_endpoint(env, receiver)
+    with env.db.write.begin() as conn:  # the tenant narrows its egress after creation
+        repo.set_egress_hosts(conn, "acme", ["hooks.example.com"])
+    _defend(env, "evt-refused-later")
+
+    def attempts() -> list[dict[str, Any]]:
+        r = env.client.get(
+            f"/v1/webhooks/{endpoint['endpoint_id']}/deliveries", headers=env.headers()
+        )
+        items = r.json()["items"]
+        found: list[dict[str, Any]] = items[0]["attempts"] if items else []
+        return found
+
+    [first, *_] = wait_for(attempts)
+    assert first["outcome"] == "refused"
+    assert "allowlist" in first["error"]
+    assert receiver.seen == []
+    settle_audit(env)
+    [event] = audit_items(env, "acme", "egress_refused")
+    assert "allowlist" in event["detail"]["reason"]

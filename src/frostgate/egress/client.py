@@ -145,6 +145,26 @@ class EgressClient:
         tenant_hosts: frozenset[str] | None = None,
     ) -> EgressResponse:
         """POST ``body``; :class:`EgressRefused` or :class:`EgressFailed` when it cannot."""
+        return await self.request(
+            "POST", url, body, headers, tenant_id=tenant_id, tenant_hosts=tenant_hosts
+        )
+
+    async def get(
+        self, url: str, headers: Mapping[str, str], *, tenant_id: str | None
+    ) -> EgressResponse:
+        """GET ``url`` under the same policy (the verifier reading a remote ledger)."""
+        return await self.request("GET", url, b"", headers, tenant_id=tenant_id)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        tenant_id: str | None,
+        tenant_hosts: frozenset[str] | None = None,
+    ) -> EgressResponse:
         dest = self.check_url(url, tenant_id=tenant_id, tenant_hosts=tenant_hosts)
         try:
             async with asyncio.timeout(self._timeouts.total):
@@ -153,7 +173,7 @@ class EgressClient:
                 except EgressRefused as refused:
                     self._refused(tenant_id, refused)
                     raise
-                return await self._send(dest, address, body, headers)
+                return await self._send(method, dest, address, body, headers)
         except TimeoutError as exc:
             raise EgressFailed("total timeout") from exc
 
@@ -166,12 +186,18 @@ class EgressClient:
             raise EgressRefused("host did not resolve", dest.host) from exc
 
     async def _send(
-        self, dest: Destination, address: IPAddress, body: bytes, headers: Mapping[str, str]
+        self,
+        method: str,
+        dest: Destination,
+        address: IPAddress,
+        body: bytes,
+        headers: Mapping[str, str],
     ) -> EgressResponse:
         t = self._timeouts
         request_headers = [(b"Host", _host_header(dest).encode())]
         request_headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        request_headers.append((b"Content-Length", str(len(body)).encode()))
+        if method != "GET":
+            request_headers.append((b"Content-Length", str(len(body)).encode()))
         async with httpcore.AsyncConnectionPool(
             ssl_context=self._ssl,
             network_backend=_PinnedBackend(address),
@@ -180,7 +206,7 @@ class EgressClient:
         ) as pool:
             try:
                 async with pool.stream(
-                    "POST",
+                    method,
                     dest.url,
                     headers=request_headers,
                     content=body,
