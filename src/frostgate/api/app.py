@@ -19,6 +19,7 @@ from frostgate import __version__
 from frostgate.api import (
     routers_admin,
     routers_decide,
+    routers_enforcement,
     routers_ledger,
     routers_packets,
     routers_read,
@@ -30,6 +31,9 @@ from frostgate.config import Profile, Settings, get_settings
 from frostgate.decisions import DecisionService
 from frostgate.delivery import DeliverySettings, DeliveryWorker
 from frostgate.egress import EgressClient, EgressPolicy, EgressTimeouts, parse_allow_hosts
+from frostgate.enforcement.cursors import CursorBook
+from frostgate.enforcement.index import MitigationIndex
+from frostgate.enforcement.service import MitigationService
 from frostgate.engine import load_policy
 from frostgate.errors import ErrorCode, FrostGateError, error_body
 from frostgate.jobs import Anchorer
@@ -102,6 +106,7 @@ async def _maintenance(svc: Services, audit: AuditRecorder) -> None:
         try:
             await audit.flush()
             await anyio.to_thread.run_sync(svc.authenticator.flush_usage)
+            await anyio.to_thread.run_sync(svc.bouncer_cursors.flush)
             grown = svc.writer.committed_entries - anchored_at_count
             due = loop.time() - last_anchor >= svc.settings.anchor_interval_seconds
             if due or grown >= svc.settings.anchor_every_entries:
@@ -110,6 +115,20 @@ async def _maintenance(svc: Services, audit: AuditRecorder) -> None:
                 await anyio.to_thread.run_sync(svc.anchorer.run_once)
         except Exception:
             log.exception("maintenance pass failed; retrying next interval")
+
+
+_EXPIRY_SECONDS = 1.0
+
+
+async def _expire_mitigations(svc: Services) -> None:
+    """Every second: mark expired mitigations, so bouncers' delta pulls list them as
+    deleted (reads already stop serving them at the instant of expiry)."""
+    while True:
+        await asyncio.sleep(_EXPIRY_SECONDS)
+        try:
+            await anyio.to_thread.run_sync(svc.mitigations.expire_due)
+        except Exception:
+            log.exception("mitigation expiry pass failed; retrying")
 
 
 def _rate_limiter(settings: Settings) -> RateLimiter:
@@ -153,10 +172,13 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     """Build the service. Refuses to build when a mounted route is not declared."""
     settings = settings or get_settings()
     db = open_database(settings.database_url)
+    mitigation_index = MitigationIndex(db)
+    mitigations = MitigationService(db, on_change=mitigation_index.mark_changed)
     writer = GroupCommitWriter(
         db.write,
         max_batch=settings.writer_max_batch,
         alert_window=timedelta(seconds=settings.alert_aggregate_seconds),
+        decision_hooks=[mitigations.record_from_decisions],
     )
     policy = load_policy(settings.policy_path)
     authenticator = KeyAuthenticator(
@@ -217,6 +239,9 @@ def build_app(settings: Settings | None = None) -> AuthGate:
             ),
             audit=audit,
         ),
+        mitigations=mitigations,
+        mitigation_index=mitigation_index,
+        bouncer_cursors=CursorBook(db),
     )
 
     @asynccontextmanager
@@ -229,18 +254,21 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         gc.freeze()
         maintenance = asyncio.create_task(_maintenance(svc, audit))
         delivery = asyncio.create_task(svc.delivery.run())
+        expiry = asyncio.create_task(_expire_mitigations(svc))
         try:
             yield
         finally:
             # Deliveries in flight are abandoned, not lost: their lease runs out and
             # they are sent again (same webhook-id) by the next worker to poll.
             delivery.cancel()
+            expiry.cancel()
             maintenance.cancel()
-            await asyncio.gather(delivery, maintenance, return_exceptions=True)
+            await asyncio.gather(delivery, expiry, maintenance, return_exceptions=True)
             await svc.delivery.cancel_inflight()
             await audit.drain()
             await audit.flush(everything=True)
             await anyio.to_thread.run_sync(authenticator.flush_usage)
+            await anyio.to_thread.run_sync(svc.bouncer_cursors.flush)
             writer.stop()
             await rate_limit.limiter.close()
             await replay.close()
@@ -262,6 +290,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     app.include_router(routers_ledger.router)
     app.include_router(routers_packets.router)
     app.include_router(routers_webhooks.router)
+    app.include_router(routers_enforcement.router)
 
     table = RouteTable(ROUTES)
     # The OpenAPI document lists every mounted operation (FastAPI's public view of its

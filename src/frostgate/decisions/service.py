@@ -44,7 +44,13 @@ class DecisionService:
         self._clock = clock
 
     def prepare(
-        self, tenant_id: str, raw: Any, *, require_event_id: bool, now: datetime
+        self,
+        tenant_id: str,
+        raw: Any,
+        *,
+        require_event_id: bool,
+        now: datetime,
+        key_id: str | None = None,
     ) -> PendingDecision:
         """Normalize and evaluate one raw event; no I/O. Raises FrostGateError."""
         if not isinstance(raw, dict):
@@ -81,19 +87,32 @@ class DecisionService:
             created_at=now,
             request_json=orjson.dumps(raw, option=orjson.OPT_SORT_KEYS).decode(),
             response_json=orjson.dumps(body).decode(),
+            proposals=tuple(
+                (m.action, m.target, m.reason, m.ttl_seconds) for m in decision.mitigations
+            ),
+            requires_approval=decision.tie_d.gating_decision == "require_approval",
+            key_id=key_id,
         )
 
-    async def decide(self, tenant_id: str, raw: Any) -> Outcome:
-        """One event (``/v1/defend``): the event_id is optional and assigned if absent."""
-        pending = self.prepare(tenant_id, raw, require_event_id=False, now=self._clock())
+    async def decide(self, tenant_id: str, raw: Any, *, key_id: str | None = None) -> Outcome:
+        """One event (``/v1/defend``): the event_id is optional and assigned if absent.
+        ``key_id`` is the submitting key: the proposer of any mitigation it causes."""
+        pending = self.prepare(
+            tenant_id, raw, require_event_id=False, now=self._clock(), key_id=key_id
+        )
         (result,) = await self._writer.write([pending])
         return Outcome(result.status, pending.event_id, result.response_json.encode())
 
-    async def decide_batch(self, tenant_id: str, events: Sequence[Any]) -> list[Outcome]:
+    async def decide_batch(
+        self, tenant_id: str, events: Sequence[Any], *, key_id: str | None = None
+    ) -> list[Outcome]:
         """A batch (``/v1/ingest``): every event needs an event_id; all or nothing is
         validated before anything is written, and the batch is written in one commit."""
         now = self._clock()
-        pending = [self.prepare(tenant_id, raw, require_event_id=True, now=now) for raw in events]
+        pending = [
+            self.prepare(tenant_id, raw, require_event_id=True, now=now, key_id=key_id)
+            for raw in events
+        ]
         seen: set[str] = set()
         for item in pending:
             if item.event_id in seen:
