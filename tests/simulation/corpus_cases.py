@@ -564,6 +564,24 @@ def _default_allow() -> list[Spec]:
             {"source": "sensor-🛰", "event_type": "ping-🔥", "user": "ünïcødé"},
             _x("none", 0, ALLOW, et="ping-🔥"),
         ),
+        Spec(
+            "allow-control-chars",
+            "tabs and newlines inside text pass through as data (only the ends are stripped)",
+            {"source": "\tfw\n01 ", "event_type": "x\nINFO forged line"},
+            _x("none", 0, ALLOW, et="x\ninfo forged line", sensor="fw\n01"),
+        ),
+        Spec(
+            "text-nul-type",
+            "NUL in event_type is refused (PostgreSQL text cannot hold it)",
+            {"event_type": "auth\x00"},
+            Reject("EVENT_INVALID", "event_type contains a NUL"),
+        ),
+        Spec(
+            "text-nul-sensor",
+            "NUL in the sensor name is refused",
+            {"source": "fw\x0001"},
+            Reject("EVENT_INVALID", "source contains a NUL"),
+        ),
     ]
 
 
@@ -655,6 +673,13 @@ def _ip_aliases() -> list[Spec]:
             "an IPv6 scope id is accepted and kept",
             {"event_type": "auth", "failed_auths": 5, "src_ip": "fe80::1%eth0"},
             _x("high", 90, BF, actions=_block("fe80::1%eth0"), et="auth", n=5),
+        ),
+        Spec(
+            "ip-v6-long-zone",
+            "an 80-character scope id is accepted: the target (88 chars) exceeds the 64-char "
+            "src_ip column, so PostgreSQL refuses the commit (reported, not fixed here)",
+            {"event_type": "auth", "failed_auths": 5, "src_ip": "fe80::1%" + "z" * 80},
+            _x("high", 90, BF, actions=_block("fe80::1%" + "z" * 80), et="auth", n=5),
         ),
         Spec(
             "ip-invalid",
