@@ -218,6 +218,28 @@ def test_text_limit_is_256(field: str) -> None:
     assert refused({field: "a" * 257}) is INVALID
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"event_type": "a\x00b"},
+        {"source": "sensor\x00"},
+        {"payload": {"user": "\x00root"}},
+        {"persona": "guardian\x00"},
+        {"event": {"action": "x\x00"}},
+        {"event": {"category": ["ok", "\x00"]}},
+        {"agent": {"name": "a\x00"}},
+    ],
+)
+def test_nul_in_free_text_is_refused(raw: dict[str, Any]) -> None:
+    # Stored columns (source, event_type) cannot hold NUL on PostgreSQL; every text field
+    # refuses it alike so SQLite and PostgreSQL answer the same 422.
+    assert refused(raw) is INVALID
+
+
+def test_other_control_characters_in_text_pass_through() -> None:
+    assert normalize({"event_type": "a\tb\nc"}).event_type == "a\tb\nc"
+
+
 # --------------------------------------------------------------------------- failures
 
 COUNT_KEYS = [

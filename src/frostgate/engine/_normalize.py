@@ -85,6 +85,8 @@ def _text(value: object, what: str) -> str | None:
         return None
     if len(s) > MAX_TEXT:
         _fail(_INVALID, f"{what} exceeds {MAX_TEXT} characters")
+    if "\x00" in s:  # PostgreSQL text cannot hold NUL: refuse it here, not as a 503 at commit
+        _fail(_INVALID, f"{what} contains a NUL character")
     return s
 
 
