@@ -111,8 +111,8 @@ def test_ip_null_is_absent_and_next_alias_is_used() -> None:
         (" 203.0.113.9 ", "203.0.113.9"),
         ("2001:DB8:0:0:0:0:0:1", "2001:db8::1"),
         ("2001:db8::0001", "2001:db8::1"),
-        ("::FFFF:192.0.2.1", "::ffff:c000:201"),
-        ("fe80::1%eth0", "fe80::1%eth0"),
+        ("::FFFF:192.0.2.1", "192.0.2.1"),
+        ("fe80::1%eth0", "fe80::1"),
     ],
 )
 def test_ip_is_canonicalized(given: str, canonical: str) -> None:
