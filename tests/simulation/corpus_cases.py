@@ -29,6 +29,7 @@ from frostgate.jobs.simulate import (
     DEFAULT_POLICY,
     Case,
     default_corpus_path,
+    parse_windows,
     policy_for,
     run_case,
 )
@@ -48,13 +49,22 @@ _POINTS: Final = {
     "brute_force_missing_count": 40,
     "suspicious_llm_usage": 60,
     "default_allow": 0,
+    "brute_force_burst": 90,
+    "password_spraying": 85,
 }
 _ANOMALY: Final = {
     "brute_force": 0.8,
     "brute_force_implicit": 0.75,
     "brute_force_missing_count": 0.4,
+    "brute_force_burst": 0.8,
+    "password_spraying": 0.85,
 }
-_CONFIDENCE: Final = {"brute_force": 0.92, "brute_force_implicit": 0.85}
+_CONFIDENCE: Final = {
+    "brute_force": 0.92,
+    "brute_force_implicit": 0.85,
+    "brute_force_burst": 0.9,
+    "password_spraying": 0.88,
+}
 
 
 def level_of(score: int) -> str:
@@ -100,6 +110,7 @@ class Spec:
     policy: str = DEFAULT_POLICY
     now: str = NOW
     extra: dict[str, Any] = field(default_factory=dict)
+    windows: dict[str, dict[str, Any]] | None = None  # stateful-rule state (explicit input)
 
 
 def _x(level: str, score: int, *rules: str, **kw: Any) -> Expect:
@@ -125,6 +136,8 @@ IMPLICIT = "brute_force_implicit"
 MISSING = "brute_force_missing_count"
 LLM = "suspicious_llm_usage"
 ALLOW = "default_allow"
+BURST = "brute_force_burst"
+SPRAY = "password_spraying"
 
 
 # --------------------------------------------------------------------------- default rules
@@ -1870,6 +1883,79 @@ def specs() -> list[Spec]:
         *_user_and_outcome_fixture(),
         *_thresholds_fixture(),
         *_envelope(),
+        *_stateful(),
+    ]
+
+
+def _stateful() -> list[Spec]:
+    """The windowed rules, with their window state given explicitly (as evaluate takes it)."""
+    failed = {"source": "sshd", "event_type": "ssh_login_failed", "src_ip": IP}
+    sprayed = {**failed, "user": "carol"}
+    burst_hit = {BURST: {"count": 10, "armed": True}}
+    return [
+        Spec(
+            "burst-threshold",
+            "the 10th failed login in the window (no count from the sensor) blocks the address",
+            failed,
+            _x("high", 90, BURST, actions=_block(), et="ssh_login_failed"),
+            windows=burst_hit,
+        ),
+        Spec(
+            "burst-below-threshold",
+            "9 failed logins in the window are not a burst yet",
+            failed,
+            _x("none", 0, ALLOW, et="ssh_login_failed"),
+            windows={BURST: {"count": 9, "armed": False}},
+        ),
+        Spec(
+            "burst-cooling",
+            "inside the cooldown the rule still fires but proposes no second block",
+            failed,
+            _x("high", 90, BURST, et="ssh_login_failed"),
+            windows={BURST: {"count": 14, "armed": False}},
+        ),
+        Spec(
+            "burst-no-state",
+            "without window state (a replay) the windowed rule does not fire",
+            failed,
+            _x("none", 0, ALLOW, et="ssh_login_failed"),
+        ),
+        Spec(
+            "burst-success-ignored",
+            "an ECS success outcome is not a failed login, whatever the window says",
+            {**failed, "event_type": "login", "event": {"outcome": "success"}},
+            _x("none", 0, ALLOW, et="login"),
+            windows=burst_hit,
+        ),
+        Spec(
+            "burst-after-brute-force",
+            "the sensor's own count already fired brute_force: the burst rule stays quiet",
+            {**failed, "event_type": "auth.failed", "failed_auths": 7},
+            _x("high", 90, BF, actions=_block(), et="auth.failed", n=7),
+            windows=burst_hit,
+        ),
+        Spec(
+            "spray-threshold",
+            "failed logins for 5 distinct users from one address: password spraying",
+            sprayed,
+            _x("high", 85, SPRAY, actions=_block(), et="ssh_login_failed"),
+            windows={SPRAY: {"count": 5, "armed": True}},
+        ),
+        Spec(
+            "spray-and-burst",
+            "both windows crossed: one block (same target), the score clamped to 100",
+            sprayed,
+            _x(
+                "critical",
+                100,
+                BURST,
+                SPRAY,
+                actions=_block(),
+                et="ssh_login_failed",
+                reasons=(f"10 failed logins within 60 s from {IP}",),
+            ),
+            windows={**burst_hit, SPRAY: {"count": 6, "armed": True}},
+        ),
     ]
 
 
@@ -1904,6 +1990,10 @@ def _reasons(spec: Spec, expect: Expect) -> list[str]:
             out.append(f"{expect.n} failed auth attempts from {target}")
         elif rule == IMPLICIT:
             out.append(f"{expect.n} failed auth attempts from {target} (implicit: {expect.et})")
+        elif rule == BURST and expect.actions:
+            out.append(f"10 failed logins within 60 s from {target}")
+        elif rule == SPRAY and expect.actions:
+            out.append(f"failed logins for 5 distinct users within 300 s from {target}")
     return out
 
 
@@ -1943,7 +2033,9 @@ def _claimed(spec: Spec, expect: Expect, policy: Policy) -> dict[str, Any]:
             (_ANOMALY[r] for r in expect.rules if r in _ANOMALY), default=0.1
         )
         out["ai_adversarial_score"] = 0.7 if LLM in expect.rules else 0.0
-        out["confidences"] = [_CONFIDENCE[r] for r in expect.rules if r in _CONFIDENCE]
+        out["confidences"] = [_CONFIDENCE[r] for r in expect.rules if r in _CONFIDENCE][
+            : len(expect.actions)
+        ]
         out["ttls"] = [3600] * len(expect.actions)
     return out
 
@@ -2028,7 +2120,14 @@ def build(corpus: Path) -> bytes:
         seen.add(spec.id)
         policy = policy_for(spec.policy, corpus, policies)
         case = Case(
-            spec.id, spec.why, spec.policy, datetime.fromisoformat(spec.now), spec.event, {}, 0
+            spec.id,
+            spec.why,
+            spec.policy,
+            datetime.fromisoformat(spec.now),
+            spec.event,
+            {},
+            0,
+            parse_windows(spec.windows, spec.id),
         )
         encoded = run_case(case, policy)
         outcome = orjson.loads(encoded)
@@ -2036,7 +2135,10 @@ def build(corpus: Path) -> bytes:
         line: dict[str, Any] = {"id": spec.id, "why": spec.why}
         if spec.policy != DEFAULT_POLICY:
             line["policy"] = spec.policy
-        line |= {"now": spec.now, "event": spec.event, "expected": outcome}
+        line |= {"now": spec.now, "event": spec.event}
+        if spec.windows is not None:
+            line["windows"] = spec.windows
+        line["expected"] = outcome
         lines.append(orjson.dumps(line))
     if problems:
         raise ClaimError("\n".join(problems))

@@ -29,6 +29,7 @@ from frostgate.api.context import Services
 from frostgate.api.feed_notifier import FeedNotifier
 from frostgate.config import Profile, Settings, get_settings
 from frostgate.decisions import DecisionService
+from frostgate.decisions.windows import MemoryWindowStore, RedisWindowStore, WindowStore
 from frostgate.delivery import DeliverySettings, DeliveryWorker
 from frostgate.egress import EgressClient, EgressPolicy, EgressTimeouts, parse_allow_hosts
 from frostgate.enforcement.cursors import CursorBook
@@ -139,6 +140,14 @@ def _rate_limiter(settings: Settings) -> RateLimiter:
     return MemoryRateLimiter()
 
 
+def _window_store(settings: Settings) -> WindowStore:
+    if settings.window_backend == "redis":
+        if not settings.redis_url:
+            raise RuntimeError("FG_WINDOW_BACKEND=redis needs FG_REDIS_URL")
+        return RedisWindowStore(settings.redis_url)
+    return MemoryWindowStore(max_keys=settings.window_max_keys)
+
+
 def _replay_cache(settings: Settings) -> ReplayCache:
     if settings.replay_cache_backend == "redis":
         if not settings.redis_url:
@@ -188,6 +197,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     secret_box = SecretBox(authenticator.peppers)
     egress = _egress(settings, audit)
     replay = _replay_cache(settings)
+    windows = _window_store(settings)
     signer = load_ledger_signer(settings)
     anchorer = Anchorer(
         db,
@@ -209,7 +219,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         settings=settings,
         db=db,
         writer=writer,
-        decisions=DecisionService(policy, writer),
+        decisions=DecisionService(policy, writer, windows=windows),
         authenticator=authenticator,
         audit=audit,
         json_limits=JsonLimits(
@@ -272,6 +282,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
             writer.stop()
             await rate_limit.limiter.close()
             await replay.close()
+            await windows.close()
             db.dispose()
 
     app = FastAPI(

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import orjson
 
-from frostgate.engine import THREAT_LEVELS, Policy, evaluate, normalize
+from frostgate.engine import THREAT_LEVELS, Policy, WindowState, evaluate, normalize
 from frostgate.errors import FrostGateError
 from frostgate.jobs.simulate import DEFAULT_POLICY, load_corpus
 from frostgate.store import Database
@@ -155,9 +155,14 @@ def assess(
     )
 
 
-def _decide(raw: Any, candidate: Policy, now: datetime) -> dict[str, Any] | None:
+def _decide(
+    raw: Any,
+    candidate: Policy,
+    now: datetime,
+    windows: Mapping[str, WindowState] | None = None,
+) -> dict[str, Any] | None:
     try:
-        return evaluate(normalize(raw), candidate, now=now).as_dict()
+        return evaluate(normalize(raw), candidate, now=now, windows=windows).as_dict()
     except FrostGateError:
         return None
 
@@ -171,7 +176,7 @@ def corpus_replays(path: Path, candidate: Policy) -> tuple[list[Replay], int]:
         before = case.expected.get("decision")
         after = None
         if case.policy == DEFAULT_POLICY and before is not None:
-            after = _decide(case.event, candidate, case.now)
+            after = _decide(case.event, candidate, case.now, case.windows)
         if before is None or after is None:
             skipped += 1
             continue

@@ -38,7 +38,7 @@ from typing import Any, Final
 
 import orjson
 
-from frostgate.engine import Policy, evaluate, load_policy, normalize
+from frostgate.engine import Policy, WindowState, evaluate, load_policy, normalize
 from frostgate.errors import FrostGateError
 
 __all__ = [
@@ -63,7 +63,7 @@ DEFAULT_POLICY: Final = "default"
 #: Hash seeds of the extra processes the determinism check starts (two, so at least one
 #: differs from this process's seed whatever it is).
 CHILD_HASH_SEEDS: Final = ("1", "4242")
-_CASE_KEYS: Final = frozenset({"id", "why", "policy", "now", "event", "expected"})
+_CASE_KEYS: Final = frozenset({"id", "why", "policy", "now", "event", "expected", "windows"})
 _ABSENT: Final = "<absent>"
 _CHILD_TIMEOUT_S: Final = 120.0
 
@@ -83,6 +83,9 @@ class Case:
     event: Any
     expected: Mapping[str, Any]
     line: int
+    # State of the stateful rules for this event (rule id -> count, armed): the explicit
+    # input evaluate takes; absent, windowed rules do not fire.
+    windows: Mapping[str, WindowState] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +170,35 @@ def _parse_case(raw: object, where: str, line: int) -> Case:
         isinstance(expected, dict) and len(expected) == 1 and set(expected) <= {"decision", "error"}
     ):
         raise CorpusError(f"{where}: expected must be {{'decision': ...}} or {{'error': ...}}")
-    return Case(case_id, why, policy, _parse_now(raw["now"], where), raw["event"], expected, line)
+    return Case(
+        case_id,
+        why,
+        policy,
+        _parse_now(raw["now"], where),
+        raw["event"],
+        expected,
+        line,
+        parse_windows(raw.get("windows"), where),
+    )
+
+
+def parse_windows(raw: object, where: str) -> dict[str, WindowState] | None:
+    """``{"rule_id": {"count": n, "armed": bool}}`` into engine window states."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise CorpusError(f"{where}: windows must be an object")
+    states: dict[str, WindowState] = {}
+    for rule_id, state in raw.items():
+        if (
+            not isinstance(state, dict)
+            or set(state) != {"count", "armed"}
+            or type(state["count"]) is not int
+            or not isinstance(state["armed"], bool)
+        ):
+            raise CorpusError(f"{where}: windows.{rule_id} must be {{count: int, armed: bool}}")
+        states[rule_id] = WindowState(count=state["count"], armed=state["armed"])
+    return states
 
 
 def load_corpus(path: Path) -> tuple[Case, ...]:
@@ -214,7 +245,7 @@ def policy_for(name: str, corpus: Path, cache: dict[str, Policy]) -> Policy:
 def run_case(case: Case, policy: Policy) -> bytes:
     """The case's outcome encoded as the golden file stores it (orjson, insertion order)."""
     try:
-        decision = evaluate(normalize(case.event), policy, now=case.now)
+        decision = evaluate(normalize(case.event), policy, now=case.now, windows=case.windows)
     except FrostGateError as exc:
         return orjson.dumps({"error": {"error_code": exc.code.name, "reason": str(exc)}})
     return orjson.dumps({"decision": decision.as_dict()})
