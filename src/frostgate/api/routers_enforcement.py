@@ -8,7 +8,6 @@ unmodified bouncer can enforce FrostGate's mitigations.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -17,7 +16,7 @@ from fastapi.responses import Response
 
 from frostgate.api._common import json_response, raw_json_response, read_json, storage_call
 from frostgate.api.context import services
-from frostgate.enforcement.index import Delta, TenantView, native_json
+from frostgate.enforcement.index import Delta, native_json
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.security import Principal, admin
 from frostgate.store import mitigations as repo
@@ -27,8 +26,6 @@ __all__ = ["router"]
 router = APIRouter()
 
 _STATUSES = ("pending", "active", "lifted", "expired", "rejected")
-_CROWDSEC_SCOPES = {"ip": "Ip", "range": "Range", "user": "Username", "host": "Host"}
-_CROWDSEC_TYPES = {"rate_limit": "throttle"}
 
 
 def _principal(request: Request) -> Principal:
@@ -98,9 +95,7 @@ async def list_mitigations(
             raise FrostGateError(ErrorCode.FILTER_INVALID)
         view = await svc.mitigation_index.view(tenant_id)
         hits = view.lookup(probe, svc.mitigation_index.now())
-        return raw_json_response(
-            b'{"items":[' + b",".join(view.encoded[h.mitigation_id] for h in hits) + b"]}"
-        )
+        return raw_json_response(b'{"items":[' + b",".join(h.native for h in hits) + b"]}")
     if (status is not None and status not in _STATUSES) or not 1 <= limit <= 500:
         raise FrostGateError(ErrorCode.FILTER_INVALID)
 
@@ -152,7 +147,7 @@ async def put_envelope(request: Request) -> Response:
     return json_response(envelope.as_dict())
 
 
-async def _pull(request: Request, startup: bool) -> tuple[TenantView, Delta, datetime]:
+async def _pull(request: Request, startup: bool) -> tuple[Delta, float]:
     """The caller's changes since its last pull (everything active on startup)."""
     svc = services(request)
     tenant_id = _tenant(request)
@@ -164,7 +159,7 @@ async def _pull(request: Request, startup: bool) -> tuple[TenantView, Delta, dat
     if delta is None:
         delta = Delta(new=view.live(now), deleted=[], seq=view.seq)
     svc.bouncer_cursors.advance(tenant_id, key_id, delta.seq)
-    return view, delta, now
+    return delta, now
 
 
 def _startup_flag(value: str | None) -> bool:
@@ -178,9 +173,9 @@ def _startup_flag(value: str | None) -> bool:
 
 @router.get("/v1/mitigations/stream")
 async def mitigation_stream(request: Request, startup: str | None = None) -> Response:
-    view, delta, _now = await _pull(request, _startup_flag(startup))
-    new = b",".join(view.encoded[r.mitigation_id] for r in delta.new)
-    deleted = b",".join(native_json(r) for r in delta.deleted)
+    delta, _now = await _pull(request, _startup_flag(startup))
+    new = b",".join(e.native for e in delta.new)
+    deleted = b",".join(e.native for e in delta.deleted)
     return raw_json_response(
         b'{"new":['
         + new
@@ -195,29 +190,6 @@ async def mitigation_stream(request: Request, startup: str | None = None) -> Res
 # -- CrowdSec LAPI bouncer compatibility ----------------------------------------------
 
 
-def _go_duration(seconds: float) -> str:
-    total = max(0, int(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes}m{secs}s"
-
-
-def _crowdsec(row: repo.MitigationRow, now: datetime, *, deleted: bool = False) -> dict[str, Any]:
-    remaining = 0.0 if deleted or row.expires_at is None else (row.expires_at - now).total_seconds()
-    return {
-        "id": int(row.mitigation_id[-15:], 16),
-        "uuid": row.mitigation_id,
-        "origin": "frostgate",
-        "type": _CROWDSEC_TYPES.get(row.action, "ban"),
-        "scope": _CROWDSEC_SCOPES[row.scope],
-        "value": row.value,
-        "duration": _go_duration(remaining),
-        "until": row.expires_at.isoformat().replace("+00:00", "Z") if row.expires_at else None,
-        "scenario": f"frostgate/{row.action}: {row.reason}",
-        "simulated": False,
-    }
-
-
 def _scopes(value: str | None) -> set[str]:
     if value is None:
         return {"ip", "range"}
@@ -230,12 +202,16 @@ def _scopes(value: str | None) -> set[str]:
 async def crowdsec_stream(
     request: Request, startup: str | None = None, scopes: str | None = None
 ) -> Response:
-    _, delta, now = await _pull(request, _startup_flag(startup))
+    delta, now = await _pull(request, _startup_flag(startup))
     wanted = _scopes(scopes)
-    new = [_crowdsec(r, now) for r in delta.new if r.scope in wanted]
-    deleted = [_crowdsec(r, now, deleted=True) for r in delta.deleted if r.scope in wanted]
+    new = [e.crowdsec(now) for e in delta.new if e.scope in wanted]
+    deleted = [e.crowdsec(now, deleted=True) for e in delta.deleted if e.scope in wanted]
     # LAPI answers null for an empty list; bouncers expect exactly that shape.
-    return raw_json_response(orjson.dumps({"new": new or None, "deleted": deleted or None}))
+    return raw_json_response(b'{"new":' + _array(new) + b',"deleted":' + _array(deleted) + b"}")
+
+
+def _array(items: list[bytes]) -> bytes:
+    return b"[" + b",".join(items) + b"]" if items else b"null"
 
 
 @router.get("/crowdsec/v1/decisions")
@@ -249,5 +225,4 @@ async def crowdsec_decisions(
         raise FrostGateError(ErrorCode.FILTER_INVALID)
     view = await svc.mitigation_index.view(_tenant(request))
     now = svc.mitigation_index.now()
-    hits = [_crowdsec(r, now) for r in view.lookup(probe, now)]
-    return raw_json_response(orjson.dumps(hits or None))
+    return raw_json_response(_array([e.crowdsec(now) for e in view.lookup(probe, now)]))
