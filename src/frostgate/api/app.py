@@ -55,6 +55,7 @@ from frostgate.security.ratelimit import (
 from frostgate.security.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 from frostgate.security.secret_box import SecretBox
 from frostgate.store import GroupCommitWriter, open_database
+from frostgate.store.catalog import all_streams
 
 __all__ = ["build_app"]
 
@@ -122,8 +123,20 @@ _EXPIRY_SECONDS = 1.0
 
 
 async def _expire_mitigations(svc: Services) -> None:
-    """Every second: mark expired mitigations, so bouncers' delta pulls list them as
-    deleted (reads already stop serving them at the instant of expiry)."""
+    """Load every tenant's mitigation index once (so a bouncer's first startup pull after
+    a restart is not the one that pays for it), then every second mark expired
+    mitigations, so delta pulls list them as deleted (reads already stop serving them at
+    the instant of expiry)."""
+
+    def tenants() -> list[str]:
+        with svc.db.read.connect() as conn:
+            return sorted({tenant for tenant, _ in all_streams(conn)})
+
+    try:
+        for tenant_id in await anyio.to_thread.run_sync(tenants):
+            await svc.mitigation_index.view(tenant_id)
+    except Exception:
+        log.exception("warming the mitigation index failed; it loads on first use")
     while True:
         await asyncio.sleep(_EXPIRY_SECONDS)
         try:
