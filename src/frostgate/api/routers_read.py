@@ -179,12 +179,11 @@ async def feed_stream(
                 last_sent = loop.time()
             mitigations = await svc.mitigation_index.view(tenant_id)
             delta = mitigations.since(mitigation_cursor, svc.mitigation_index.now())
-            if delta is not None:
-                for change, entries in (("active", delta.new), ("ended", delta.deleted)):
-                    for entry in entries:
-                        data = b'{"change":"%s","mitigation":%s}' % (change.encode(), entry.native)
-                        yield b"event: mitigation\ndata: %s\n\n" % data
-                        last_sent = loop.time()
+            for change, entries in (("active", delta.new), ("ended", delta.deleted)):
+                for entry in entries:
+                    data = b'{"change":"%s","mitigation":%s}' % (change.encode(), entry.native)
+                    yield b"event: mitigation\ndata: %s\n\n" % data
+                    last_sent = loop.time()
             mitigation_cursor = mitigations.seq
             if len(rows) == 200:
                 continue

@@ -216,6 +216,13 @@ class MitigationService:
                 raise FrostGateError(ErrorCode.MITIGATION_STATE, current.status)
             if current.proposed_by is not None and current.proposed_by == actor.key_id:
                 raise FrostGateError(ErrorCode.APPROVAL_BY_PROPOSER)
+            # Approval lifts the doctrine, broad-range and cap holds, never the envelope:
+            # an action removed or a target allowlisted since the proposal stays out.
+            envelope = self._envelope(conn, tenant_id)
+            target = Target(current.scope, current.value)
+            if current.action not in envelope.allowed_actions or envelope.allowlisted(target):
+                reason = "outside the tenant's envelope now"
+                raise FrostGateError(ErrorCode.MITIGATION_INVALID, reason, reason=reason)
             moved = repo.transition(
                 conn,
                 tenant_id,
@@ -229,7 +236,8 @@ class MitigationService:
                     "approved_by": actor.key_id,
                 },
             )
-            assert moved is not None
+            if moved is None:
+                raise FrostGateError(ErrorCode.MITIGATION_STATE, "changed concurrently")
             audit_change(
                 conn, actor, "mitigation_approved", tenant_id, now, {"mitigation_id": mitigation_id}
             )
