@@ -347,7 +347,15 @@ def test_bandit_check_passes_with_a_reviewed_entry(tmp_path: Path) -> None:
 
 # --- the dependency audit fails closed ---------------------------------------------------
 
-LOCKED = "alembic==1.20.1 \\\n    --hash=sha256:aa\nPyYAML==6.0.3 ; python_version >= '3'\n"
+#: As ``uv export`` writes it; the Windows-only package is locked but not audited here.
+LOCKED = """\
+alembic==1.20.1 \\
+    --hash=sha256:aa
+colorama==0.4.6 ; sys_platform == 'win32' \\
+    --hash=sha256:bb
+PyYAML==6.0.3 ; python_full_version >= '3.8' \\
+    --hash=sha256:cc
+"""
 
 
 def _audit(tmp_path: Path, report: object | None) -> str | None:
@@ -401,6 +409,15 @@ def test_dependency_audit_passes_only_when_every_package_was_audited_clean(
         (
             {"dependencies": [{"name": "alembic", "version": "1.20.1", "vulns": []}]},
             "missing from the report: pyyaml 6.0.3",
+        ),
+        (
+            {
+                "dependencies": [
+                    {"name": "alembic", "version": "1.20.0", "vulns": []},
+                    {"name": "pyyaml", "version": "6.0.3", "vulns": []},
+                ]
+            },
+            "audited 1.20.0 but 1.20.1 is locked: alembic",
         ),
     ],
 )
