@@ -48,6 +48,7 @@ REQUIRED = {
     "dependency-audit",
     "lock",
     "bandit",
+    "egress-only",
     "forwarding-headers",
 }
 #: Run by ``make lint`` and ``make test`` in ``.ci/run``.

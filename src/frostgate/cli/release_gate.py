@@ -98,6 +98,6 @@ def release_gate(
 
 
 def ci_checks_command() -> None:
-    """Run CI's fast subset of the gate (route inventory, lock, bandit, forwarding headers);
-    ``make lint`` and ``make test`` run the rest. Not a release gate."""
+    """Run CI's fast subset of the gate (route inventory, lock, bandit, egress only,
+    forwarding headers); ``make lint`` and ``make test`` run the rest. Not a release gate."""
     _run("ci checks (not a release gate)", "ci-checks", ci_checks)

@@ -67,7 +67,13 @@ MAX_WORKERS = max(1, min(2, os.cpu_count() or 1))
 
 #: The gate's fast subset that ``.ci/run`` adds after ``make lint`` and ``make test``
 #: (which already run ruff, the format check, mypy and both test suites).
-CI_CHECKS: tuple[str, ...] = ("route-inventory", "lock", "bandit", "forwarding-headers")
+CI_CHECKS: tuple[str, ...] = (
+    "route-inventory",
+    "lock",
+    "bandit",
+    "egress-only",
+    "forwarding-headers",
+)
 #: Declared checks that CI does not run, and why. Reviewed, not a switch: the release gate
 #: itself always runs them.
 CI_OMITS: Mapping[str, str] = {
@@ -566,6 +572,12 @@ def declared_checks(
             (Step(bandit, ok_codes=frozenset({0, 1})),),  # 1: has findings
             judge=partial(judge_bandit, root, baseline, bandit_report),
             cost=5,
+        ),
+        Check(
+            "egress-only",
+            "no module outside frostgate.egress imports an HTTP client or sockets (AST test)",
+            (Step((*pytest, "tests/egress/test_only_egress_talks_out.py")),),
+            cost=4,
         ),
         Check(
             "forwarding-headers",
