@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
+from frostgate.cli import release_gate as gate_module
 from frostgate.cli import verify as verify_module
 from frostgate.cli.db import app as db_app
 from frostgate.cli.simulate import simulate
@@ -37,6 +38,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.command("verify")(verify_module.verify)
 app.command("simulate")(simulate)
+app.command("release-gate")(gate_module.release_gate)
+app.command("ci-checks")(gate_module.ci_checks_command)
 config_app = typer.Typer(no_args_is_help=True, help="Check the configuration.")
 app.add_typer(config_app, name="config")
 
