@@ -26,10 +26,10 @@ from frostgate.api import (
 )
 from frostgate.api.context import Services
 from frostgate.api.feed_notifier import FeedNotifier
-from frostgate.config import Profile, Settings, get_settings
+from frostgate.config import Settings, get_settings
 from frostgate.decisions import DecisionService
 from frostgate.delivery import DeliverySettings, DeliveryWorker
-from frostgate.egress import EgressClient, EgressPolicy, EgressTimeouts, parse_allow_hosts
+from frostgate.egress import EgressClient, client_from_settings
 from frostgate.engine import load_policy
 from frostgate.errors import ErrorCode, FrostGateError, error_body
 from frostgate.jobs import Anchorer
@@ -134,19 +134,7 @@ def _egress(settings: Settings, audit: AuditRecorder) -> EgressClient:
             "egress_refused", "warning", tenant_id, detail={"reason": reason, "host": host}
         )
 
-    return EgressClient(
-        EgressPolicy(
-            https_only=settings.profile is Profile.PROD,
-            allow_hosts=parse_allow_hosts(settings.egress_allow_hosts),
-        ),
-        timeouts=EgressTimeouts(
-            connect=settings.egress_connect_timeout_seconds,
-            read=settings.egress_read_timeout_seconds,
-            total=settings.egress_total_timeout_seconds,
-        ),
-        max_response_bytes=settings.egress_max_response_bytes,
-        on_refusal=refused,
-    )
+    return client_from_settings(settings, on_refusal=refused)
 
 
 def build_app(settings: Settings | None = None) -> AuthGate:
