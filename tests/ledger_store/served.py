@@ -65,8 +65,10 @@ class Served:
         return outcomes
 
 
-def serve(settings: Settings, db: Database) -> Iterator[Served]:
-    """Tenants ``acme`` and ``globex``, each with a ``ledger:read`` key and a write key."""
+def serve(settings: Settings, db: Database, **overrides: Any) -> Iterator[Served]:
+    """Tenants ``acme`` and ``globex``, each with a ``ledger:read`` key and a write key.
+
+    Anchoring runs only when a test asks, unless ``overrides`` (settings) say otherwise."""
     peppers = load_peppers(settings)
     keys: dict[str, str] = {}
     for tenant in ("acme", "globex"):
@@ -77,7 +79,7 @@ def serve(settings: Settings, db: Database) -> Iterator[Served]:
         keys[tenant + ":write"] = admin.mint_key(
             db, peppers, tenant_id=tenant, scopes=TENANT_SCOPES
         ).token
-    quiet = settings.model_copy(update={"anchor_interval_seconds": 3600.0})
+    quiet = settings.model_copy(update={"anchor_interval_seconds": 3600.0, **overrides})
     gate = build_app(quiet)
     port = free_port()
     server = uvicorn.Server(
