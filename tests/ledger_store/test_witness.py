@@ -5,8 +5,12 @@ recorded as a ``witness_failed`` audit event. Receivers are real loopback HTTP s
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -18,8 +22,9 @@ from frostgate.jobs import AnchorOutcome
 from frostgate.jobs.witness import WitnessPublisher, WitnessResult, parse_witness_urls
 from frostgate.ledger.note import Verifier, open_checkpoint
 from frostgate.store import Database
+from tests.conftest import Env
 from tests.egress.receivers import Behaviour, Receiver
-from tests.ledger_store.served import Served, free_port, serve
+from tests.ledger_store.served import EVENT, Served, free_port, serve
 
 
 def wait_for(condition: object, seconds: float = 15.0) -> None:
@@ -132,3 +137,37 @@ def test_witness_url_list() -> None:
         "https://a.example/x",
         "https://b.example",
     ]
+
+
+def test_frostgate_anchor_exports_too(
+    env: Env, witnesses: tuple[Receiver, Receiver], tmp_path: Path
+) -> None:
+    good, bad = witnesses
+    env.client.post(
+        "/v1/ingest",
+        json={"events": [dict(EVENT, event_id=f"c{i}") for i in range(4)]},
+        headers=env.headers(),
+    )
+    child = {k: v for k, v in os.environ.items() if not k.startswith("FG_")}
+    child.update(
+        FG_PROFILE="test",
+        FG_DATA_DIR=str(env.settings.data_dir),
+        FG_DB_URL=env.settings.database_url,
+        FG_KEY_PEPPERS=env.settings.key_peppers,
+        FG_ANCHOR_WITNESS_URLS=f"http://127.0.0.1:{good.port}/,http://127.0.0.1:{bad.port}/",
+        FG_EGRESS_ALLOW_HOSTS=f"127.0.0.1:{good.port},127.0.0.1:{bad.port}",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "frostgate.cli", "anchor"],
+        env=child,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert any(b"/decisions/acme\n4\n" in s.body for s in good.seen)
+    assert "witness 1 (127.0.0.1) did not take decisions/acme@4: answered 500" in " ".join(
+        done.stderr.split()
+    )
+    assert {f["witness"] for f in witness_failures(env.db)} == {1}
