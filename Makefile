@@ -37,6 +37,7 @@ lint: install
 bench: install
 	$(PY) bench/run.py
 	$(PY) bench/ledger_proofs.py
+	$(PY) bench/verify_speed.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

@@ -118,6 +118,9 @@ def test_first_mismatch() -> None:
     assert first_mismatch(ours, [*theirs[:2], 7, *theirs[3:]]) == 2
     assert first_mismatch(ours, [t.upper() for t in theirs]) == 0  # type: ignore[attr-defined]
     assert first_mismatch(ours, theirs[:4]) == 4
+    shifted = [theirs[0][:63], theirs[0][63:] + theirs[1], *theirs[2:]]  # type: ignore[index, operator]
+    assert "".join(shifted) == "".join(theirs)  # type: ignore[arg-type]
+    assert first_mismatch(ours, shifted) == 0
     assert first_mismatch(ours[:4], theirs) == 4
 
 

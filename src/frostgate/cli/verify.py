@@ -19,9 +19,11 @@ and nothing else there. A Rich progress bar (on stderr) follows packets of more 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +111,24 @@ def _read_packet(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise _Failure(f"cannot read packet file {path}: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while verifying.
+
+    Verification allocates and frees millions of small acyclic objects (parsed pages,
+    hashes), which refcounting reclaims at once; the collector's passes over them find
+    nothing and cost about a microsecond per entry, a quarter of the work. Cycles made
+    meanwhile (if any) are collected when it is re-enabled.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _with_index(reason: str, index: int | None) -> str:
@@ -225,7 +245,8 @@ def _verify_packet_file(
     bar = _ProgressBar(err, enabled=not json_output)
     started = time.perf_counter()
     try:
-        report = verify_packet(data, verifier, event_index=event_index, progress=bar)
+        with _collector_paused():
+            report = verify_packet(data, verifier, event_index=event_index, progress=bar)
     finally:
         bar.close()
     elapsed = time.perf_counter() - started
@@ -334,9 +355,10 @@ def _verify_url(
         if not key:
             raise _Failure("--url needs a ledger:read key: --key or FG_VERIFY_KEY")
         pinned = _load_verifier(vkey) if vkey is not None else None
-        report = asyncio.run(
-            verify_remote(client, url, key, pinned=pinned, event_id=event_id, progress=bar)
-        )
+        with _collector_paused():
+            report = asyncio.run(
+                verify_remote(client, url, key, pinned=pinned, event_id=event_id, progress=bar)
+            )
     except _Failure as exc:
         report = RemoteReport(url=url, reason=str(exc))
     finally:

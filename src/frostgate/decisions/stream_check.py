@@ -25,6 +25,7 @@ lets a verifier pass 300,000 entries/s on one core. The first failure raises
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -120,7 +121,9 @@ class StreamCheck:
             raise StreamFailure("entries response: 'entries' is not a list", start)
         if not items:
             return
-        if not all(type(item) is dict and item.keys() == _ITEM_KEYS for item in items):
+        if set(map(type, items)) != {dict} or not all(
+            map(operator.eq, map(dict.keys, items), itertools.repeat(_ITEM_KEYS))
+        ):
             raise StreamFailure(
                 "entries response: every item must have exactly index, entry, leaf_hash "
                 "and chain_hash",
