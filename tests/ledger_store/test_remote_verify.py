@@ -255,3 +255,20 @@ def test_usage_errors(allowed: Served) -> None:
     assert both.exit_code == 2
     stray = CliRunner().invoke(app, ["verify", "--key", "fgk_a_b"])
     assert stray.exit_code == 2
+
+
+def test_long_runs_get_a_progress_bar_but_json_stays_clean(
+    allowed: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from frostgate.cli import verify as verify_module
+
+    monkeypatch.setattr(verify_module, "PROGRESS_THRESHOLD", 10)
+    allowed.ingest(1200)  # two pages
+    allowed.anchor()
+    shown = verify(allowed)
+    assert shown.exit_code == 0, shown.output
+    assert "remote ledger verified" in shown.stdout
+    quiet = verify(allowed, "--json")
+    assert quiet.exit_code == 0
+    assert streams(quiet)["decisions/acme"]["entries"] == 1200
+    assert quiet.stderr == ""

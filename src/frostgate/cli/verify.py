@@ -183,7 +183,8 @@ class _ProgressBar:
             self._progress.start()
             self._task = self._progress.add_task("verify", total=total)
         assert self._task is not None
-        self._progress.update(self._task, completed=done)
+        # A remote run learns its total as it goes (each stream's newest checkpoint).
+        self._progress.update(self._task, completed=done, total=max(total, done))
 
     def close(self) -> None:
         if self._progress is not None:
