@@ -105,12 +105,18 @@ def test_human_summary_and_key_from_the_environment(allowed: Served) -> None:
     assert "decisions/acme" in result.output
 
 
-def test_an_unknown_event_is_not_included(allowed: Served) -> None:
+def test_an_unknown_or_unanchored_event_is_not_included(allowed: Served) -> None:
     allowed.ingest(3)
     allowed.anchor()
+    allowed.ingest(2, "late")
     result = verify(allowed, "--event-id", "never-sent")
     assert result.exit_code == 1
     assert "never-sent" in one_line(result)
+    late = verify(allowed, "--event-id", "late1", "--json")
+    assert late.exit_code == 1
+    event = report(late)["event"]
+    assert event["included"] is False  # type: ignore[index]
+    assert "not anchored yet" in event["reason"]  # type: ignore[index]
 
 
 @pytest.mark.parametrize(

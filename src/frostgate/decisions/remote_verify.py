@@ -228,6 +228,7 @@ async def _event(
     api: _Api, event_id: str, summaries: dict[str, tuple[StreamCheck, StreamSummary]]
 ) -> dict[str, Any]:
     quoted = quote(event_id, safe="")
+    unanchored: list[str] = []
     for kind, (check, summary) in summaries.items():
         if not check.checkpoints:
             continue
@@ -237,7 +238,9 @@ async def _event(
                 f"/v1/ledger/{kind}/proof/inclusion?event_id={quoted}&size={newest.size}"
             )
         except RemoteStatus as exc:
-            if exc.status == 404:
+            if exc.status == 422:  # found, but after the newest checkpoint
+                unanchored.append(f"{summary.name} (newest checkpoint {newest.size})")
+            if exc.status in (404, 422):
                 continue
             raise
         index = _field(proof, "index", int, "inclusion proof")
@@ -269,7 +272,12 @@ async def _event(
         "index": None,
         "tree_size": None,
         "included": False,
-        "reason": "no checkpointed entry of either stream has this event_id",
+        "reason": (
+            f"the event comes after the newest checkpoint of {', '.join(unanchored)}: "
+            "not anchored yet"
+            if unanchored
+            else "no checkpointed entry of either stream has this event_id"
+        ),
     }
 
 
