@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -278,3 +279,41 @@ def test_long_runs_get_a_progress_bar_but_json_stays_clean(
     assert quiet.exit_code == 0
     assert streams(quiet)["decisions/acme"]["entries"] == 1200
     assert quiet.stderr == ""
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_mutations_are_named_at_their_index(allowed: Served, seed: int) -> None:
+    """Issue 4 part 8 for the remote verifier: a random row, column and byte."""
+    rng = random.Random(seed)
+    allowed.ingest(60)
+    allowed.anchor()
+    allowed.ingest(10, "late")
+    victim = rng.randrange(70)
+    column = rng.choice(["source", "event_type", "src_ip", "event_id", "response_json"])
+    with allowed.db.read.connect() as conn:
+        old = conn.execute(
+            sa.text(f"SELECT {column} FROM decisions WHERE tenant_id = 'acme' AND seq = :s"),
+            {"s": victim},
+        ).scalar_one()
+    position = rng.randrange(len(old))
+    new = old[:position] + chr((ord(old[position]) + 1 - 32) % 94 + 32) + old[position + 1 :]
+    with allowed.db.write.begin() as conn:
+        conn.execute(
+            sa.text(f"UPDATE decisions SET {column} = :v WHERE tenant_id = 'acme' AND seq = :s"),
+            {"v": new, "s": victim},
+        )
+    bad = streams(verify(allowed, "--json"))["decisions/acme"]
+    assert (bad["ok"], bad["first_bad_index"]) == (False, victim), (column, position)
+
+
+def test_an_audit_row_changed_behind_the_app(allowed: Served) -> None:
+    allowed.ingest(3)  # the audit stream already holds the key mints
+    with allowed.db.write.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE audit_events SET detail = :d WHERE tenant_id = 'acme' AND seq = 0"),
+            {"d": '{"forged":true}'},
+        )
+    result = verify(allowed, "--json")
+    bad = streams(result)["audit/acme"]
+    assert (bad["ok"], bad["first_bad_index"]) == (False, 0)
+    assert streams(result)["decisions/acme"]["ok"] is True
