@@ -38,6 +38,7 @@ bench: install
 	$(PY) bench/run.py
 	$(PY) bench/ledger_proofs.py
 	$(PY) bench/verify_speed.py
+	$(PY) bench/enforcement.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

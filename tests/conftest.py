@@ -34,6 +34,10 @@ _TABLES = (
     "hook_sources",
     "hook_source_secrets",
     "tenant_egress_hosts",
+    "mitigations",
+    "mitigation_heads",
+    "enforcement_cursors",
+    "tenant_envelopes",
     "api_keys",
     "tenants",
 )

@@ -111,8 +111,8 @@ def test_ip_null_is_absent_and_next_alias_is_used() -> None:
         (" 203.0.113.9 ", "203.0.113.9"),
         ("2001:DB8:0:0:0:0:0:1", "2001:db8::1"),
         ("2001:db8::0001", "2001:db8::1"),
-        ("::FFFF:192.0.2.1", "::ffff:c000:201"),
-        ("fe80::1%eth0", "fe80::1%eth0"),
+        ("::FFFF:192.0.2.1", "192.0.2.1"),
+        ("fe80::1%eth0", "fe80::1"),
     ],
 )
 def test_ip_is_canonicalized(given: str, canonical: str) -> None:
@@ -216,6 +216,28 @@ def test_source_in_payload_is_not_the_sensor_name() -> None:
 def test_text_limit_is_256(field: str) -> None:
     assert getattr(normalize({field: "a" * 256}), field) == "a" * 256
     assert refused({field: "a" * 257}) is INVALID
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"event_type": "a\x00b"},
+        {"source": "sensor\x00"},
+        {"payload": {"user": "\x00root"}},
+        {"persona": "guardian\x00"},
+        {"event": {"action": "x\x00"}},
+        {"event": {"category": ["ok", "\x00"]}},
+        {"agent": {"name": "a\x00"}},
+    ],
+)
+def test_nul_in_free_text_is_refused(raw: dict[str, Any]) -> None:
+    # Stored columns (source, event_type) cannot hold NUL on PostgreSQL; every text field
+    # refuses it alike so SQLite and PostgreSQL answer the same 422.
+    assert refused(raw) is INVALID
+
+
+def test_other_control_characters_in_text_pass_through() -> None:
+    assert normalize({"event_type": "a\tb\nc"}).event_type == "a\tb\nc"
 
 
 # --------------------------------------------------------------------------- failures

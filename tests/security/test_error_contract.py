@@ -173,6 +173,32 @@ def _packet_history_changed(env: Env) -> httpx.Response:
     return env.client.get(created.json()["download"], headers=env.headers())
 
 
+def _guarded_pending(env: Env) -> str:
+    event = {
+        "source": "sshd",
+        "event_type": "auth.failed",
+        "persona": "guardian",
+        "classification": "SECRET",
+        "payload": {"src_ip": "203.0.113.44", "failed_auths": 9},
+    }
+    env.client.post("/v1/defend", json=event, headers=env.headers())
+    items = env.client.get("/v1/mitigations?status=pending", headers=env.headers()).json()
+    mitigation_id: str = items["items"][0]["mitigation_id"]
+    return mitigation_id
+
+
+def _approve_own(env: Env) -> httpx.Response:
+    return env.client.post(
+        f"/v1/mitigations/{_guarded_pending(env)}/approve", headers=env.headers()
+    )
+
+
+def _lift_twice(env: Env) -> httpx.Response:
+    mitigation_id = _guarded_pending(env)
+    env.client.delete(f"/v1/mitigations/{mitigation_id}", headers=env.headers())
+    return env.client.delete(f"/v1/mitigations/{mitigation_id}", headers=env.headers())
+
+
 TRIGGERS: dict[ErrorCode, Trigger] = {
     ErrorCode.NOT_FOUND: lambda env: env.client.get("/v1/nothing"),
     ErrorCode.BODY_TOO_LARGE: lambda env: _post_raw(env, "/v1/defend", b" " * (1024 * 1024 + 1)),
@@ -243,13 +269,21 @@ TRIGGERS: dict[ErrorCode, Trigger] = {
         "/v1/hooks/hsrc_unknown", content=b"{}", headers={"content-type": "application/json"}
     ),
     ErrorCode.WEBHOOK_REPLAYED: _replayed,
+    ErrorCode.MITIGATION_INVALID: lambda env: env.client.post(
+        "/v1/mitigations", json={"action": "block_ip", "value": "nope"}, headers=env.headers()
+    ),
+    ErrorCode.MITIGATION_STATE: _lift_twice,
+    ErrorCode.APPROVAL_BY_PROPOSER: _approve_own,
     ErrorCode.INTERNAL: lambda env: _stub_gate(env, "raise").get(
         "/v1/stats", headers=env.headers()
     ),
 }
 
 
-REASONED = {ErrorCode.WEBHOOK_URL_REFUSED: {"forbidden address: loopback"}}
+REASONED = {
+    ErrorCode.WEBHOOK_URL_REFUSED: {"forbidden address: loopback"},
+    ErrorCode.MITIGATION_INVALID: {"not an IP address: 'nope'"},
+}
 
 
 def test_every_code_has_a_trigger() -> None:

@@ -19,6 +19,7 @@ from frostgate import __version__
 from frostgate.api import (
     routers_admin,
     routers_decide,
+    routers_enforcement,
     routers_ledger,
     routers_packets,
     routers_read,
@@ -28,8 +29,12 @@ from frostgate.api.context import Services
 from frostgate.api.feed_notifier import FeedNotifier
 from frostgate.config import Settings, get_settings
 from frostgate.decisions import DecisionService
+from frostgate.decisions.windows import MemoryWindowStore, RedisWindowStore, WindowStore
 from frostgate.delivery import DeliverySettings, DeliveryWorker
 from frostgate.egress import EgressClient, client_from_settings
+from frostgate.enforcement.cursors import CursorBook
+from frostgate.enforcement.index import MitigationIndex
+from frostgate.enforcement.service import MitigationService
 from frostgate.engine import load_policy
 from frostgate.errors import ErrorCode, FrostGateError, error_body
 from frostgate.jobs import Anchorer
@@ -56,6 +61,7 @@ from frostgate.security.ratelimit import (
 from frostgate.security.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 from frostgate.security.secret_box import SecretBox
 from frostgate.store import GroupCommitWriter, open_database
+from frostgate.store.catalog import all_streams
 
 __all__ = ["build_app"]
 
@@ -111,6 +117,7 @@ async def _maintenance(
         try:
             await audit.flush()
             await anyio.to_thread.run_sync(svc.authenticator.flush_usage)
+            await anyio.to_thread.run_sync(svc.bouncer_cursors.flush)
             grown = svc.writer.committed_entries - anchored_at_count
             due = loop.time() - last_anchor >= svc.settings.anchor_interval_seconds
             if due or grown >= svc.settings.anchor_every_entries:
@@ -123,12 +130,46 @@ async def _maintenance(
             log.exception("maintenance pass failed; retrying next interval")
 
 
+_EXPIRY_SECONDS = 1.0
+
+
+async def _expire_mitigations(svc: Services) -> None:
+    """Load every tenant's mitigation index once (so a bouncer's first startup pull after
+    a restart is not the one that pays for it), then every second mark expired
+    mitigations, so delta pulls list them as deleted (reads already stop serving them at
+    the instant of expiry)."""
+
+    def tenants() -> list[str]:
+        with svc.db.read.connect() as conn:
+            return sorted({tenant for tenant, _ in all_streams(conn)})
+
+    try:
+        for tenant_id in await anyio.to_thread.run_sync(tenants):
+            await svc.mitigation_index.view(tenant_id)
+    except Exception:
+        log.exception("warming the mitigation index failed; it loads on first use")
+    while True:
+        await asyncio.sleep(_EXPIRY_SECONDS)
+        try:
+            await anyio.to_thread.run_sync(svc.mitigations.expire_due)
+        except Exception:
+            log.exception("mitigation expiry pass failed; retrying")
+
+
 def _rate_limiter(settings: Settings) -> RateLimiter:
     if settings.rate_limit_backend == "redis":
         if not settings.redis_url:
             raise RuntimeError("FG_RATE_LIMIT_BACKEND=redis needs FG_REDIS_URL")
         return RedisRateLimiter(settings.redis_url)
     return MemoryRateLimiter()
+
+
+def _window_store(settings: Settings) -> WindowStore:
+    if settings.window_backend == "redis":
+        if not settings.redis_url:
+            raise RuntimeError("FG_WINDOW_BACKEND=redis needs FG_REDIS_URL")
+        return RedisWindowStore(settings.redis_url)
+    return MemoryWindowStore(max_keys=settings.window_max_keys)
 
 
 def _replay_cache(settings: Settings) -> ReplayCache:
@@ -165,10 +206,13 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     """Build the service. Refuses to build when a mounted route is not declared."""
     settings = settings or get_settings()
     db = open_database(settings.database_url)
+    mitigation_index = MitigationIndex(db)
+    mitigations = MitigationService(db, on_change=mitigation_index.mark_changed)
     writer = GroupCommitWriter(
         db.write,
         max_batch=settings.writer_max_batch,
         alert_window=timedelta(seconds=settings.alert_aggregate_seconds),
+        decision_hooks=[mitigations.record_from_decisions],
     )
     policy = load_policy(settings.policy_path)
     authenticator = KeyAuthenticator(
@@ -179,6 +223,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     egress = _egress(settings, audit)
     witnesses = _witnesses(settings, egress, audit)
     replay = _replay_cache(settings)
+    windows = _window_store(settings)
     signer = load_ledger_signer(settings)
     anchorer = Anchorer(
         db,
@@ -200,7 +245,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         settings=settings,
         db=db,
         writer=writer,
-        decisions=DecisionService(policy, writer),
+        decisions=DecisionService(policy, writer, windows=windows),
         authenticator=authenticator,
         audit=audit,
         json_limits=JsonLimits(
@@ -230,6 +275,9 @@ def build_app(settings: Settings | None = None) -> AuthGate:
             ),
             audit=audit,
         ),
+        mitigations=mitigations,
+        mitigation_index=mitigation_index,
+        bouncer_cursors=CursorBook(db),
     )
 
     @asynccontextmanager
@@ -242,7 +290,8 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         gc.freeze()
         maintenance = asyncio.create_task(_maintenance(svc, audit, witnesses))
         delivery = asyncio.create_task(svc.delivery.run())
-        tasks = [maintenance, delivery]
+        expiry = asyncio.create_task(_expire_mitigations(svc))
+        tasks = [maintenance, delivery, expiry]
         if witnesses is not None:
             tasks.append(asyncio.create_task(witnesses.run()))
         try:
@@ -257,9 +306,11 @@ def build_app(settings: Settings | None = None) -> AuthGate:
             await audit.drain()
             await audit.flush(everything=True)
             await anyio.to_thread.run_sync(authenticator.flush_usage)
+            await anyio.to_thread.run_sync(svc.bouncer_cursors.flush)
             writer.stop()
             await rate_limit.limiter.close()
             await replay.close()
+            await windows.close()
             db.dispose()
 
     app = FastAPI(
@@ -278,6 +329,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     app.include_router(routers_ledger.router)
     app.include_router(routers_packets.router)
     app.include_router(routers_webhooks.router)
+    app.include_router(routers_enforcement.router)
 
     table = RouteTable(ROUTES)
     # The OpenAPI document lists every mounted operation (FastAPI's public view of its

@@ -11,6 +11,9 @@ from frostgate.config import Settings
 from frostgate.decisions import DecisionService
 from frostgate.delivery import DeliveryWorker
 from frostgate.egress import EgressClient
+from frostgate.enforcement.cursors import CursorBook
+from frostgate.enforcement.index import MitigationIndex
+from frostgate.enforcement.service import MitigationService
 from frostgate.jobs import Anchorer
 from frostgate.ledger.note import Signer
 from frostgate.security import JsonLimits, KeyAuthenticator
@@ -38,6 +41,9 @@ class Services:
     egress: EgressClient
     hooks: HookVerifier
     delivery: DeliveryWorker
+    mitigations: MitigationService
+    mitigation_index: MitigationIndex
+    bouncer_cursors: CursorBook
 
 
 def services(request: Request) -> Services:

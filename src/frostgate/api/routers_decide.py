@@ -40,7 +40,7 @@ async def defend(request: Request) -> Response:
     tenant_id = tenant_of(request)
     raw = await read_json(request)
     svc = services(request)
-    outcome = await svc.decisions.decide(tenant_id, raw)
+    outcome = await svc.decisions.decide(tenant_id, raw, key_id=request.state.principal.key_id)
     if outcome.status == "conflict":
         raise FrostGateError(ErrorCode.IDEMPOTENCY_CONFLICT)
     if outcome.status == "quota_exceeded":
@@ -81,7 +81,9 @@ async def ingest(request: Request) -> Response:
         raise FrostGateError(ErrorCode.BATCH_EMPTY)
     if len(events) > svc.settings.max_batch_events:
         raise FrostGateError(ErrorCode.BATCH_TOO_LARGE)
-    outcomes = await svc.decisions.decide_batch(tenant_id, events)
+    outcomes = await svc.decisions.decide_batch(
+        tenant_id, events, key_id=request.state.principal.key_id
+    )
     results: list[dict[str, object]] = []
     counts = dict.fromkeys(("created", "replayed", "conflict", "quota_exceeded"), 0)
     for outcome in outcomes:

@@ -14,6 +14,7 @@ from rich.table import Column, Table
 
 from frostgate.cli import verify as verify_module
 from frostgate.cli.db import app as db_app
+from frostgate.cli.simulate import simulate
 from frostgate.config import Profile, get_settings
 from frostgate.egress import client_from_settings
 from frostgate.jobs import Anchorer
@@ -38,6 +39,7 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.command("verify")(verify_module.verify)
+app.command("simulate")(simulate)
 config_app = typer.Typer(no_args_is_help=True, help="Check the configuration.")
 app.add_typer(config_app, name="config")
 

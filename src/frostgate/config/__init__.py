@@ -117,6 +117,14 @@ class Settings(BaseSettings):
     replay_cache_backend: str = Field(
         default="memory", pattern="^(memory|redis)$", description="Inbound webhook-id replay cache"
     )
+    window_backend: str = Field(
+        default="memory",
+        pattern="^(memory|redis)$",
+        description="Stateful-rule window state: memory (one process) or redis (several)",
+    )
+    window_max_keys: int = Field(
+        default=100_000, ge=1000, description="Memory window store: most keys kept (LRU)"
+    )
     honeypot_paths: str = Field(
         default=(
             "/.env,/.git/config,/.git/HEAD,/wp-admin,/wp-login.php,/phpmyadmin,"

@@ -10,7 +10,8 @@ from typing import Any, Literal
 import orjson
 import uuid_utils
 
-from frostgate.engine import Policy, evaluate, normalize
+from frostgate.decisions.windows import WindowStore
+from frostgate.engine import Event, Policy, WindowState, evaluate, normalize
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.store import GroupCommitWriter, PendingDecision
 from frostgate.store.entries import format_timestamp
@@ -37,16 +38,16 @@ class DecisionService:
         policy: Policy,
         writer: GroupCommitWriter,
         *,
+        windows: WindowStore | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.policy = policy
         self._writer = writer
+        self._windows = windows
         self._clock = clock
 
-    def prepare(
-        self, tenant_id: str, raw: Any, *, require_event_id: bool, now: datetime
-    ) -> PendingDecision:
-        """Normalize and evaluate one raw event; no I/O. Raises FrostGateError."""
+    def admit(self, tenant_id: str, raw: Any, *, require_event_id: bool) -> tuple[Event, str]:
+        """Normalize one raw event and settle its id; no I/O. Raises FrostGateError."""
         if not isinstance(raw, dict):
             raise FrostGateError(ErrorCode.EVENT_INVALID, "event is not an object")
         event = normalize(raw)
@@ -55,10 +56,31 @@ class DecisionService:
         if event.event_id is None:
             if require_event_id:
                 raise FrostGateError(ErrorCode.EVENT_ID_REQUIRED)
-            event_id = str(uuid_utils.uuid7())
-        else:
-            event_id = event.event_id
-        decision = evaluate(event, self.policy, now=now)
+            return event, str(uuid_utils.uuid7())
+        return event, event.event_id
+
+    async def observe(
+        self, tenant_id: str, event: Event, event_id: str, now: datetime
+    ) -> dict[str, WindowState] | None:
+        """Record the event in the windows of the stateful rules it matches."""
+        probes = self.policy.window_probes(event)
+        if not probes or self._windows is None:
+            return None
+        return await self._windows.observe(tenant_id, event_id, probes, now)
+
+    def build(
+        self,
+        tenant_id: str,
+        raw: dict[str, Any],
+        event: Event,
+        event_id: str,
+        *,
+        now: datetime,
+        windows: dict[str, WindowState] | None,
+        key_id: str | None,
+    ) -> PendingDecision:
+        """Evaluate an admitted event (pure given ``windows``) into what will be stored."""
+        decision = evaluate(event, self.policy, now=now, windows=windows)
         body: dict[str, Any] = {
             "event_id": event_id,
             "tenant_id": tenant_id,
@@ -81,24 +103,43 @@ class DecisionService:
             created_at=now,
             request_json=orjson.dumps(raw, option=orjson.OPT_SORT_KEYS).decode(),
             response_json=orjson.dumps(body).decode(),
+            proposals=tuple(
+                (m.action, m.target, m.reason, m.ttl_seconds) for m in decision.mitigations
+            ),
+            requires_approval=decision.tie_d.gating_decision == "require_approval",
+            key_id=key_id,
         )
 
-    async def decide(self, tenant_id: str, raw: Any) -> Outcome:
-        """One event (``/v1/defend``): the event_id is optional and assigned if absent."""
-        pending = self.prepare(tenant_id, raw, require_event_id=False, now=self._clock())
+    async def decide(self, tenant_id: str, raw: Any, *, key_id: str | None = None) -> Outcome:
+        """One event (``/v1/defend``): the event_id is optional and assigned if absent.
+        ``key_id`` is the submitting key: the proposer of any mitigation it causes."""
+        now = self._clock()
+        event, event_id = self.admit(tenant_id, raw, require_event_id=False)
+        windows = await self.observe(tenant_id, event, event_id, now)
+        pending = self.build(
+            tenant_id, raw, event, event_id, now=now, windows=windows, key_id=key_id
+        )
         (result,) = await self._writer.write([pending])
         return Outcome(result.status, pending.event_id, result.response_json.encode())
 
-    async def decide_batch(self, tenant_id: str, events: Sequence[Any]) -> list[Outcome]:
+    async def decide_batch(
+        self, tenant_id: str, events: Sequence[Any], *, key_id: str | None = None
+    ) -> list[Outcome]:
         """A batch (``/v1/ingest``): every event needs an event_id; all or nothing is
         validated before anything is written, and the batch is written in one commit."""
         now = self._clock()
-        pending = [self.prepare(tenant_id, raw, require_event_id=True, now=now) for raw in events]
+        admitted = [self.admit(tenant_id, raw, require_event_id=True) for raw in events]
         seen: set[str] = set()
-        for item in pending:
-            if item.event_id in seen:
+        for _, event_id in admitted:
+            if event_id in seen:
                 raise FrostGateError(ErrorCode.DUPLICATE_EVENT_IN_BATCH)
-            seen.add(item.event_id)
+            seen.add(event_id)
+        pending = []
+        for raw, (event, event_id) in zip(events, admitted, strict=True):
+            windows = await self.observe(tenant_id, event, event_id, now)
+            pending.append(
+                self.build(tenant_id, raw, event, event_id, now=now, windows=windows, key_id=key_id)
+            )
         results = await self._writer.write(pending)
         return [
             Outcome(r.status, p.event_id, r.response_json.encode())

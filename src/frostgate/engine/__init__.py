@@ -15,7 +15,16 @@ from __future__ import annotations
 
 from ._conditions import PolicyError
 from ._evaluate import evaluate
-from ._model import THREAT_LEVELS, Decision, Event, Mitigation, ThreatLevel, TieD
+from ._model import (
+    THREAT_LEVELS,
+    Decision,
+    Event,
+    Mitigation,
+    ThreatLevel,
+    TieD,
+    WindowProbe,
+    WindowState,
+)
 from ._normalize import normalize
 from ._policy import Policy, load_policy, policy_from_document
 
@@ -28,6 +37,8 @@ __all__ = [
     "PolicyError",
     "ThreatLevel",
     "TieD",
+    "WindowProbe",
+    "WindowState",
     "evaluate",
     "load_policy",
     "normalize",

@@ -71,7 +71,7 @@ EVENT_FIELDS: Final[Mapping[str, str]] = {
     "ecs_outcome": _STR,
 }
 #: Derived booleans computed from the event (and the policy's auth_event_types).
-DERIVED_FIELDS: Final = ("auth_like", "bruteforce_type")
+DERIVED_FIELDS: Final = ("auth_like", "auth_failure", "bruteforce_type")
 OPS: Final = ("eq", "in", "contains", "gte", "lte", "exists")
 
 # Normalization lower-cases (or upper-cases) these; a value in another case never matches.

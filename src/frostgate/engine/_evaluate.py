@@ -7,10 +7,11 @@ and two processes deciding the same event agree byte for byte.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Final
 
-from ._model import Decision, Event, GatingDecision, Mitigation, TieD
+from ._model import Decision, Event, GatingDecision, Mitigation, TieD, WindowState
 from ._policy import CompiledMitigation, Policy
 
 __all__ = ["evaluate"]
@@ -57,8 +58,21 @@ def _drift_ms(now: datetime, timestamp: datetime) -> int:
     return ms
 
 
-def evaluate(event: Event, policy: Policy, *, now: datetime) -> Decision:
-    """Decide one normalized event under ``policy`` at instant ``now`` (timezone-aware)."""
+def evaluate(
+    event: Event,
+    policy: Policy,
+    *,
+    now: datetime,
+    windows: Mapping[str, WindowState] | None = None,
+) -> Decision:
+    """Decide one normalized event under ``policy`` at instant ``now`` (timezone-aware).
+
+    ``windows`` is the state of the windowed rules (rule id → what the window store saw
+    for this event, see :meth:`Policy.window_probes`): an explicit input, so evaluation
+    stays pure. A windowed rule fires when its count reached the threshold and proposes
+    its mitigation only when ``armed`` (first crossing outside the cooldown). Without
+    ``windows`` (replays, simulations) windowed rules do not fire.
+    """
     if now.tzinfo is None:
         raise ValueError("now must be a timezone-aware datetime")
     c = policy._compiled
@@ -77,13 +91,19 @@ def evaluate(event: Event, policy: Policy, *, now: datetime) -> Decision:
             continue
         if not rule.when(event):
             continue
+        armed = True
+        if rule.window is not None:
+            state = None if windows is None else windows.get(rule.id)
+            if state is None or state.count < rule.window.threshold:
+                continue
+            armed = state.armed
         fired.append(rule.id)
         score += rule.points
         if rule.anomaly_score is not None and (anomaly is None or rule.anomaly_score > anomaly):
             anomaly = rule.anomaly_score
         if rule.ai_adversarial_score is not None and rule.ai_adversarial_score > ai_score:
             ai_score = rule.ai_adversarial_score
-        if rule.mitigation is not None:
+        if rule.mitigation is not None and armed:
             mitigation = _mitigation(rule.mitigation, event)
             key = (mitigation.action, mitigation.target)
             if key not in seen_targets:  # two rules asking for the same block: one block

@@ -160,3 +160,29 @@ class Decision:
             "clock_stale": self.clock_stale,
             "policy_hash": self.policy_hash,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class WindowProbe:
+    """One windowed rule's observation of an event, for the window state store.
+
+    ``key`` identifies the counter (rule and grouping value, e.g. the source IP);
+    ``member`` is the value counted distinctly (e.g. the user) or None for plain counts
+    (then the event id is the member, so a replayed event is not counted twice).
+    """
+
+    rule_id: str
+    key: str
+    member: str | None
+    seconds: int
+    threshold: int
+    cooldown_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class WindowState:
+    """What the store saw for one probe: the count in the window, and whether this event
+    crossed the threshold outside a cooldown (``armed``: propose the mitigation now)."""
+
+    count: int
+    armed: bool

@@ -85,6 +85,8 @@ def _text(value: object, what: str) -> str | None:
         return None
     if len(s) > MAX_TEXT:
         _fail(_INVALID, f"{what} exceeds {MAX_TEXT} characters")
+    if "\x00" in s:  # PostgreSQL text cannot hold NUL: refuse it here, not as a 503 at commit
+        _fail(_INVALID, f"{what} contains a NUL character")
     return s
 
 
@@ -141,12 +143,18 @@ def _canonical_ip(text: str) -> str | None:
 
     Cached because the same attackers and clients recur: parsing costs ~1-2 µs, a hit
     ~0.1 µs. The cache is a pure memo (same input, same output) and keeps the engine
-    deterministic.
+    deterministic. An IPv6 scope id (``%eth0``) is dropped: a zone names an interface of
+    the sensor and means nothing to a remote enforcement point (and an unbounded one
+    would not fit a stored column). An IPv4-mapped address (``::ffff:a.b.c.d``) is
+    written as the IPv4 address it is, so a block matches what enforcement points see.
     """
     try:
-        return str(ipaddress.ip_address(text))
+        address = ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 def _parse_ip(value: object, what: str) -> str:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Final
 
@@ -39,7 +40,7 @@ from ._conditions import (
     field_getter,
     guarantees_present,
 )
-from ._model import THREAT_LEVELS, Event, ThreatLevel, TieD
+from ._model import THREAT_LEVELS, Event, ThreatLevel, TieD, WindowProbe
 
 __all__ = ["Policy", "PolicyError", "load_policy", "policy_from_document"]
 
@@ -70,8 +71,11 @@ _RULE_KEYS: Final = frozenset(
         "mitigation",
         "anomaly_score",
         "ai_adversarial_score",
+        "window",
     }
 )
+_WINDOW_KEYS: Final = frozenset({"key", "count", "seconds", "distinct", "cooldown_seconds"})
+_WINDOW_FIELDS: Final = ("src_ip", "user", "source")
 _MITIGATION_KEYS: Final = frozenset({"action", "target_field", "confidence", "reason"})
 _PERSONA_KEYS: Final = frozenset(
     {
@@ -104,6 +108,20 @@ class CompiledMitigation:
 
 
 @dataclass(frozen=True, slots=True)
+class CompiledWindow:
+    """Count matching events per ``key`` over ``seconds`` (distinct ``distinct`` values
+    when set); fire at ``threshold``; one mitigation per key per ``cooldown_seconds``."""
+
+    key_field: str
+    key: Getter
+    distinct_field: str | None
+    distinct: Getter | None
+    threshold: int
+    seconds: int
+    cooldown_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledRule:
     id: str
     points: int
@@ -113,6 +131,7 @@ class CompiledRule:
     anomaly_score: float | None
     ai_adversarial_score: float | None
     mitigation: CompiledMitigation | None
+    window: CompiledWindow | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +166,7 @@ class Policy:
     copy of the parsed data (a copy, so nobody can change the rules behind a fingerprint).
     """
 
-    __slots__ = ("_canonical", "_compiled", "_document", "hash", "version")
+    __slots__ = ("_canonical", "_compiled", "_document", "_windowed", "hash", "version")
 
     version: str
     hash: str
@@ -162,6 +181,35 @@ class Policy:
         self._canonical = canonical
         self.hash = hashlib.sha256(canonical).hexdigest()
         self.version, self._compiled = _compile(self._document, self.hash)
+        self._windowed = tuple(r for r in self._compiled.rules if r.window is not None)
+
+    def window_probes(self, event: Event) -> tuple[WindowProbe, ...]:
+        """What the windowed rules observe in ``event``: one probe per rule whose
+        conditions match and whose key (and distinct field) the event carries."""
+        probes: list[WindowProbe] = []
+        for rule in self._windowed:
+            window = rule.window
+            assert window is not None
+            key = window.key(event)
+            if key is None or not rule.when(event):
+                continue
+            member: str | None = None
+            if window.distinct is not None:
+                value = window.distinct(event)
+                if value is None:
+                    continue
+                member = str(value)
+            probes.append(
+                WindowProbe(
+                    rule_id=rule.id,
+                    key=f"{rule.id}|{key}",
+                    member=member,
+                    seconds=window.seconds,
+                    threshold=window.threshold,
+                    cooldown_seconds=window.cooldown_seconds,
+                )
+            )
+        return tuple(probes)
 
     @property
     def document(self) -> dict[str, Any]:
@@ -363,7 +411,28 @@ def _derived(auth_event_types: frozenset[str]) -> dict[str, Getter]:
         et = e.event_type
         return "bruteforce" in et or "brute_force" in et
 
-    return {"auth_like": auth_like, "bruteforce_type": bruteforce_type}
+    def auth_failure(e: Event) -> bool:
+        """An authentication attempt that failed: ECS outcome when given, else the name.
+
+        Broader than ``auth_like`` on purpose: sensors name failed logins in many ways
+        (``ssh_login_failed``, ``signin.denied``), and a stateful rule only counts them.
+        """
+        et = e.event_type
+        if not (auth_like(e) or any(marker in et for marker in _AUTH_MARKERS)):
+            return False
+        if e.ecs_outcome is not None:
+            return e.ecs_outcome == "failure"
+        return any(marker in et for marker in _FAILURE_MARKERS)
+
+    return {
+        "auth_like": auth_like,
+        "auth_failure": auth_failure,
+        "bruteforce_type": bruteforce_type,
+    }
+
+
+_FAILURE_MARKERS: Final = ("fail", "denied", "invalid", "brute", "reject")
+_AUTH_MARKERS: Final = ("login", "logon", "auth", "ssh", "signin", "sign_in", "password")
 
 
 def _compile_rules(
@@ -411,6 +480,11 @@ def _compile_rules(
             )
         anomaly = r.get("anomaly_score")
         ai = r.get("ai_adversarial_score")
+        window = None
+        if "window" in r:
+            if fallback:
+                raise PolicyError(f"{where}.window: a fallback rule cannot have a window")
+            window = _compile_window(r["window"], f"{where}.window")
         rules.append(
             CompiledRule(
                 id=rule_id,
@@ -423,10 +497,37 @@ def _compile_rules(
                     None if ai is None else _unit(ai, f"{where}.ai_adversarial_score")
                 ),
                 mitigation=mitigation,
+                window=window,
             )
         )
         seen.add(rule_id)
     return tuple(rules)
+
+
+def _compile_window(raw: object, where: str) -> CompiledWindow:
+    w = _mapping(raw, where, _WINDOW_KEYS)
+    key_field = _required(w, "key", where)
+    if key_field not in _WINDOW_FIELDS:
+        raise PolicyError(f"{where}.key: must be one of {', '.join(_WINDOW_FIELDS)}")
+    distinct_field = w.get("distinct")
+    if distinct_field is not None and (
+        distinct_field not in _WINDOW_FIELDS or distinct_field == key_field
+    ):
+        raise PolicyError(
+            f"{where}.distinct: must be one of {', '.join(_WINDOW_FIELDS)}, other than the key"
+        )
+    threshold = _int(_required(w, "count", where), f"{where}.count", 2, 100_000)
+    seconds = _int(_required(w, "seconds", where), f"{where}.seconds", 1, 86_400)
+    cooldown = _int(w.get("cooldown_seconds", seconds), f"{where}.cooldown_seconds", 0, 604_800)
+    return CompiledWindow(
+        key_field=key_field,
+        key=attrgetter(key_field),
+        distinct_field=distinct_field,
+        distinct=None if distinct_field is None else attrgetter(distinct_field),
+        threshold=threshold,
+        seconds=seconds,
+        cooldown_seconds=cooldown,
+    )
 
 
 def _impact_pair(raw: object, where: str) -> tuple[float, float]:

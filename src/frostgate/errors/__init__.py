@@ -61,6 +61,12 @@ class ErrorCode(enum.Enum):
         401, "The webhook signature is missing, wrong or outside the time window."
     )
     WEBHOOK_REPLAYED = _Spec(409, "This webhook-id was already received.")
+    # Enforcement
+    MITIGATION_INVALID = _Spec(422, "The mitigation action, target or duration is invalid.")
+    MITIGATION_STATE = _Spec(409, "The mitigation is not in a state that allows this change.")
+    APPROVAL_BY_PROPOSER = _Spec(
+        403, "A mitigation must be approved by a key other than its proposer."
+    )
     # Conflicts and quotas
     IDEMPOTENCY_CONFLICT = _Spec(409, "This event_id was already used with a different body.")
     TENANT_EXISTS = _Spec(409, "A tenant with this id already exists.")

@@ -126,6 +126,15 @@ ROUTES: tuple[RouteSpec, ...] = (
     _tenant("DELETE", "/v1/hook-sources/{source_id}/secrets/{secret_id}", "webhooks:admin"),
     _signed("POST", "/v1/hooks/{source_id}"),
     _tenant("POST", "/v1/tripwires/canary-keys", "tripwires:admin"),
+    _tenant("POST", "/v1/mitigations", "mitigations:write"),
+    _tenant("GET", "/v1/mitigations", "enforcement:read"),
+    _tenant("GET", "/v1/mitigations/stream", "enforcement:read"),
+    _tenant("DELETE", "/v1/mitigations/{mitigation_id}", "mitigations:write"),
+    _tenant("POST", "/v1/mitigations/{mitigation_id}/approve", "mitigations:approve"),
+    _tenant("GET", "/v1/enforcement/envelope", "enforcement:read"),
+    _tenant("PUT", "/v1/enforcement/envelope", "enforcement:admin"),
+    _tenant("GET", "/crowdsec/v1/decisions/stream", "enforcement:read"),
+    _tenant("GET", "/crowdsec/v1/decisions", "enforcement:read"),
 )
 
 

@@ -18,6 +18,10 @@ TENANT_SCOPES: frozenset[str] = frozenset(
         "ledger:read",
         "webhooks:admin",
         "tripwires:admin",
+        "mitigations:write",
+        "mitigations:approve",
+        "enforcement:read",
+        "enforcement:admin",
     }
 )
 

@@ -43,6 +43,7 @@ __all__ = [
     "claim_due",
     "enqueue_audit_alerts",
     "enqueue_decision_alerts",
+    "enqueue_notice",
     "finish_attempt",
     "message_page",
     "new_message_id",
@@ -234,6 +235,29 @@ def enqueue_audit_alerts(
                 aggregate_key=None,
                 now=row["created_at"],
                 due=row["created_at"],
+            )
+
+
+def enqueue_notice(
+    conn: sa.Connection,
+    tenant_id: str,
+    event_type: str,
+    payload: Mapping[str, Any],
+    now: datetime,
+) -> None:
+    """An operational security notice (e.g. the blast-radius cap was reached) to every
+    endpoint that takes tripwires and notices."""
+    for endpoint in list_endpoints(conn, tenant_id, enabled_only=True):
+        if endpoint.tripwires:
+            _insert(
+                conn,
+                tenant_id=tenant_id,
+                endpoint_id=endpoint.endpoint_id,
+                event_type=event_type,
+                payload=payload,
+                aggregate_key=None,
+                now=now,
+                due=now,
             )
 
 

@@ -76,6 +76,17 @@ APP_GRANTS: dict[str, tuple[str, ...]] = {
     "hook_sources": ("SELECT", "INSERT"),
     "hook_source_secrets": ("SELECT", "INSERT", "UPDATE (revoked_at)"),
     "tenant_egress_hosts": ("SELECT", "INSERT", "DELETE"),
+    # Enforcement (0007): mitigations change state (approve, lift, expire), never
+    # identity; heads and cursors are counters; envelopes are replaced.
+    "mitigations": (
+        "SELECT",
+        "INSERT",
+        "UPDATE (seq, status, status_reason, activated_at, expires_at, ended_at,"
+        " approved_by, lifted_by)",
+    ),
+    "mitigation_heads": ("SELECT", "INSERT", "UPDATE (seq)"),
+    "enforcement_cursors": ("SELECT", "INSERT", "UPDATE (seq, updated_at)"),
+    "tenant_envelopes": ("SELECT", "INSERT", "UPDATE (envelope, updated_at)"),
     # ``is_migrated`` (serve, readiness) reads the schema revision.
     "alembic_version": ("SELECT",),
 }

@@ -233,3 +233,56 @@ tenant_egress_hosts = sa.Table(
     sa.Column("tenant_id", sa.String(64), primary_key=True),
     sa.Column("host", sa.String(253), primary_key=True),
 )
+
+# -- enforcement (0007) -----------------------------------------------------------------
+
+mitigations = sa.Table(
+    "mitigations",
+    metadata,
+    sa.Column("mitigation_id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.Column("value", sa.String(256), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("origin", sa.String(16), nullable=False),
+    sa.Column("origin_event_id", sa.String(128), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_reason", sa.String(200), nullable=True),
+    sa.Column("ttl_seconds", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("activated_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("proposed_by", sa.String(32), nullable=True),
+    sa.Column("approved_by", sa.String(32), nullable=True),
+    sa.Column("lifted_by", sa.String(32), nullable=True),
+    sa.Index("ix_mitigations_seq", "tenant_id", "seq"),
+    sa.Index("ix_mitigations_status", "status", "expires_at"),
+    sa.Index("ix_mitigations_value", "tenant_id", "value"),
+)
+
+mitigation_heads = sa.Table(
+    "mitigation_heads",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+)
+
+enforcement_cursors = sa.Table(
+    "enforcement_cursors",
+    metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+tenant_envelopes = sa.Table(
+    "tenant_envelopes",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("envelope", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -20,7 +20,7 @@ import hashlib
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -40,7 +40,7 @@ from frostgate.store.outbox import DEFAULT_AGGREGATE_WINDOW, enqueue_decision_al
 from frostgate.store.streams import StreamAppender
 from frostgate.store.tenancy import bind_tenant
 
-__all__ = ["GroupCommitWriter", "PendingDecision", "WriteResult"]
+__all__ = ["DecisionHook", "GroupCommitWriter", "PendingDecision", "WriteResult"]
 
 log = logging.getLogger("frostgate.writer")
 
@@ -62,6 +62,17 @@ class PendingDecision:
     created_at: datetime
     request_json: str
     response_json: str
+    # (action, target, reason, ttl_seconds) the engine proposed, for enforcement
+    proposals: tuple[tuple[str, str | None, str, int], ...] = ()
+    requires_approval: bool = False
+    key_id: str | None = None
+
+
+# Called inside the commit for each tenant's newly stored decisions (rows as inserted,
+# with their pending items): enforcement records mitigations in the same transaction.
+DecisionHook = Callable[
+    [sa.Connection, str, list[tuple[dict[str, Any], PendingDecision]], datetime], None
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +125,10 @@ class GroupCommitWriter:
         *,
         max_batch: int = 4096,
         alert_window: timedelta = DEFAULT_AGGREGATE_WINDOW,
+        decision_hooks: Sequence[DecisionHook] = (),
     ) -> None:
         self._engine = engine
+        self._hooks = tuple(decision_hooks)
         self._max_batch = max_batch
         self._alert_window = alert_window
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
@@ -233,8 +246,8 @@ class GroupCommitWriter:
         event_ids = [item.event_id for _, _, item in items]
         for chunk_start in range(0, len(event_ids), 500):
             chunk = event_ids[chunk_start : chunk_start + 500]
-            for stored in conn.execute(_KNOWN, {"tenant": tenant_id, "ids": chunk}):
-                known[stored.event_id] = (_sha256(stored.request_json), stored.response_json)
+            for prior in conn.execute(_KNOWN, {"tenant": tenant_id, "ids": chunk}):
+                known[prior.event_id] = (_sha256(prior.request_json), prior.response_json)
 
         first = items[0][2]
         assert isinstance(first, PendingDecision)
@@ -243,6 +256,7 @@ class GroupCommitWriter:
         appender = StreamAppender(conn, decision_stream(tenant_id), tenant_id)
         lineage: dict[tuple[str, str], Any] = {}
         rows: list[dict[str, Any]] = []
+        stored: list[tuple[dict[str, Any], PendingDecision]] = []
         for job, pos, item in items:
             assert isinstance(item, PendingDecision)
             request_sha = _sha256(item.request_json)
@@ -290,6 +304,7 @@ class GroupCommitWriter:
             row["prev_chain_hash"] = link.prev_chain.hex()
             row["chain_hash"] = link.chain.hex()
             rows.append(row)
+            stored.append((row, item))
             known[item.event_id] = (request_sha, item.response_json)
             lineage[key] = _LineageView(item.event_id, item.threat_level, item.score, row["rules"])
             job.results[pos] = WriteResult(
@@ -302,7 +317,10 @@ class GroupCommitWriter:
         )
         appender.save()
         self._count_usage(conn, tenant_id, day, len(rows))
-        enqueue_decision_alerts(conn, tenant_id, rows, datetime.now(UTC), self._alert_window)
+        now = datetime.now(UTC)
+        enqueue_decision_alerts(conn, tenant_id, rows, now, self._alert_window)
+        for hook in self._hooks:
+            hook(conn, tenant_id, stored, now)
 
     @staticmethod
     def _quota_allowance(conn: sa.Connection, tenant_id: str, day: date) -> int | None:

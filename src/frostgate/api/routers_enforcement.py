@@ -1,0 +1,228 @@
+"""Mitigations for analysts and enforcement points, plus the CrowdSec bouncer mount.
+
+Thin: parse, call ``enforcement``, shape. Reads for bouncers come from the in-memory
+index (see ``enforcement.index``); the CrowdSec mount speaks the LAPI bouncer protocol
+(``/v1/decisions/stream``, ``/v1/decisions``, ``X-Api-Key``) under ``/crowdsec`` so an
+unmodified bouncer can enforce FrostGate's mitigations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from frostgate.api._common import json_response, raw_json_response, read_json, storage_call
+from frostgate.api.context import services
+from frostgate.enforcement.index import Delta, native_json
+from frostgate.errors import ErrorCode, FrostGateError
+from frostgate.security import Principal, admin
+from frostgate.store import mitigations as repo
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+_STATUSES = ("pending", "active", "lifted", "expired", "rejected")
+
+
+def _principal(request: Request) -> Principal:
+    principal: Principal = request.state.principal
+    return principal
+
+
+def _tenant(request: Request) -> str:
+    tenant_id = _principal(request).tenant_id
+    assert tenant_id is not None  # the gate admits tenant keys only here
+    return tenant_id
+
+
+def _actor(request: Request) -> admin.Actor:
+    return admin.Actor(key_id=_principal(request).key_id, address=request.state.client, via="api")
+
+
+def _view(row: repo.MitigationRow) -> dict[str, Any]:
+    out = orjson.loads(native_json(row))
+    out.update(
+        {
+            "status_reason": row.status_reason,
+            "ttl_seconds": row.ttl_seconds,
+            "proposed_by": row.proposed_by,
+            "approved_by": row.approved_by,
+            "lifted_by": row.lifted_by,
+        }
+    )
+    return dict(out)
+
+
+@router.post("/v1/mitigations", status_code=201)
+async def add_mitigation(request: Request) -> Response:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise FrostGateError(ErrorCode.VALIDATION_FAILED, "body must be an object")
+    action = body.get("action", "block_ip")
+    ttl = body.get("ttl_seconds", 3600)
+    reason = body.get("reason", "manual")
+    if not isinstance(action, str) or type(ttl) is not int or not isinstance(reason, str):
+        raise FrostGateError(ErrorCode.VALIDATION_FAILED, "action, ttl_seconds, reason")
+    svc = services(request)
+    tenant_id = _tenant(request)
+    created = await storage_call(
+        lambda: svc.mitigations.add(
+            tenant_id, action, body.get("value"), ttl, reason, actor=_actor(request)
+        )
+    )
+    return json_response(_view(created), status_code=201)
+
+
+@router.get("/v1/mitigations")
+async def list_mitigations(
+    request: Request,
+    ip: str | None = None,
+    value: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+) -> Response:
+    """``?ip=`` (or ``?value=``): the active mitigations covering it, from the index.
+    Otherwise the newest mitigations, optionally by status."""
+    svc = services(request)
+    tenant_id = _tenant(request)
+    probe = ip if ip is not None else value
+    if probe is not None:
+        if len(probe) > 256:
+            raise FrostGateError(ErrorCode.FILTER_INVALID)
+        view = await svc.mitigation_index.view(tenant_id)
+        hits = view.lookup(probe, svc.mitigation_index.now())
+        return raw_json_response(b'{"items":[' + b",".join(h.native for h in hits) + b"]}")
+    if (status is not None and status not in _STATUSES) or not 1 <= limit <= 500:
+        raise FrostGateError(ErrorCode.FILTER_INVALID)
+
+    def load() -> list[repo.MitigationRow]:
+        with svc.db.read.connect() as conn:
+            return repo.list_mitigations(conn, tenant_id, status=status, limit=limit)
+
+    return json_response({"items": [_view(r) for r in await storage_call(load)]})
+
+
+@router.delete("/v1/mitigations/{mitigation_id}")
+async def lift_mitigation(request: Request, mitigation_id: str) -> Response:
+    svc = services(request)
+    tenant_id = _tenant(request)
+    lifted = await storage_call(
+        lambda: svc.mitigations.lift(tenant_id, mitigation_id, actor=_actor(request))
+    )
+    return json_response(_view(lifted))
+
+
+@router.post("/v1/mitigations/{mitigation_id}/approve")
+async def approve_mitigation(request: Request, mitigation_id: str) -> Response:
+    svc = services(request)
+    tenant_id = _tenant(request)
+    approved = await storage_call(
+        lambda: svc.mitigations.approve(tenant_id, mitigation_id, actor=_actor(request))
+    )
+    return json_response(_view(approved))
+
+
+@router.get("/v1/enforcement/envelope")
+async def get_envelope(request: Request) -> Response:
+    svc = services(request)
+    tenant_id = _tenant(request)
+    envelope = await storage_call(lambda: svc.mitigations.envelope(tenant_id))
+    return json_response(envelope.as_dict())
+
+
+@router.put("/v1/enforcement/envelope")
+async def put_envelope(request: Request) -> Response:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise FrostGateError(ErrorCode.VALIDATION_FAILED, "body must be an object")
+    svc = services(request)
+    tenant_id = _tenant(request)
+    envelope = await storage_call(
+        lambda: svc.mitigations.set_envelope(tenant_id, body, actor=_actor(request))
+    )
+    return json_response(envelope.as_dict())
+
+
+async def _pull(request: Request, startup: bool) -> tuple[Delta, float]:
+    """The caller's changes since its last pull (everything active on startup)."""
+    svc = services(request)
+    tenant_id = _tenant(request)
+    key_id = _principal(request).key_id
+    view = await svc.mitigation_index.view(tenant_id)
+    now = svc.mitigation_index.now()
+    cursor = None if startup else await svc.bouncer_cursors.get(tenant_id, key_id)
+    delta = None if cursor is None else view.since(cursor, now)
+    if delta is None:
+        delta = Delta(new=view.live(now), deleted=[], seq=view.seq)
+    svc.bouncer_cursors.advance(tenant_id, key_id, delta.seq)
+    return delta, now
+
+
+def _startup_flag(value: str | None) -> bool:
+    if value is None:
+        return False
+    lowered = value.lower()
+    if lowered not in ("true", "false", "1", "0"):
+        raise FrostGateError(ErrorCode.FILTER_INVALID)
+    return lowered in ("true", "1")
+
+
+@router.get("/v1/mitigations/stream")
+async def mitigation_stream(request: Request, startup: str | None = None) -> Response:
+    delta, _now = await _pull(request, _startup_flag(startup))
+    new = b",".join(e.native for e in delta.new)
+    deleted = b",".join(e.native for e in delta.deleted)
+    return raw_json_response(
+        b'{"new":['
+        + new
+        + b'],"deleted":['
+        + deleted
+        + b'],"seq":'
+        + str(delta.seq).encode()
+        + b"}"
+    )
+
+
+# -- CrowdSec LAPI bouncer compatibility ----------------------------------------------
+
+
+def _scopes(value: str | None) -> set[str]:
+    if value is None:
+        return {"ip", "range"}
+    wanted = {s.strip().lower() for s in value.split(",") if s.strip()}
+    mapping = {"ip": "ip", "range": "range", "username": "user", "user": "user", "host": "host"}
+    return {mapping[s] for s in wanted if s in mapping}
+
+
+@router.get("/crowdsec/v1/decisions/stream")
+async def crowdsec_stream(
+    request: Request, startup: str | None = None, scopes: str | None = None
+) -> Response:
+    delta, now = await _pull(request, _startup_flag(startup))
+    wanted = _scopes(scopes)
+    new = [e.crowdsec(now) for e in delta.new if e.scope in wanted]
+    deleted = [e.crowdsec(now, deleted=True) for e in delta.deleted if e.scope in wanted]
+    # LAPI answers null for an empty list; bouncers expect exactly that shape.
+    return raw_json_response(b'{"new":' + _array(new) + b',"deleted":' + _array(deleted) + b"}")
+
+
+def _array(items: list[bytes]) -> bytes:
+    return b"[" + b",".join(items) + b"]" if items else b"null"
+
+
+@router.get("/crowdsec/v1/decisions")
+async def crowdsec_decisions(
+    request: Request, ip: str | None = None, range: str | None = None, scope: str | None = None
+) -> Response:
+    del scope  # every scope is answered for the probed value
+    svc = services(request)
+    probe = ip or range
+    if probe is None or len(probe) > 256:
+        raise FrostGateError(ErrorCode.FILTER_INVALID)
+    view = await svc.mitigation_index.view(_tenant(request))
+    now = svc.mitigation_index.now()
+    return raw_json_response(_array([e.crowdsec(now) for e in view.lookup(probe, now)]))

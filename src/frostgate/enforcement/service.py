@@ -1,0 +1,338 @@
+"""Active mitigations: created from decisions, added, approved, lifted, expired.
+
+Decisions' proposals become mitigation rows inside the decision's own transaction (a
+:data:`~frostgate.store.writer.DecisionHook`), admitted under the tenant's envelope:
+doctrine gating, broad ranges and the blast-radius cap leave them ``pending`` until a
+*different* key approves them; allowlisted targets and actions outside the envelope are
+recorded as ``rejected`` and never enforced. A target that already has an active or
+pending mitigation of the same action is not proposed twice. Every manual change is
+audited in the transaction that makes it. After each change the process's
+:class:`~frostgate.enforcement.index.MitigationIndex` is told which tenant moved.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from frostgate.enforcement.envelope import (
+    BLOCKING_ACTIONS,
+    DEFAULT_ENVELOPE,
+    Envelope,
+    EnvelopeInvalid,
+    admit,
+)
+from frostgate.enforcement.targets import Target, TargetInvalid, parse_target
+from frostgate.errors import ErrorCode, FrostGateError
+from frostgate.security.admin import Actor, audit_change
+from frostgate.store import Database, PendingDecision, schema
+from frostgate.store import mitigations as repo
+from frostgate.store.catalog import all_streams
+from frostgate.store.outbox import enqueue_notice
+from frostgate.store.tenancy import bind_tenant
+
+__all__ = ["MAX_MANUAL_TTL", "MitigationService"]
+
+log = logging.getLogger("frostgate.enforcement")
+
+MAX_MANUAL_TTL = 90 * 86_400
+_LIVE = ("active", "pending")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class MitigationService:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        on_change: Callable[[str], None] = lambda _tenant: None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._db = db
+        self._on_change = on_change
+        self._clock = clock
+
+    # -- from decisions (writer thread, inside the decision transaction) ---------------
+
+    def record_from_decisions(
+        self,
+        conn: sa.Connection,
+        tenant_id: str,
+        stored: list[tuple[dict[str, Any], PendingDecision]],
+        now: datetime,
+    ) -> None:
+        proposals = [(row, item, p) for row, item in stored for p in item.proposals]
+        if not proposals:
+            return
+        envelope = self._envelope(conn, tenant_id)
+        since = now - timedelta(seconds=envelope.blast_radius_window_seconds)
+        recent = repo.count_recent_blocks(conn, tenant_id, BLOCKING_ACTIONS, since)
+        parsed: list[tuple[dict[str, Any], PendingDecision, str, Target, str, int]] = []
+        for row, item, (action, raw_target, reason, ttl) in proposals:
+            try:
+                parsed.append((row, item, action, parse_target(action, raw_target), reason, ttl))
+            except TargetInvalid:
+                continue  # e.g. an `alert` action: advice, nothing to enforce
+        seen = self._live(conn, tenant_id, {t.value for *_, t, _r, _ttl in parsed})
+        rows: list[dict[str, Any]] = []
+        over_cap = 0
+        for row, item, action, target, reason, ttl in parsed:
+            if (action, target.value) in seen:
+                continue
+            seen.add((action, target.value))
+            admission = admit(
+                envelope,
+                action,
+                target,
+                ttl,
+                needs_approval=item.requires_approval,
+                recent_blocks=recent,
+            )
+            if admission.status == "active" and action in BLOCKING_ACTIONS:
+                recent += 1
+            over_cap += admission.over_blast_radius
+            rows.append(
+                _new_row(
+                    action,
+                    target,
+                    reason,
+                    admission.ttl_seconds,
+                    status=admission.status,
+                    status_reason=admission.reason,
+                    origin="decision",
+                    origin_event_id=row["event_id"],
+                    proposed_by=item.key_id,
+                    now=now,
+                )
+            )
+        repo.insert_mitigations(conn, tenant_id, rows)
+        if over_cap:
+            enqueue_notice(
+                conn,
+                tenant_id,
+                "mitigation.blast_radius",
+                {
+                    "queued_pending": over_cap,
+                    "max_blocks": envelope.blast_radius_max,
+                    "window_seconds": envelope.blast_radius_window_seconds,
+                },
+                now,
+            )
+        if rows:
+            self._on_change(tenant_id)
+
+    @staticmethod
+    def _live(conn: sa.Connection, tenant_id: str, values: set[str]) -> set[tuple[str, str]]:
+        """(action, value) pairs that already have a live mitigation, in one query."""
+        if not values:
+            return set()
+        m = schema.mitigations
+        query = sa.select(m.c.action, m.c.value).where(
+            m.c.tenant_id == tenant_id,
+            m.c.value.in_(sorted(values)),
+            m.c.status.in_(_LIVE),
+        )
+        return {(r.action, r.value) for r in conn.execute(query)}
+
+    @staticmethod
+    def _envelope(conn: sa.Connection, tenant_id: str) -> Envelope:
+        stored = repo.get_envelope(conn, tenant_id)
+        return DEFAULT_ENVELOPE if stored is None else Envelope.parse(stored)
+
+    # -- analysts ----------------------------------------------------------------------
+
+    def add(
+        self,
+        tenant_id: str,
+        action: str,
+        value: object,
+        ttl_seconds: int,
+        reason: str,
+        *,
+        actor: Actor,
+    ) -> repo.MitigationRow:
+        try:
+            target = parse_target(action, value)
+        except TargetInvalid as exc:
+            raise FrostGateError(ErrorCode.MITIGATION_INVALID, str(exc), reason=str(exc)) from exc
+        if not 60 <= ttl_seconds <= MAX_MANUAL_TTL:
+            raise FrostGateError(ErrorCode.MITIGATION_INVALID, "ttl", reason="ttl out of range")
+        now = self._clock()
+        with self._db.write.begin() as conn:
+            bind_tenant(conn, tenant_id)
+            envelope = self._envelope(conn, tenant_id)
+            since = now - timedelta(seconds=envelope.blast_radius_window_seconds)
+            admission = admit(
+                envelope,
+                action,
+                target,
+                ttl_seconds,
+                needs_approval=False,
+                recent_blocks=repo.count_recent_blocks(conn, tenant_id, BLOCKING_ACTIONS, since),
+            )
+            [created] = repo.insert_mitigations(
+                conn,
+                tenant_id,
+                [
+                    _new_row(
+                        action,
+                        target,
+                        reason,
+                        admission.ttl_seconds,
+                        status=admission.status,
+                        status_reason=admission.reason,
+                        origin="manual",
+                        origin_event_id=None,
+                        proposed_by=actor.key_id,
+                        now=now,
+                    )
+                ],
+            )
+            audit_change(
+                conn,
+                actor,
+                "mitigation_added",
+                tenant_id,
+                now,
+                {"mitigation_id": created.mitigation_id, "status": created.status},
+            )
+        self._on_change(tenant_id)
+        return created
+
+    def approve(self, tenant_id: str, mitigation_id: str, *, actor: Actor) -> repo.MitigationRow:
+        now = self._clock()
+        with self._db.write.begin() as conn:
+            current = repo.get_mitigation(conn, tenant_id, mitigation_id)
+            if current is None:
+                raise FrostGateError(ErrorCode.NOT_FOUND)
+            if current.status != "pending":
+                raise FrostGateError(ErrorCode.MITIGATION_STATE, current.status)
+            if current.proposed_by is not None and current.proposed_by == actor.key_id:
+                raise FrostGateError(ErrorCode.APPROVAL_BY_PROPOSER)
+            moved = repo.transition(
+                conn,
+                tenant_id,
+                mitigation_id,
+                from_status=("pending",),
+                values={
+                    "status": "active",
+                    "status_reason": None,
+                    "activated_at": now,
+                    "expires_at": now + timedelta(seconds=current.ttl_seconds),
+                    "approved_by": actor.key_id,
+                },
+            )
+            assert moved is not None
+            audit_change(
+                conn, actor, "mitigation_approved", tenant_id, now, {"mitigation_id": mitigation_id}
+            )
+        self._on_change(tenant_id)
+        return moved
+
+    def lift(self, tenant_id: str, mitigation_id: str, *, actor: Actor) -> repo.MitigationRow:
+        now = self._clock()
+        with self._db.write.begin() as conn:
+            moved = repo.transition(
+                conn,
+                tenant_id,
+                mitigation_id,
+                from_status=_LIVE,
+                values={"status": "lifted", "ended_at": now, "lifted_by": actor.key_id},
+            )
+            if moved is None:
+                if repo.get_mitigation(conn, tenant_id, mitigation_id) is None:
+                    raise FrostGateError(ErrorCode.NOT_FOUND)
+                raise FrostGateError(ErrorCode.MITIGATION_STATE, "not live")
+            audit_change(
+                conn, actor, "mitigation_lifted", tenant_id, now, {"mitigation_id": mitigation_id}
+            )
+        self._on_change(tenant_id)
+        return moved
+
+    def expire_due(self) -> int:
+        """Mark every active mitigation past its expiry as expired (all tenants)."""
+        now = self._clock()
+        expired = 0
+        with self._db.read.connect() as conn:
+            tenants = sorted({tenant for tenant, _stream in all_streams(conn)})
+        for tenant_id in tenants:
+            with self._db.read.connect() as conn:
+                due = repo.due_expiries(conn, tenant_id, now)
+            if not due:
+                continue  # no write transaction (and no SQLite write lock) when idle
+            moved = 0
+            with self._db.write.begin() as conn:
+                for mitigation_id in due:
+                    moved += (
+                        repo.transition(
+                            conn,
+                            tenant_id,
+                            mitigation_id,
+                            from_status=("active",),
+                            values={"status": "expired", "ended_at": now},
+                        )
+                        is not None
+                    )
+            if moved:
+                expired += moved
+                self._on_change(tenant_id)
+        return expired
+
+    # -- envelope ----------------------------------------------------------------------
+
+    def envelope(self, tenant_id: str) -> Envelope:
+        with self._db.read.connect() as conn:
+            return self._envelope(conn, tenant_id)
+
+    def set_envelope(self, tenant_id: str, data: dict[str, Any], *, actor: Actor) -> Envelope:
+        try:
+            envelope = Envelope.parse(data)
+        except EnvelopeInvalid as exc:
+            raise FrostGateError(ErrorCode.VALIDATION_FAILED, str(exc), reason=str(exc)) from exc
+        now = self._clock()
+        with self._db.write.begin() as conn:
+            repo.set_envelope(conn, tenant_id, envelope.as_dict(), now)
+            audit_change(conn, actor, "envelope_set", tenant_id, now, envelope.as_dict())
+        return envelope
+
+
+def _new_row(
+    action: str,
+    target: Target,
+    reason: str,
+    ttl_seconds: int,
+    *,
+    status: str,
+    status_reason: str | None,
+    origin: str,
+    origin_event_id: str | None,
+    proposed_by: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    active = status == "active"
+    return {
+        "mitigation_id": repo.new_mitigation_id(),
+        "action": action,
+        "scope": target.scope,
+        "value": target.value,
+        "reason": reason[:1000],
+        "origin": origin,
+        "origin_event_id": origin_event_id,
+        "status": status,
+        "status_reason": status_reason,
+        "ttl_seconds": ttl_seconds,
+        "created_at": now,
+        "activated_at": now if active else None,
+        "expires_at": now + timedelta(seconds=ttl_seconds) if active else None,
+        "ended_at": now if status == "rejected" else None,
+        "proposed_by": proposed_by,
+        "approved_by": None,
+        "lifted_by": None,
+    }

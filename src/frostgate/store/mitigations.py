@@ -1,0 +1,275 @@
+"""Mitigation rows, their per-tenant change sequence, bouncer cursors and envelopes.
+
+Every state change of a mitigation takes the next number from the tenant's row in
+``mitigation_heads`` inside the same transaction; the row lock makes the numbers follow
+commit order, so "everything after N" is a complete answer for a bouncer at N.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+import uuid_utils
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from frostgate.store import schema
+from frostgate.store.keys import aware
+from frostgate.store.tenancy import bind_tenant
+
+__all__ = [
+    "MitigationRow",
+    "changed_page",
+    "changed_since",
+    "count_recent_blocks",
+    "due_expiries",
+    "get_cursor",
+    "get_envelope",
+    "get_mitigation",
+    "insert_mitigations",
+    "list_mitigations",
+    "new_mitigation_id",
+    "save_cursors",
+    "set_envelope",
+    "transition",
+]
+
+_m = schema.mitigations
+_h = schema.mitigation_heads
+_c = schema.enforcement_cursors
+_e = schema.tenant_envelopes
+
+
+@dataclass(frozen=True, slots=True)
+class MitigationRow:
+    mitigation_id: str
+    tenant_id: str
+    seq: int
+    action: str
+    scope: str
+    value: str
+    reason: str
+    origin: str
+    origin_event_id: str | None
+    status: str
+    status_reason: str | None
+    ttl_seconds: int
+    created_at: datetime
+    activated_at: datetime | None
+    expires_at: datetime | None
+    ended_at: datetime | None
+    proposed_by: str | None
+    approved_by: str | None
+    lifted_by: str | None
+
+
+def _row(r: Any) -> MitigationRow:
+    m = r._mapping
+    values: dict[str, Any] = {
+        k: (aware(m[k]) if k.endswith("_at") and m[k] is not None else m[k])
+        for k in MitigationRow.__slots__
+    }
+    return MitigationRow(**values)
+
+
+def new_mitigation_id() -> str:
+    return "mit_" + uuid_utils.uuid7().hex
+
+
+def _take_seq(conn: sa.Connection, tenant_id: str, count: int) -> int:
+    """Reserve ``count`` numbers; returns the first. Locks the tenant's head row."""
+    updated = conn.execute(
+        _h.update()
+        .where(_h.c.tenant_id == tenant_id)
+        .values(seq=_h.c.seq + count)
+        .returning(_h.c.seq)
+    ).scalar()
+    if updated is None:
+        conn.execute(_h.insert().values(tenant_id=tenant_id, seq=count))
+        return 1
+    return int(updated) - count + 1
+
+
+def insert_mitigations(
+    conn: sa.Connection, tenant_id: str, rows: list[dict[str, Any]]
+) -> list[MitigationRow]:
+    """Insert new rows (``seq`` is assigned here); ``rows`` lack only ``seq``."""
+    if not rows:
+        return []
+    bind_tenant(conn, tenant_id)
+    first = _take_seq(conn, tenant_id, len(rows))
+    for offset, row in enumerate(rows):
+        row["seq"] = first + offset
+        row["tenant_id"] = tenant_id
+    conn.execute(_m.insert(), rows)
+    return [_row(_AsRow(r)) for r in rows]
+
+
+class _AsRow:
+    """Lets :func:`_row` read a plain dict like a result row."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._mapping = {k: data.get(k) for k in MitigationRow.__slots__}
+
+
+def transition(
+    conn: sa.Connection,
+    tenant_id: str,
+    mitigation_id: str,
+    *,
+    from_status: Iterable[str],
+    values: dict[str, Any],
+) -> MitigationRow | None:
+    """Move one mitigation on (only from ``from_status``); None when it was not there."""
+    bind_tenant(conn, tenant_id)
+    current = conn.execute(
+        sa.select(_m.c.status).where(
+            _m.c.tenant_id == tenant_id, _m.c.mitigation_id == mitigation_id
+        )
+    ).scalar()
+    if current is None or current not in set(from_status):
+        return None
+    seq = _take_seq(conn, tenant_id, 1)
+    conn.execute(
+        _m.update()
+        .where(
+            _m.c.tenant_id == tenant_id,
+            _m.c.mitigation_id == mitigation_id,
+            _m.c.status == current,
+        )
+        .values(seq=seq, **values)
+    )
+    return get_mitigation(conn, tenant_id, mitigation_id)
+
+
+def get_mitigation(conn: sa.Connection, tenant_id: str, mitigation_id: str) -> MitigationRow | None:
+    bind_tenant(conn, tenant_id)
+    r = conn.execute(
+        sa.select(_m).where(_m.c.tenant_id == tenant_id, _m.c.mitigation_id == mitigation_id)
+    ).first()
+    return None if r is None else _row(r)
+
+
+def list_mitigations(
+    conn: sa.Connection, tenant_id: str, *, status: str | None, limit: int
+) -> list[MitigationRow]:
+    bind_tenant(conn, tenant_id)
+    query = sa.select(_m).where(_m.c.tenant_id == tenant_id)
+    if status is not None:
+        query = query.where(_m.c.status == status)
+    return [_row(r) for r in conn.execute(query.order_by(_m.c.seq.desc()).limit(limit))]
+
+
+def changed_since(conn: sa.Connection, tenant_id: str, seq: int) -> list[MitigationRow]:
+    """Every row whose latest change is numbered above ``seq``, in sequence order."""
+    bind_tenant(conn, tenant_id)
+    query = sa.select(_m).where(_m.c.tenant_id == tenant_id, _m.c.seq > seq).order_by(_m.c.seq)
+    return [_row(r) for r in conn.execute(query)]
+
+
+# The columns enforcement points need, in this order (see ``changed_page``).
+PAGE_COLUMNS = (
+    _m.c.mitigation_id,
+    _m.c.seq,
+    _m.c.action,
+    _m.c.scope,
+    _m.c.value,
+    _m.c.reason,
+    _m.c.origin,
+    _m.c.origin_event_id,
+    _m.c.status,
+    _m.c.created_at,
+    _m.c.activated_at,
+    _m.c.expires_at,
+)
+
+
+def changed_page(
+    conn: sa.Connection, tenant_id: str, seq: int, limit: int
+) -> list[tuple[Any, ...]]:
+    """Up to ``limit`` rows changed after ``seq`` as plain tuples of :data:`PAGE_COLUMNS`
+    (no row objects: the index loads 100,000 of these at start)."""
+    bind_tenant(conn, tenant_id)
+    query = (
+        sa.select(*PAGE_COLUMNS)
+        .where(_m.c.tenant_id == tenant_id, _m.c.seq > seq)
+        .order_by(_m.c.seq)
+        .limit(limit)
+    )
+    return [tuple(r) for r in conn.execute(query)]
+
+
+def count_recent_blocks(
+    conn: sa.Connection, tenant_id: str, actions: Iterable[str], since: datetime
+) -> int:
+    """Blocking mitigations that took effect since ``since`` (the blast-radius count)."""
+    bind_tenant(conn, tenant_id)
+    return int(
+        conn.execute(
+            sa.select(sa.func.count())
+            .select_from(_m)
+            .where(
+                _m.c.tenant_id == tenant_id,
+                _m.c.action.in_(list(actions)),
+                _m.c.activated_at >= since,
+            )
+        ).scalar_one()
+    )
+
+
+def due_expiries(conn: sa.Connection, tenant_id: str, now: datetime) -> list[str]:
+    bind_tenant(conn, tenant_id)
+    return list(
+        conn.execute(
+            sa.select(_m.c.mitigation_id).where(
+                _m.c.tenant_id == tenant_id, _m.c.status == "active", _m.c.expires_at <= now
+            )
+        ).scalars()
+    )
+
+
+def get_envelope(conn: sa.Connection, tenant_id: str) -> dict[str, Any] | None:
+    bind_tenant(conn, tenant_id)
+    text = conn.execute(sa.select(_e.c.envelope).where(_e.c.tenant_id == tenant_id)).scalar()
+    return None if text is None else dict(orjson.loads(text))
+
+
+def set_envelope(
+    conn: sa.Connection, tenant_id: str, envelope: Mapping[str, Any], now: datetime
+) -> None:
+    bind_tenant(conn, tenant_id)
+    insert = pg_insert(_e) if conn.dialect.name == "postgresql" else sqlite_insert(_e)
+    text = orjson.dumps(dict(envelope), option=orjson.OPT_SORT_KEYS).decode()
+    conn.execute(
+        insert.values(tenant_id=tenant_id, envelope=text, updated_at=now).on_conflict_do_update(
+            index_elements=[_e.c.tenant_id], set_={"envelope": text, "updated_at": now}
+        )
+    )
+
+
+def get_cursor(conn: sa.Connection, tenant_id: str, key_id: str) -> int | None:
+    bind_tenant(conn, tenant_id)
+    value = conn.execute(
+        sa.select(_c.c.seq).where(_c.c.tenant_id == tenant_id, _c.c.key_id == key_id)
+    ).scalar()
+    return None if value is None else int(value)
+
+
+def save_cursors(
+    conn: sa.Connection, tenant_id: str, cursors: Mapping[str, int], now: datetime
+) -> None:
+    bind_tenant(conn, tenant_id)
+    insert = pg_insert(_c) if conn.dialect.name == "postgresql" else sqlite_insert(_c)
+    for key_id, seq in cursors.items():
+        conn.execute(
+            insert.values(
+                key_id=key_id, tenant_id=tenant_id, seq=seq, updated_at=now
+            ).on_conflict_do_update(
+                index_elements=[_c.c.key_id], set_={"seq": seq, "updated_at": now}
+            )
+        )

@@ -1,0 +1,246 @@
+"""Active mitigations from decisions and analysts; doctrine gating; the mission envelope."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from frostgate.security import admin
+from frostgate.security.peppers import load_peppers
+from frostgate.store import mitigations as repo
+from frostgate.store import schema
+from tests.conftest import Env
+
+
+def brute(ip: str, event_id: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "source": "sshd",
+        "event_type": "auth.failed",
+        "payload": {"src_ip": ip, "failed_auths": 9},
+        **extra,
+    }
+
+
+def defend(env: Env, event: dict[str, Any], who: str = "acme") -> dict[str, Any]:
+    r = env.client.post("/v1/defend", json=event, headers=env.headers(who))
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def lookup(env: Env, ip: str, who: str = "acme") -> list[dict[str, Any]]:
+    r = env.client.get(f"/v1/mitigations?ip={ip}", headers=env.headers(who))
+    assert r.status_code == 200, r.text
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+def second_key(env: Env, scopes: set[str]) -> dict[str, str]:
+    token = admin.mint_key(
+        env.db, load_peppers(env.settings), tenant_id="acme", scopes=frozenset(scopes)
+    ).token
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_brute_force_decision_becomes_an_active_block(env: Env) -> None:
+    decision = defend(env, brute("203.0.113.50", "bf-1"))
+    assert decision["mitigations"][0]["action"] == "block_ip"
+    [active] = lookup(env, "203.0.113.50")
+    assert active["action"] == "block_ip"
+    assert active["scope"] == "ip"
+    assert active["origin_event_id"] == "bf-1"
+    assert active["status"] == "active"
+    assert lookup(env, "203.0.113.51") == []
+    assert lookup(env, "203.0.113.50", who="globex") == []
+
+
+def test_one_target_gets_one_live_mitigation(env: Env) -> None:
+    for n in range(3):
+        defend(env, brute("203.0.113.60", f"dup-{n}"))
+    assert len(lookup(env, "203.0.113.60")) == 1
+
+
+def test_ranges_cover_their_addresses_and_broad_ones_wait_for_approval(env: Env) -> None:
+    r = env.client.post(
+        "/v1/mitigations",
+        json={"action": "block_ip", "value": "198.51.100.0/24", "ttl_seconds": 600},
+        headers=env.headers(),
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["status"] == "active"
+    assert [m["value"] for m in lookup(env, "198.51.100.77")] == ["198.51.100.0/24"]
+    broad = env.client.post(
+        "/v1/mitigations",
+        json={"action": "block_ip", "value": "10.0.0.0/8", "ttl_seconds": 600},
+        headers=env.headers(),
+    )
+    assert broad.json()["status"] == "pending"
+    assert broad.json()["status_reason"] == "broad range requires approval"
+    assert lookup(env, "10.1.2.3") == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"action": "block_ip", "value": "999.1.1.1"},
+        {"action": "block_ip", "value": "10.0.0.1/8"},
+        {"action": "block_user", "value": "bad user"},
+        {"action": "quarantine_host", "value": "a..b"},
+        {"action": "launch_missiles", "value": "1.2.3.4"},
+        {"action": "block_ip", "value": "1.2.3.4", "ttl_seconds": 10},
+        {"action": "block_ip", "value": "1.2.3.4", "ttl_seconds": 10**9},
+    ],
+)
+def test_invalid_mitigations_are_refused(env: Env, body: dict[str, Any]) -> None:
+    r = env.client.post("/v1/mitigations", json=body, headers=env.headers())
+    assert r.status_code == 422
+    assert r.json()["error_code"] == "MITIGATION_INVALID"
+
+
+def test_doctrine_gated_block_waits_for_a_different_approver(env: Env) -> None:
+    event = brute("203.0.113.70", "guarded", persona="guardian", classification="secret")
+    decision = defend(env, event)
+    assert decision["tie_d"]["gating_decision"] == "require_approval"
+    assert lookup(env, "203.0.113.70") == []
+    [pending] = env.client.get("/v1/mitigations?status=pending", headers=env.headers()).json()[
+        "items"
+    ]
+    assert pending["status_reason"] == "doctrine requires approval"
+    stream = env.client.get("/v1/mitigations/stream?startup=true", headers=env.headers()).json()
+    assert stream["new"] == []
+
+    mid = pending["mitigation_id"]
+    same = env.client.post(f"/v1/mitigations/{mid}/approve", headers=env.headers())
+    assert same.status_code == 403
+    assert same.json()["error_code"] == "APPROVAL_BY_PROPOSER"
+    unscoped = env.client.post(
+        f"/v1/mitigations/{mid}/approve", headers=second_key(env, {"mitigations:write"})
+    )
+    assert unscoped.status_code == 403
+    approver = second_key(env, {"mitigations:approve"})
+    ok = env.client.post(f"/v1/mitigations/{mid}/approve", headers=approver)
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["status"] == "active"
+    assert [m["mitigation_id"] for m in lookup(env, "203.0.113.70")] == [mid]
+    again = env.client.post(f"/v1/mitigations/{mid}/approve", headers=approver)
+    assert again.status_code == 409
+    assert again.json()["error_code"] == "MITIGATION_STATE"
+
+
+def test_lifting_is_audited_and_foreign_mitigations_do_not_exist(env: Env) -> None:
+    defend(env, brute("203.0.113.80", "lift-me"))
+    [active] = lookup(env, "203.0.113.80")
+    mid = active["mitigation_id"]
+    assert (
+        env.client.delete(f"/v1/mitigations/{mid}", headers=env.headers("globex")).status_code
+        == 404
+    )
+    r = env.client.delete(f"/v1/mitigations/{mid}", headers=env.headers())
+    assert r.status_code == 200
+    assert r.json()["status"] == "lifted"
+    assert lookup(env, "203.0.113.80") == []
+    twice = env.client.delete(f"/v1/mitigations/{mid}", headers=env.headers())
+    assert twice.status_code == 409
+    audit = env.client.get("/v1/audit?kind=mitigation_lifted", headers=env.headers()).json()
+    assert audit["items"][0]["detail"]["mitigation_id"] == mid
+
+
+def test_the_envelope_allowlists_restricts_and_caps(env: Env) -> None:
+    r = env.client.put(
+        "/v1/enforcement/envelope",
+        json={
+            "allowed_actions": ["block_ip", "block_user"],
+            "max_ttl_seconds": 600,
+            "blast_radius": {"max_blocks": 2, "window_seconds": 3600},
+            "allowlist": {"cidrs": ["192.0.2.0/24"], "users": ["breakglass"]},
+        },
+        headers=env.headers(),
+    )
+    assert r.status_code == 200, r.text
+    defend(env, brute("192.0.2.10", "allowlisted"))
+    assert lookup(env, "192.0.2.10") == []
+    rejected = env.client.get("/v1/mitigations?status=rejected", headers=env.headers()).json()
+    assert rejected["items"][0]["status_reason"] == "target is allowlisted"
+
+    for n in range(3):
+        defend(env, brute(f"203.0.113.{90 + n}", f"cap-{n}"))
+    active = env.client.get("/v1/mitigations?status=active", headers=env.headers()).json()
+    assert len(active["items"]) == 2
+    assert all(m["ttl_seconds"] == 600 for m in active["items"])  # shortened to the max
+    pending = env.client.get("/v1/mitigations?status=pending", headers=env.headers()).json()
+    assert [m["status_reason"] for m in pending["items"]] == ["blast-radius cap reached"]
+
+    quarantine = env.client.post(
+        "/v1/mitigations",
+        json={"action": "quarantine_host", "value": "web-1.example", "ttl_seconds": 600},
+        headers=env.headers(),
+    )
+    assert quarantine.json()["status"] == "rejected"
+
+
+def test_a_malformed_envelope_is_refused_with_the_reason(env: Env) -> None:
+    r = env.client.put(
+        "/v1/enforcement/envelope", json={"max_ttl_seconds": 5}, headers=env.headers()
+    )
+    assert r.status_code == 422
+    assert "max_ttl_seconds" in r.json()["reason"]
+    r = env.client.put("/v1/enforcement/envelope", json={"bogus": 1}, headers=env.headers())
+    assert r.status_code == 422
+
+
+def _insert_active(env: Env, ip: str, expires_in: float) -> str:
+    now = datetime.now(UTC)
+    with env.db.write.begin() as conn:
+        [row] = repo.insert_mitigations(
+            conn,
+            "acme",
+            [
+                {
+                    "mitigation_id": repo.new_mitigation_id(),
+                    "action": "block_ip",
+                    "scope": "ip",
+                    "value": ip,
+                    "reason": "test",
+                    "origin": "manual",
+                    "origin_event_id": None,
+                    "status": "active",
+                    "status_reason": None,
+                    "ttl_seconds": 60,
+                    "created_at": now,
+                    "activated_at": now,
+                    "expires_at": now + timedelta(seconds=expires_in),
+                    "ended_at": None,
+                    "proposed_by": None,
+                    "approved_by": None,
+                    "lifted_by": None,
+                }
+            ],
+        )
+    return row.mitigation_id
+
+
+def test_expiry_is_automatic(env: Env) -> None:
+    mid = _insert_active(env, "203.0.113.99", expires_in=0.6)
+    time.sleep(0.3)  # the index refreshes within its max age
+    assert [m["mitigation_id"] for m in lookup(env, "203.0.113.99")] == [mid]
+    time.sleep(1.0)
+    assert lookup(env, "203.0.113.99") == []  # served no more at the instant of expiry
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with env.db.read.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT set_config('fg.tenant_id', 'acme', true)"))
+            status = conn.execute(
+                sa.select(schema.mitigations.c.status).where(
+                    schema.mitigations.c.mitigation_id == mid
+                )
+            ).scalar()
+        if status == "expired":
+            break
+        time.sleep(0.1)
+    assert status == "expired"

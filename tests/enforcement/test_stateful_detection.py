@@ -1,0 +1,156 @@
+"""Stateful rules: window stores (memory and a real Redis) and the end-to-end burst."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from frostgate.decisions.windows import MemoryWindowStore, RedisWindowStore, WindowStore
+from frostgate.engine import WindowProbe, WindowState, load_policy, normalize
+from frostgate.errors import FrostGateError
+from tests.conftest import Env
+
+REDIS_URL = os.environ.get("FG_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+COUNT = WindowProbe("r", "r|1.2.3.4", None, seconds=60, threshold=3, cooldown_seconds=300)
+DISTINCT = WindowProbe("s", "s|1.2.3.4", "u0", seconds=60, threshold=3, cooldown_seconds=0)
+
+
+def _stores() -> list[WindowStore]:
+    return [MemoryWindowStore(), RedisWindowStore(REDIS_URL, key_prefix=f"t:{uuid.uuid4()}:")]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> WindowStore:
+    chosen: WindowStore = _stores()[0 if request.param == "memory" else 1]
+    return chosen
+
+
+def _observe_all(
+    store: WindowStore, steps: list[tuple[WindowProbe, str, float]]
+) -> list[WindowState]:
+    """Observe each (probe, event id, seconds after T0) in order, in one event loop."""
+
+    async def go() -> list[WindowState]:
+        out = []
+        for probe, event_id, at in steps:
+            states = await store.observe("acme", event_id, [probe], T0 + timedelta(seconds=at))
+            out.append(states[probe.rule_id])
+        await store.close()
+        return out
+
+    return asyncio.run(go())
+
+
+def test_counts_arm_once_then_cool_down(store: WindowStore) -> None:
+    states = _observe_all(store, [(COUNT, f"e{i}", i) for i in range(6)])
+    assert [s.count for s in states] == [1, 2, 3, 4, 5, 6]
+    assert [s.armed for s in states] == [False, False, True, False, False, False]
+
+
+def test_a_replayed_event_is_not_counted_twice(store: WindowStore) -> None:
+    states = _observe_all(store, [(COUNT, "same-event", at) for at in (0, 1, 2)])
+    assert states[-1].count == 1
+
+
+def test_entries_leave_the_window(store: WindowStore) -> None:
+    states = _observe_all(store, [(COUNT, "a", 0), (COUNT, "b", 1), (COUNT, "c", 61.5)])
+    assert [s.count for s in states] == [1, 2, 1]
+
+
+def test_distinct_counts_members_not_events(store: WindowStore) -> None:
+    same_user = [(DISTINCT, f"e{at}", float(at)) for at in range(5)]
+    others = [
+        (WindowProbe("s", "s|1.2.3.4", user, 60, 3, 0), f"x{n}", 10.0 + n)
+        for n, user in enumerate(("u1", "u2"))
+    ]
+    states = _observe_all(store, same_user + others)
+    assert states[4].count == 1
+    assert states[-1].count == 3
+    assert states[-1].armed
+
+
+def test_memory_store_is_bounded_lru() -> None:
+    store = MemoryWindowStore(max_keys=1000, max_members=50)
+
+    async def go() -> None:
+        for n in range(3000):
+            probe = WindowProbe("r", f"r|10.0.{n // 256}.{n % 256}", None, 60, 3, 60)
+            await store.observe("acme", f"e{n}", [probe], T0)
+        hot = WindowProbe("r", "r|hot", None, 60, 3, 60)
+        for n in range(500):
+            states = await store.observe("acme", f"h{n}", [hot], T0)
+        assert states["r"].count == 50
+
+    asyncio.run(go())
+    assert len(store) == 1000
+
+
+def test_an_unreachable_redis_fails_closed() -> None:
+    store = RedisWindowStore("redis://127.0.0.1:1/0", timeout=0.1)
+    with pytest.raises(FrostGateError) as caught:
+        _observe_all(store, [(COUNT, "e", 0)])
+    assert caught.value.code.name == "STORAGE_UNAVAILABLE"
+
+
+def test_the_policy_probes_only_matching_events() -> None:
+    policy = load_policy()
+    failed = normalize({"event_type": "ssh_login_failed", "src_ip": "1.2.3.4", "user": "bob"})
+    assert {p.rule_id for p in policy.window_probes(failed)} == {
+        "brute_force_burst",
+        "password_spraying",
+    }
+    no_user = normalize({"event_type": "ssh_login_failed", "src_ip": "1.2.3.4"})
+    assert {p.rule_id for p in policy.window_probes(no_user)} == {"brute_force_burst"}
+    success = normalize(
+        {"event_type": "login", "src_ip": "1.2.3.4", "event": {"outcome": "success"}}
+    )
+    assert policy.window_probes(success) == ()
+    no_ip = normalize({"event_type": "ssh_login_failed"})
+    assert policy.window_probes(no_ip) == ()
+
+
+def test_ten_failed_ssh_logins_one_per_event_yield_one_block_a_bouncer_sees(env: Env) -> None:
+    """Issue 6 done-means: no counts from the sensor; one block; on the CrowdSec stream;
+    gone from it once lifted."""
+    token = env.keys["acme"]
+    cs = {"X-Api-Key": token}
+    assert env.client.get("/crowdsec/v1/decisions/stream?startup=true", headers=cs).json() == {
+        "new": None,
+        "deleted": None,
+    }
+    levels = []
+    for n in range(12):
+        event = {
+            "event_id": f"ssh-{n}",
+            "source": "sshd",
+            "event_type": "ssh_login_failed",
+            "src_ip": "198.51.100.200",
+            "user": "root",
+        }
+        r = env.client.post("/v1/defend", json=event, headers=env.headers())
+        assert r.status_code == 200, r.text
+        levels.append((r.json()["threat_level"], len(r.json()["mitigations"])))
+    assert levels[:9] == [("none", 0)] * 9
+    assert levels[9] == ("high", 1)  # the tenth: the burst, with its block
+    assert levels[10:] == [("high", 0)] * 2  # cooldown: still high, no second block
+
+    stream = env.client.get("/crowdsec/v1/decisions/stream", headers=cs).json()
+    [decision] = stream["new"]
+    assert (decision["value"], decision["type"], decision["scope"]) == (
+        "198.51.100.200",
+        "ban",
+        "Ip",
+    )
+    active = env.client.get("/v1/mitigations?ip=198.51.100.200", headers=env.headers()).json()
+    [mitigation] = active["items"]
+    assert mitigation["origin_event_id"] == "ssh-9"
+
+    env.client.delete(f"/v1/mitigations/{mitigation['mitigation_id']}", headers=env.headers())
+    gone = env.client.get("/crowdsec/v1/decisions/stream", headers=cs).json()
+    assert gone["new"] is None
+    assert [d["value"] for d in gone["deleted"]] == ["198.51.100.200"]
