@@ -45,6 +45,7 @@ ci-checks: install
 bench: install
 	$(PY) bench/run.py
 	$(PY) bench/ledger_proofs.py
+	$(PY) bench/verify_speed.py
 	$(PY) bench/enforcement.py
 
 clean:
