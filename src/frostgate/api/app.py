@@ -213,6 +213,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         max_batch=settings.writer_max_batch,
         alert_window=timedelta(seconds=settings.alert_aggregate_seconds),
         decision_hooks=[mitigations.record_from_decisions],
+        commit_listeners=[mitigation_index.mark_changed],
     )
     policy = load_policy(settings.policy_path)
     authenticator = KeyAuthenticator(

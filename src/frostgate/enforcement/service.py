@@ -6,8 +6,10 @@ doctrine gating, broad ranges and the blast-radius cap leave them ``pending`` un
 *different* key approves them; allowlisted targets and actions outside the envelope are
 recorded as ``rejected`` and never enforced. A target that already has an active or
 pending mitigation of the same action is not proposed twice. Every manual change is
-audited in the transaction that makes it. After each change the process's
-:class:`~frostgate.enforcement.index.MitigationIndex` is told which tenant moved.
+audited in the transaction that makes it. After each committed change the process's
+:class:`~frostgate.enforcement.index.MitigationIndex` is told which tenant moved (for
+decisions, by the writer's commit listener: telling it before the commit would let a
+refresh read the old state and then consider itself current).
 """
 
 from __future__ import annotations
@@ -125,8 +127,6 @@ class MitigationService:
                 },
                 now,
             )
-        if rows:
-            self._on_change(tenant_id)
 
     @staticmethod
     def _live(conn: sa.Connection, tenant_id: str, values: set[str]) -> set[tuple[str, str]]:

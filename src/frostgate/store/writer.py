@@ -127,9 +127,11 @@ class GroupCommitWriter:
         max_batch: int = 4096,
         alert_window: timedelta = DEFAULT_AGGREGATE_WINDOW,
         decision_hooks: Sequence[DecisionHook] = (),
+        commit_listeners: Sequence[Callable[[str], None]] = (),
     ) -> None:
         self._engine = engine
         self._hooks = tuple(decision_hooks)
+        self._listeners = tuple(commit_listeners)
         self._max_batch = max_batch
         self._alert_window = alert_window
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
@@ -202,6 +204,15 @@ class GroupCommitWriter:
             for r in job.results
             if r is not None and r.status == "created"
         )
+        for tenant_id in {
+            item.tenant_id
+            for job in jobs
+            if job.failure is None
+            for item in job.items
+            if isinstance(item, PendingDecision)
+        }:
+            for listener in self._listeners:
+                listener(tenant_id)  # after the commit: what they then read includes it
         for job in jobs:
             if job.failure is not None:
                 self._settle(job, job.failure)
