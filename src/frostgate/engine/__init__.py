@@ -26,21 +26,29 @@ from ._model import (
     WindowState,
 )
 from ._normalize import normalize
-from ._policy import Policy, load_policy, policy_from_document
+from ._policy import Policy, policy_from_document
+from ._rulepack import CheckResult, check_rule_files, detect_kind, load_policy, policy_for_file
+from ._source import Problem, RuleFileError
 
 __all__ = [
     "THREAT_LEVELS",
+    "CheckResult",
     "Decision",
     "Event",
     "Mitigation",
     "Policy",
     "PolicyError",
+    "Problem",
+    "RuleFileError",
     "ThreatLevel",
     "TieD",
     "WindowProbe",
     "WindowState",
+    "check_rule_files",
+    "detect_kind",
     "evaluate",
     "load_policy",
     "normalize",
+    "policy_for_file",
     "policy_from_document",
 ]
