@@ -189,7 +189,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         alert_window=timedelta(seconds=settings.alert_aggregate_seconds),
         decision_hooks=[mitigations.record_from_decisions],
     )
-    policy = load_policy(settings.policy_path)
+    policy = load_policy(settings.policy_path, settings.rule_pack_paths)
     authenticator = KeyAuthenticator(
         db, load_peppers(settings), cache_seconds=settings.key_cache_seconds
     )
