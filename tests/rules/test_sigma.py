@@ -370,3 +370,23 @@ def test_a_rule_without_level_or_points_is_refused(tmp_path: Path) -> None:
     ((line, message),) = refused(path)
     assert line == 1
     assert "Sigma level None gives no points" in message
+
+
+def test_pysigma_errors_are_all_reported(tmp_path: Path) -> None:
+    header = "id: not-a-uuid\nlevel: low\nlogsource: {product: linux}\n"
+    path = sigma(tmp_path, "detection:\n  s: {User: x}\n  condition: s\n", header)
+    assert refused(path) == [
+        (1, "Sigma: Sigma rule identifier must be an UUID"),
+        (1, "Sigma: Sigma rule must have a title"),
+    ]
+
+
+def test_sigma_metadata_is_accepted(tmp_path: Path) -> None:
+    header = HEADER + (
+        "date: 2024-01-15\nmodified: 2024/02/01\nauthor: someone\n"
+        "tags: [attack.credential_access, attack.t1110]\nfalsepositives: [Unknown]\n"
+    )
+    policy = load_policy(
+        None, [sigma(tmp_path, "detection:\n  s: {User: x}\n  condition: s\n", header)]
+    )
+    assert fired(policy, {"user": "X"})

@@ -490,9 +490,15 @@ def sigma_rule(
     if problems:
         raise RuleFileError(sorted(problems))
     try:
-        rule = SigmaRule.from_dict(dict(data), source=SigmaRuleLocation(Path(doc.origin)))
+        rule = SigmaRule.from_dict(
+            dict(data), collect_errors=True, source=SigmaRuleLocation(Path(doc.origin))
+        )
     except SigmaError as exc:
         raise RuleFileError([doc.problem(_error_path(exc, data), _reason(exc))]) from None
+    if rule.errors:
+        raise RuleFileError(
+            sorted(doc.problem(_error_path(e, data), _reason(e)) for e in rule.errors)
+        )
     trees = []
     for path, sigma_condition in zip(
         (p for p, _ in _conditions_of(data["detection"])),
