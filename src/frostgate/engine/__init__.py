@@ -9,6 +9,10 @@ decision carries.
     event = normalize(body)                       # FrostGateError on bad input
     decision = evaluate(event, load_policy(), now=datetime.now(UTC))
     decision.as_dict()                            # the JSON-ready decision body
+
+Rule files (policies, rule packs, Sigma rules) are loaded by ``load_policy(path, packs)``:
+YAML, JSON Schema and compiler checks, each problem reported as ``file:line: reason``
+(:class:`RuleFileError`); packs merge before the fallback rules, all or nothing.
 """
 
 from __future__ import annotations
