@@ -7,7 +7,7 @@ FG := $(VENV)/bin/frostgate
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test test-sqlite test-postgres lint bench clean
+.PHONY: install run test test-sqlite test-postgres lint release-gate ci-checks bench clean
 
 $(UV): tools/uv-requirements.txt
 	$(PYTHON) -m venv $(TOOLS)
@@ -34,9 +34,19 @@ lint: install
 	$(VENV)/bin/ruff format --check src tests
 	$(VENV)/bin/mypy
 
+# Every check, in parallel on two cores, one table; no way to skip one (docs/release-gate.md).
+release-gate: install
+	$(FG) release-gate
+
+# The gate's fast subset that .ci/run adds after lint and test (not a release gate).
+ci-checks: install
+	$(FG) ci-checks
+
 bench: install
 	$(PY) bench/run.py
 	$(PY) bench/ledger_proofs.py
+	$(PY) bench/verify_speed.py
+	$(PY) bench/enforcement.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

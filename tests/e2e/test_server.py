@@ -108,12 +108,16 @@ def _post_events(server: Server, prefix: str, count: int) -> None:
 
 
 def _read_sse(response: httpx.Response, want: int) -> list[tuple[int, str]]:
+    """The first ``want`` decision events as (id, event_id); other event types skipped."""
     got: list[tuple[int, str]] = []
     current_id: int | None = None
+    kind = ""
     for line in response.iter_lines():
-        if line.startswith("id: "):
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("id: "):
             current_id = int(line[4:])
-        elif line.startswith("data: ") and current_id is not None:
+        elif line.startswith("data: ") and current_id is not None and kind == "decision":
             import orjson
 
             got.append((current_id, orjson.loads(line[6:])["event_id"]))
@@ -242,3 +246,27 @@ def test_forwarded_for_believed_only_from_a_trusted_proxy(server: Server) -> Non
     ).json()["items"]
     assert events[0]["client_ip"] == "198.51.100.23"
     assert events[0]["peer_ip"] == "127.0.0.1"
+
+
+def test_sse_carries_mitigation_changes_without_moving_the_resume_point(server: Server) -> None:
+    with httpx.stream(
+        "GET", f"{server.url}/v1/feed/stream", headers=server.headers(), timeout=10
+    ) as r:
+        added = httpx.post(
+            f"{server.url}/v1/mitigations",
+            json={"action": "block_ip", "value": "192.0.2.200", "ttl_seconds": 600},
+            headers=server.headers(),
+        )
+        assert added.status_code == 201, added.text
+        lines: list[str] = []
+        for line in r.iter_lines():
+            lines.append(line)
+            if line.startswith("data: ") and "192.0.2.200" in line:
+                break
+    event_at = lines.index("event: mitigation")
+    assert not any(line.startswith("id: ") for line in lines[event_at:])
+    import orjson
+
+    change = orjson.loads(lines[-1][6:])
+    assert change["change"] == "active"
+    assert change["mitigation"]["value"] == "192.0.2.200"

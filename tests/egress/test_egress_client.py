@@ -50,6 +50,11 @@ def test_delivers_to_the_vetted_address_with_the_name_as_host(receiver: Receiver
     assert response.body == b"ok"
     [seen] = receiver.seen
     assert seen.path == "/in?x=1"
+    # path parameters reach the receiver as written (no re-parsing drops ``;params``)
+    asyncio.run(
+        client.post(f"http://receiver.test:{receiver.port}/a;b?c", b"", {}, tenant_id="acme")
+    )
+    assert receiver.seen[1].path == "/a;b?c"
     assert seen.headers["host"] == f"receiver.test:{receiver.port}"
     assert seen.body == b'{"a":1}'
 

@@ -237,7 +237,13 @@ def test_audit_packet_round_trip_verifies_offline_and_detects_tampering(env: Env
     assert env.client.get(info["download"], headers=env.headers("globex")).status_code == 404
     with env.db.write.begin() as conn:
         conn.execute(sa.text("UPDATE decisions SET score = 3 WHERE tenant_id = 'acme' AND seq = 4"))
-    assert env.client.get(info["download"], headers=env.headers()).status_code == 500
+    changed = env.client.get(info["download"], headers=env.headers())
+    assert changed.status_code == 409
+    assert changed.json()["error_code"] == "PACKET_HISTORY_CHANGED"
+    audit = env.client.app.audit  # type: ignore[attr-defined]
+    env.client.portal.call(audit.drain)  # type: ignore[union-attr]
+    alarms = env.client.get("/v1/audit?kind=packet_history_changed", headers=env.headers())
+    assert [e["severity"] for e in alarms.json()["items"]] == ["critical"]
     empty = {"since": "2001-01-01T00:00:00Z", "until": "2001-01-02T00:00:00Z"}
     r = env.client.post("/v1/forensics/packets", json=empty, headers=env.headers())
     assert r.status_code == 422

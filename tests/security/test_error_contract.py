@@ -160,6 +160,19 @@ def _replayed(env: Env) -> httpx.Response:
     return env.client.post(f"/v1/hooks/{source['source_id']}", content=body, headers=headers)
 
 
+def _packet_history_changed(env: Env) -> httpx.Response:
+    env.client.post(
+        "/v1/ingest",
+        json={"events": [dict(EVENT, event_id=f"p{i}") for i in range(4)]},
+        headers=env.headers(),
+    )
+    window = {"since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"}
+    created = env.client.post("/v1/forensics/packets", json=window, headers=env.headers())
+    with env.db.write.begin() as conn:
+        conn.exec_driver_sql("UPDATE decisions SET score = 3 WHERE tenant_id = 'acme' AND seq = 1")
+    return env.client.get(created.json()["download"], headers=env.headers())
+
+
 def _guarded_pending(env: Env) -> str:
     event = {
         "source": "sshd",
@@ -236,6 +249,7 @@ TRIGGERS: dict[ErrorCode, Trigger] = {
         "/v1/tenants", json={"tenant_id": "acme"}, headers=env.headers("platform")
     ),
     ErrorCode.KEY_NOT_ACTIVE: _revoked_twice,
+    ErrorCode.PACKET_HISTORY_CHANGED: _packet_history_changed,
     ErrorCode.RATE_LIMITED: _limited,
     ErrorCode.QUOTA_EXCEEDED: _quota,
     ErrorCode.STORAGE_UNAVAILABLE: _storage_down,

@@ -91,3 +91,43 @@ def test_write_fails_closed_when_the_writer_is_not_running(db: Database) -> None
     with pytest.raises(FrostGateError) as caught:
         asyncio.run(stopped.write([_pending("x")]))
     assert caught.value.code.name == "STORAGE_UNAVAILABLE"
+
+
+def test_one_tenants_failure_does_not_fail_the_others_in_the_same_commit(db: Database) -> None:
+    """A hook (or write) failing for one tenant fails that tenant's requests only."""
+    for tenant in ("acme", "globex", "slow"):
+        admin.create_tenant(db, tenant)
+    hold = threading.Event()
+
+    def hook(conn: sa.Connection, tenant_id: str, stored: object, now: datetime) -> None:
+        if tenant_id == "slow":
+            hold.wait(5)  # keeps the writer busy so the next two requests share a commit
+        if tenant_id == "globex":
+            raise RuntimeError("enforcement bug")
+
+    w = GroupCommitWriter(db.write, decision_hooks=[hook])
+    w.start()
+
+    async def run() -> list[object]:
+        first = asyncio.ensure_future(w.write([_pending("s1", "slow")]))
+        await asyncio.sleep(0.1)
+        both = asyncio.gather(
+            w.write([_pending("a1", "acme")]),
+            w.write([_pending("g1", "globex")]),
+            return_exceptions=True,
+        )
+        await asyncio.sleep(0.1)
+        hold.set()
+        await first
+        return list(await both)
+
+    try:
+        acme, globex = asyncio.run(run())
+    finally:
+        w.stop()
+    assert not isinstance(acme, BaseException)
+    assert isinstance(globex, RuntimeError)
+    d = schema.decisions
+    with db.read.connect() as conn:
+        stored = set(conn.execute(sa.select(d.c.event_id)).scalars())
+    assert stored == {"s1", "a1"}

@@ -27,17 +27,23 @@ from frostgate.api import (
 )
 from frostgate.api.context import Services
 from frostgate.api.feed_notifier import FeedNotifier
-from frostgate.config import Profile, Settings, get_settings
+from frostgate.config import Settings, get_settings
 from frostgate.decisions import DecisionService
 from frostgate.decisions.windows import MemoryWindowStore, RedisWindowStore, WindowStore
 from frostgate.delivery import DeliverySettings, DeliveryWorker
-from frostgate.egress import EgressClient, EgressPolicy, EgressTimeouts, parse_allow_hosts
+from frostgate.egress import EgressClient, client_from_settings
 from frostgate.enforcement.cursors import CursorBook
 from frostgate.enforcement.index import MitigationIndex
 from frostgate.enforcement.service import MitigationService
 from frostgate.engine import load_policy
 from frostgate.errors import ErrorCode, FrostGateError, error_body
 from frostgate.jobs import Anchorer
+from frostgate.jobs.witness import (
+    WitnessPublisher,
+    WitnessResult,
+    failure_detail,
+    parse_witness_urls,
+)
 from frostgate.security import ROUTES, AuthGate, JsonLimits, KeyAuthenticator, RouteTable
 from frostgate.security.audit import AuditRecorder
 from frostgate.security.client_ip import TrustedProxies
@@ -55,6 +61,7 @@ from frostgate.security.ratelimit import (
 from frostgate.security.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 from frostgate.security.secret_box import SecretBox
 from frostgate.store import GroupCommitWriter, open_database
+from frostgate.store.catalog import all_streams
 
 __all__ = ["build_app"]
 
@@ -96,9 +103,12 @@ def _install_error_handlers(app: FastAPI) -> None:
 _MAINTENANCE_SECONDS = 5.0
 
 
-async def _maintenance(svc: Services, audit: AuditRecorder) -> None:
+async def _maintenance(
+    svc: Services, audit: AuditRecorder, witnesses: WitnessPublisher | None = None
+) -> None:
     """Every few seconds: write closed audit summaries, persist key usage, and anchor the
-    ledger when the interval has passed or enough entries were committed."""
+    ledger when the interval has passed or enough entries were committed (new
+    checkpoints are handed to the witness publisher, which posts them on its own task)."""
     loop = asyncio.get_running_loop()
     last_anchor = loop.time()
     anchored_at_count = svc.writer.committed_entries
@@ -113,7 +123,9 @@ async def _maintenance(svc: Services, audit: AuditRecorder) -> None:
             if due or grown >= svc.settings.anchor_every_entries:
                 anchored_at_count = svc.writer.committed_entries
                 last_anchor = loop.time()
-                await anyio.to_thread.run_sync(svc.anchorer.run_once)
+                outcomes = await anyio.to_thread.run_sync(svc.anchorer.run_once)
+                if witnesses is not None:
+                    witnesses.submit(outcomes)
         except Exception:
             log.exception("maintenance pass failed; retrying next interval")
 
@@ -122,8 +134,20 @@ _EXPIRY_SECONDS = 1.0
 
 
 async def _expire_mitigations(svc: Services) -> None:
-    """Every second: mark expired mitigations, so bouncers' delta pulls list them as
-    deleted (reads already stop serving them at the instant of expiry)."""
+    """Load every tenant's mitigation index once (so a bouncer's first startup pull after
+    a restart is not the one that pays for it), then every second mark expired
+    mitigations, so delta pulls list them as deleted (reads already stop serving them at
+    the instant of expiry)."""
+
+    def tenants() -> list[str]:
+        with svc.db.read.connect() as conn:
+            return sorted({tenant for tenant, _ in all_streams(conn)})
+
+    try:
+        for tenant_id in await anyio.to_thread.run_sync(tenants):
+            await svc.mitigation_index.view(tenant_id)
+    except Exception:
+        log.exception("warming the mitigation index failed; it loads on first use")
     while True:
         await asyncio.sleep(_EXPIRY_SECONDS)
         try:
@@ -162,19 +186,20 @@ def _egress(settings: Settings, audit: AuditRecorder) -> EgressClient:
             "egress_refused", "warning", tenant_id, detail={"reason": reason, "host": host}
         )
 
-    return EgressClient(
-        EgressPolicy(
-            https_only=settings.profile is Profile.PROD,
-            allow_hosts=parse_allow_hosts(settings.egress_allow_hosts),
-        ),
-        timeouts=EgressTimeouts(
-            connect=settings.egress_connect_timeout_seconds,
-            read=settings.egress_read_timeout_seconds,
-            total=settings.egress_total_timeout_seconds,
-        ),
-        max_response_bytes=settings.egress_max_response_bytes,
-        on_refusal=refused,
-    )
+    return client_from_settings(settings, on_refusal=refused)
+
+
+def _witnesses(
+    settings: Settings, egress: EgressClient, audit: AuditRecorder
+) -> WitnessPublisher | None:
+    urls = parse_witness_urls(settings.anchor_witness_urls)
+    if not urls:
+        return None
+
+    def failed(result: WitnessResult) -> None:
+        audit.record("witness_failed", "warning", None, detail=failure_detail(result))
+
+    return WitnessPublisher(egress, urls, on_failure=failed)
 
 
 def build_app(settings: Settings | None = None) -> AuthGate:
@@ -196,6 +221,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     audit = AuditRecorder(writer, window_seconds=settings.audit_summary_seconds)
     secret_box = SecretBox(authenticator.peppers)
     egress = _egress(settings, audit)
+    witnesses = _witnesses(settings, egress, audit)
     replay = _replay_cache(settings)
     windows = _window_store(settings)
     signer = load_ledger_signer(settings)
@@ -262,18 +288,20 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         # requests and stall the event loop for tens of milliseconds.
         gc.collect()
         gc.freeze()
-        maintenance = asyncio.create_task(_maintenance(svc, audit))
+        maintenance = asyncio.create_task(_maintenance(svc, audit, witnesses))
         delivery = asyncio.create_task(svc.delivery.run())
         expiry = asyncio.create_task(_expire_mitigations(svc))
+        tasks = [maintenance, delivery, expiry]
+        if witnesses is not None:
+            tasks.append(asyncio.create_task(witnesses.run()))
         try:
             yield
         finally:
             # Deliveries in flight are abandoned, not lost: their lease runs out and
             # they are sent again (same webhook-id) by the next worker to poll.
-            delivery.cancel()
-            expiry.cancel()
-            maintenance.cancel()
-            await asyncio.gather(delivery, expiry, maintenance, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await svc.delivery.cancel_inflight()
             await audit.drain()
             await audit.flush(everything=True)

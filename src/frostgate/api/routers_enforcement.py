@@ -155,9 +155,10 @@ async def _pull(request: Request, startup: bool) -> tuple[Delta, float]:
     view = await svc.mitigation_index.view(tenant_id)
     now = svc.mitigation_index.now()
     cursor = None if startup else await svc.bouncer_cursors.get(tenant_id, key_id)
-    delta = None if cursor is None else view.since(cursor, now)
-    if delta is None:
+    if cursor is None:
         delta = Delta(new=view.live(now), deleted=[], seq=view.seq)
+    else:
+        delta = view.since(cursor, now)
     svc.bouncer_cursors.advance(tenant_id, key_id, delta.seq)
     return delta, now
 

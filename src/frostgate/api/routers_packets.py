@@ -71,11 +71,25 @@ async def create(request: Request) -> Response:
 async def download(request: Request, packet_id: str) -> Response:
     tenant_id = tenant_of(request)
     svc = services(request)
-    packet = await anyio.to_thread.run_sync(
-        lambda: load_packet(
-            svc.db, svc.ledger_signer, svc.settings.ledger_origin, tenant_id, packet_id
+    try:
+        packet = await anyio.to_thread.run_sync(
+            lambda: load_packet(
+                svc.db, svc.ledger_signer, svc.settings.ledger_origin, tenant_id, packet_id
+            )
         )
-    )
+    except FrostGateError as exc:
+        if exc.code is ErrorCode.PACKET_HISTORY_CHANGED:
+            # Evidence that stored history was rewritten: as loud as the anchoring job's.
+            svc.audit.record(
+                "packet_history_changed",
+                "critical",
+                tenant_id,
+                key_id=request.state.principal.key_id,
+                address=request.state.client,
+                route="GET /v1/forensics/packets/{packet_id}",
+                detail={"packet_id": packet_id},
+            )
+        raise
     return Response(
         content=packet.data,
         media_type="application/zip",

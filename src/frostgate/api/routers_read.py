@@ -152,8 +152,10 @@ async def feed_stream(
     only_changed: bool = False,
     only_actionable: bool = False,
 ) -> StreamingResponse:
-    """Server-Sent Events. Each event's ``id:`` is the decision's sequence number; a
-    client that reconnects with ``Last-Event-ID`` resumes right after it."""
+    """Server-Sent Events. Each decision event's ``id:`` is its sequence number; a client
+    that reconnects with ``Last-Event-ID`` resumes right after it. Mitigation changes
+    made while connected arrive as ``event: mitigation`` without an ``id:`` (they do not
+    move the resume point; bouncers use the mitigation stream, which has its own cursor)."""
     tenant_id = tenant_of(request)
     flt = _feed_filter(threat_level, event_type, source, only_changed, only_actionable)
     last_event_id = request.headers.get("last-event-id")
@@ -165,6 +167,8 @@ async def feed_stream(
         cursor = -1 if after is None else after
         loop = asyncio.get_running_loop()
         last_sent = loop.time()
+        mitigations = await svc.mitigation_index.view(tenant_id)
+        mitigation_cursor = mitigations.seq
         yield b"retry: 2000\n\n"
         while True:
             rows = await _read(svc, tenant_id, repo.feed_page, flt, after_seq=cursor, limit=200)
@@ -173,6 +177,14 @@ async def feed_stream(
                 data = orjson.dumps(decision_summary(row))
                 yield b"id: %d\nevent: decision\ndata: %s\n\n" % (cursor, data)
                 last_sent = loop.time()
+            mitigations = await svc.mitigation_index.view(tenant_id)
+            delta = mitigations.since(mitigation_cursor, svc.mitigation_index.now())
+            for change, entries in (("active", delta.new), ("ended", delta.deleted)):
+                for entry in entries:
+                    data = b'{"change":"%s","mitigation":%s}' % (change.encode(), entry.native)
+                    yield b"event: mitigation\ndata: %s\n\n" % data
+                    last_sent = loop.time()
+            mitigation_cursor = mitigations.seq
             if len(rows) == 200:
                 continue
             if loop.time() - last_sent >= heartbeat:

@@ -192,7 +192,9 @@ async def test_webhook(request: Request, endpoint_id: str) -> Response:
         }
     )
     secret = svc.secret_box.open(
-        endpoint.secret_pepper_id, endpoint.secret_sealed, bound_to=endpoint.endpoint_id
+        endpoint.secret_pepper_id,
+        endpoint.secret_sealed,
+        bound_to=repo.secret_binding(endpoint.tenant_id, endpoint.endpoint_id),
     )
     headers = signed_headers(decode_secret(secret), message_id, now, body)
     headers["content-type"] = "application/json"
@@ -363,12 +365,17 @@ async def receive_hook(request: Request, source_id: str) -> Response:
                 detail={"source_id": source_id[:64], "reason": str(exc)},
             )
         raise
-    event = await read_json(request)
-    if not isinstance(event, dict):
-        raise FrostGateError(ErrorCode.EVENT_INVALID, "hook body must be an event object")
-    event.setdefault("event_id", verified.webhook_id)
-    event.setdefault("source", f"hook:{verified.source_name}")
-    outcome = await svc.decisions.decide(verified.tenant_id, event)
+    try:
+        event = await read_json(request)
+        if not isinstance(event, dict):
+            raise FrostGateError(ErrorCode.EVENT_INVALID, "hook body must be an event object")
+        event.setdefault("event_id", verified.webhook_id)
+        event.setdefault("source", f"hook:{verified.source_name}")
+        outcome = await svc.decisions.decide(verified.tenant_id, event)
+    except FrostGateError as exc:
+        if exc.code.status >= 500:
+            await svc.hooks.release(verified)  # not processed: the retry must get through
+        raise
     if outcome.status == "conflict":
         raise FrostGateError(ErrorCode.IDEMPOTENCY_CONFLICT)
     if outcome.status == "quota_exceeded":

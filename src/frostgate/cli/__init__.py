@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import sys
@@ -11,12 +12,15 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
+from frostgate.cli import release_gate as gate_module
 from frostgate.cli import verify as verify_module
 from frostgate.cli.db import app as db_app
 from frostgate.cli.rules import policy_problems, rules_app
 from frostgate.cli.simulate import simulate
 from frostgate.config import Profile, get_settings
+from frostgate.egress import client_from_settings
 from frostgate.jobs import Anchorer
+from frostgate.jobs.witness import WitnessPublisher, parse_witness_urls, store_failures
 from frostgate.security import PLATFORM_SCOPES, ROUTES, TENANT_SCOPES, admin, parse_scopes
 from frostgate.security.ledger_key import load_ledger_signer
 from frostgate.security.peppers import load_peppers
@@ -39,6 +43,8 @@ app.add_typer(db_app, name="db")
 app.command("verify")(verify_module.verify)
 app.command("simulate")(simulate)
 app.add_typer(rules_app, name="rules")
+app.command("release-gate")(gate_module.release_gate)
+app.command("ci-checks")(gate_module.ci_checks_command)
 config_app = typer.Typer(no_args_is_help=True, help="Check the configuration.")
 app.add_typer(config_app, name="config")
 
@@ -227,6 +233,18 @@ def anchor() -> None:
     for outcome in outcomes:
         table.add_row(outcome.stream, str(outcome.size), outcome.status, outcome.detail)
     out.print(table)
+    urls = parse_witness_urls(settings.anchor_witness_urls)
+    if urls:
+        publisher = WitnessPublisher(
+            client_from_settings(settings), urls, on_failure=store_failures(db)
+        )
+        for result in asyncio.run(publisher.publish(outcomes)):
+            if not result.ok:
+                console.print(
+                    f"witness {result.witness} ({result.host}) did not take "
+                    f"{result.stream}@{result.size}: {result.reason}",
+                    markup=False,
+                )
     if anchorer.problems:
         raise typer.Exit(code=1)
 

@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     anchor_interval_seconds: float = Field(default=60.0, gt=0)
     anchor_every_entries: int = Field(default=10_000, ge=1)
     anchor_export_dir: Path | None = None
+    anchor_witness_urls: str = Field(
+        default="",
+        description="Comma-separated URLs each new signed checkpoint is POSTed to (egress)",
+    )
+    verify_key: str = Field(
+        default="", description="ledger:read key for 'frostgate verify --url' (not in history)"
+    )
     audit_summary_seconds: float = Field(
         default=60.0, gt=0, description="Window in which repeated auth failures are summarised"
     )

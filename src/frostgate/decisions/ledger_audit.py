@@ -19,8 +19,9 @@ import sqlalchemy as sa
 from frostgate.config import Settings
 from frostgate.decisions.verify import verify_chain
 from frostgate.jobs.anchor import stream_origin
-from frostgate.ledger import MemoryTree, ProofError, verify_consistency
+from frostgate.ledger import ProofError, consistency_proof, verify_consistency
 from frostgate.ledger.note import NoteError, open_checkpoint
+from frostgate.ledger.rehash import LevelTree
 from frostgate.security.ledger_key import load_ledger_signer
 from frostgate.store import Database, open_database, schema
 from frostgate.store.catalog import all_streams, stream_source
@@ -89,7 +90,7 @@ def _verify_stream(
     )
     if not chain.ok:
         return StreamReport(stream, False, chain.checked, chain.first_bad_index, chain.reason)
-    tree = MemoryTree(leaves)
+    tree = LevelTree(leaves)
     nodes = schema.ledger_nodes
     for node in conn.execute(
         sa.select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(nodes.c.stream == stream)
@@ -125,7 +126,7 @@ def _verify_stream(
             )
         if previous is not None:
             try:
-                proof = tree.consistency_proof(previous[0], opened.size)
+                proof = consistency_proof(previous[0], opened.size, tree)
                 verify_consistency(previous[0], opened.size, proof, previous[1], opened.root)
             except ProofError as exc:
                 return StreamReport(stream, False, chain.checked, previous[0], str(exc))

@@ -2,7 +2,10 @@
 
 The packet (``frostgate.ledger.packet``) is deterministic, so only what it covers is
 stored; a download rebuilds it and must hash to what was recorded at creation, or the
-stored history changed underneath it.
+stored history changed underneath it. That answer is ``PACKET_HISTORY_CHANGED`` (409):
+not a 5xx, because the server is working as designed and a retry gives the same answer
+(clients retry 5xx), and it is about this resource's state against the ledger's, which
+is what 409 says. The router also records it as a critical audit event.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ import uuid_utils
 
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.jobs.anchor import Anchorer, stream_origin
-from frostgate.ledger import consistency_proof, inclusion_proof
+from frostgate.ledger import ProofError, consistency_proof, inclusion_proof
 from frostgate.ledger.note import Signer
-from frostgate.ledger.packet import PacketEntry, build_packet
+from frostgate.ledger.packet import PacketEntry, PacketError, build_packet
 from frostgate.store import Database, schema
 from frostgate.store.catalog import stream_source
 from frostgate.store.checkpoints import checkpoints_since, latest_checkpoint
@@ -174,22 +177,28 @@ def load_packet(
         ).first()
         if row is None:
             raise FrostGateError(ErrorCode.NOT_FOUND)
-        data = _build(
-            conn,
-            tenant_id,
-            row.stream,
-            int(row.start_index),
-            int(row.end_index),
-            int(row.tree_size),
-            row.since,
-            row.until,
-            signer,
-            stream_origin(origin_prefix, row.stream),
-        )
+        try:
+            data = _build(
+                conn,
+                tenant_id,
+                row.stream,
+                int(row.start_index),
+                int(row.end_index),
+                int(row.tree_size),
+                row.since,
+                row.until,
+                signer,
+                stream_origin(origin_prefix, row.stream),
+            )
+        except (PacketError, ProofError, LookupError) as exc:
+            # The rows, chain or tree no longer form a valid packet: rewritten history.
+            raise FrostGateError(
+                ErrorCode.PACKET_HISTORY_CHANGED, f"packet {packet_id} no longer builds: {exc}"
+            ) from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != row.sha256:
         raise FrostGateError(
-            ErrorCode.INTERNAL, f"packet {packet_id} no longer rebuilds identically"
+            ErrorCode.PACKET_HISTORY_CHANGED, f"packet {packet_id} no longer rebuilds identically"
         )
     return Packet(
         row.packet_id,

@@ -9,7 +9,6 @@ keyset chunks, never loaded all at once.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,20 +38,22 @@ class ChainReport:
 EntryOf = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
-def _decision_bytes_problem(row: Mapping[str, Any]) -> str | None:
-    if hashlib.sha256(row["request_json"].encode()).hexdigest() != row["request_sha256"]:
+def _decision_bytes_problem(row: Mapping[str, Any], entry: Mapping[str, Any]) -> str | None:
+    # decision_entry() hashed the stored request and response bytes already.
+    if entry["request_sha256"] != row["request_sha256"]:
         return "request bytes do not match their hash"
-    if hashlib.sha256(row["response_json"].encode()).hexdigest() != row["response_sha256"]:
+    if entry["response_sha256"] != row["response_sha256"]:
         return "response bytes do not match their hash"
     return None
 
 
 def _row_problem(row: dict[str, Any], expected_prev: bytes, entry_of: EntryOf) -> str | None:
+    entry = entry_of(row)
     if entry_of is decision_entry:
-        problem = _decision_bytes_problem(row)
+        problem = _decision_bytes_problem(row, entry)
         if problem is not None:
             return problem
-    leaf = entry_leaf_hash(entry_of(row))
+    leaf = entry_leaf_hash(entry)
     if leaf.hex() != row["leaf_hash"]:
         return "leaf hash does not match the stored row"
     if row["prev_chain_hash"] != expected_prev.hex():

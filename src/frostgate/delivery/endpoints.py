@@ -63,7 +63,7 @@ def create_endpoint(
     now = datetime.now(UTC)
     endpoint_id = "whe_" + secrets.token_hex(12)
     secret = new_secret()
-    sealed = box.seal(secret, bound_to=endpoint_id)
+    sealed = box.seal(secret, bound_to=repo.secret_binding(tenant_id, endpoint_id))
     with db.write.begin() as conn:
         bind_tenant(conn, tenant_id)
         try:
@@ -93,7 +93,8 @@ def create_endpoint(
             "webhook_created",
             tenant_id,
             now,
-            {"endpoint_id": endpoint_id, "url": spec.url},
+            # the host only: webhook URLs often carry a capability token in their path
+            {"endpoint_id": endpoint_id, "host": egress.policy.destination(spec.url).host},
         )
     return endpoint, secret
 

@@ -29,12 +29,12 @@ def retry_after(value: str | None, now: datetime) -> timedelta | None:
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         delay = timedelta(seconds=int(text[:7]))
     else:
         try:
             when = parsedate_to_datetime(text)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None
         if when.tzinfo is None:
             return None

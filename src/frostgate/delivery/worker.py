@@ -38,6 +38,7 @@ from frostgate.security.secret_box import SecretBox
 from frostgate.security.webhook_signature import decode_secret, signed_headers
 from frostgate.store import Database
 from frostgate.store.outbox import Claimed, claim_due, finish_attempt
+from frostgate.store.webhooks import secret_binding
 
 __all__ = ["DeliverySettings", "DeliveryWorker"]
 
@@ -131,7 +132,15 @@ class DeliveryWorker:
     async def _deliver(self, message: Claimed) -> None:
         started = self._clock()
         clock_start = time.monotonic()
-        result = await self._attempt(message, started)
+        try:
+            result = await self._attempt(message, started)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Anything unexpected is a failed, recorded attempt with backoff: a message
+            # must never stay claimed and unrecorded (it would return on every lease).
+            log.exception("delivery of %s failed unexpectedly", message.message_id)
+            result = _Result("failed", None, f"unexpected: {type(exc).__name__}", None)
         if result is None:
             return
         duration_ms = int((time.monotonic() - clock_start) * 1000)
@@ -163,7 +172,9 @@ class DeliveryWorker:
             return None
         try:
             secret = self._box.open(
-                endpoint.secret_pepper_id, endpoint.secret_sealed, bound_to=endpoint.endpoint_id
+                endpoint.secret_pepper_id,
+                endpoint.secret_sealed,
+                bound_to=secret_binding(endpoint.tenant_id, endpoint.endpoint_id),
             )
         except (ValueError, LookupError) as exc:
             return _Result("secret_unavailable", None, str(exc), None)

@@ -22,6 +22,7 @@ from frostgate.egress.policy import (
     parse_allow_hosts,
     parse_destination,
 )
+from frostgate.egress.settings import client_from_settings
 
 __all__ = [
     "Destination",
@@ -32,6 +33,7 @@ __all__ = [
     "EgressResponse",
     "EgressTimeouts",
     "Resolver",
+    "client_from_settings",
     "forbidden_reason",
     "parse_allow_hosts",
     "parse_destination",

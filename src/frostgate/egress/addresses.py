@@ -2,7 +2,8 @@
 
 The check runs on every address a name resolves to, and on IP literals. IPv6 forms that
 carry an IPv4 address (IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible ``::a.b.c.d``,
-NAT64 ``64:ff9b::/96`` (RFC 6052) and ``64:ff9b:1::/48`` (RFC 8215), 6to4
+IPv4-translated ``::ffff:0:a.b.c.d`` (RFC 2765), NAT64 ``64:ff9b::/96`` (RFC 6052; the
+local-use ``64:ff9b:1::/48`` of RFC 8215 is refused outright), 6to4
 ``2002::/16`` (RFC 3056) and Teredo ``2001::/32`` (RFC 4380)) are judged by the IPv4
 address they lead to as well, so ``[::ffff:127.0.0.1]`` is loopback, not "an IPv6 address".
 The IANA special-purpose registries (RFC 6890) are what :attr:`ipaddress.IPv4Address.
@@ -34,6 +35,7 @@ _NAMED_V4: Final = (
     (ipaddress.ip_network("203.0.113.0/24"), "documentation"),
     (ipaddress.ip_network("198.18.0.0/15"), "benchmarking"),
     (ipaddress.ip_network("192.0.0.0/24"), "IETF protocol assignments"),
+    (ipaddress.ip_network("168.63.129.16/32"), "cloud metadata (Azure WireServer)"),
 )
 _NAMED_V6: Final = (
     (ipaddress.ip_network("::1/128"), "loopback"),
@@ -44,8 +46,10 @@ _NAMED_V6: Final = (
     (ipaddress.ip_network("ff00::/8"), "multicast"),
     (ipaddress.ip_network("2001:db8::/32"), "documentation"),
     (ipaddress.ip_network("100::/64"), "discard-only"),
+    (ipaddress.ip_network("64:ff9b:1::/48"), "local-use NAT64 (RFC 8215)"),
 )
-_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"),)
+_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # IPv4-translated (RFC 2765)
 _SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
 _TEREDO = ipaddress.ip_network("2001::/32")
 
@@ -57,7 +61,7 @@ def _embedded_v4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None
     value = int(address)
     if value >> 32 == 0 and value > 1:  # IPv4-compatible ::a.b.c.d (deprecated)
         return ipaddress.IPv4Address(value & 0xFFFFFFFF)
-    if any(address in net for net in _NAT64):
+    if any(address in net for net in _NAT64) or address in _TRANSLATED:
         return ipaddress.IPv4Address(value & 0xFFFFFFFF)
     if address in _SIX_TO_FOUR:
         return address.sixtofour

@@ -207,7 +207,14 @@ class EgressClient:
             try:
                 async with pool.stream(
                     method,
-                    dest.url,
+                    # Pre-parsed: httpcore must not re-read a URL string differently
+                    # from the policy (e.g. ``;params`` dropped by urlparse).
+                    httpcore.URL(
+                        scheme=dest.scheme.encode(),
+                        host=dest.host.encode(),
+                        port=dest.port,
+                        target=dest.target.encode(),
+                    ),
                     headers=request_headers,
                     content=body,
                     extensions={"timeout": {"connect": t.connect, "read": t.read, "write": t.read}},

@@ -115,6 +115,13 @@ def parse_destination(url: str) -> Destination:
         raise EgressRefused("URL too long")
     if _FORBIDDEN_CHARS.search(url):
         raise EgressRefused("URL holds whitespace, control characters or backslashes")
+    scheme_end = url.find("://")
+    rest = url[scheme_end + 3 :] if scheme_end >= 0 else url
+    authority_end = min(
+        (i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest)
+    )
+    if not rest[authority_end:].isascii():
+        raise EgressRefused("path and query must be ASCII (percent-encode them)")
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -20,7 +20,9 @@ from frostgate.enforcement.targets import ACTIONS, Target
 __all__ = ["DEFAULT_ENVELOPE", "Admission", "Envelope", "EnvelopeInvalid", "admit"]
 
 MAX_TTL_CEILING = 90 * 86_400
-BLOCKING_ACTIONS = frozenset({"block_ip", "block", "block_user"})
+# Every enforceable action counts against the blast-radius cap, not only blocks: a
+# burst of quarantines or rate limits disrupts as much.
+BLOCKING_ACTIONS = frozenset(ACTIONS)
 
 
 class EnvelopeInvalid(ValueError):
@@ -58,8 +60,15 @@ class Envelope:
             raise EnvelopeInvalid("blast_radius is {max_blocks, window_seconds}")
         max_blocks = blast.get("max_blocks", 100)
         window = blast.get("window_seconds", 3_600)
-        if type(max_blocks) is not int or type(window) is not int or max_blocks < 0 or window < 1:
-            raise EnvelopeInvalid("blast_radius values must be non-negative integers")
+        if (
+            type(max_blocks) is not int
+            or type(window) is not int
+            or not 0 <= max_blocks <= 1_000_000
+            or not 1 <= window <= MAX_TTL_CEILING
+        ):
+            raise EnvelopeInvalid(
+                "blast_radius: max_blocks in [0, 1000000], window_seconds in [1, 7776000]"
+            )
         allow = data.get("allowlist", {})
         if not isinstance(allow, dict) or set(allow) - {"cidrs", "users"}:
             raise EnvelopeInvalid("allowlist is {cidrs, users}")

@@ -43,6 +43,9 @@ from frostgate.store.keys import aware
 __all__ = ["Delta", "Entry", "MitigationIndex", "TenantView", "native_json"]
 
 MAX_LOG = 200_000
+# Ended mitigations are reported as deleted for this long after their original expiry
+# (bouncers whose clocks lag, or that pull rarely, still hear of the end).
+TOMBSTONE_GRACE_SECONDS = 3600.0
 _PAGE = 20_000
 _CROWDSEC_SCOPES = {"ip": "Ip", "range": "Range", "user": "Username", "host": "Host"}
 _CROWDSEC_TYPES = {"rate_limit": "throttle"}
@@ -221,24 +224,29 @@ class TenantView:
                     self.by_value[old.value] = next(iter(held))
 
     def compact(self) -> None:
-        """Bound the change log: forget the older half (pulls from before it restart)."""
+        """Bound the change log: forget its older half. Ended mitigations are kept as
+        tombstones until an hour past their original expiry (a bouncer may hold them
+        until then), so a
+        pull from before the cut still learns every deletion (see :meth:`since`)."""
+        now = time.time()
+        for mitigation_id, entry in list(self.ended.items()):
+            if entry.expires_ts + TOMBSTONE_GRACE_SECONDS <= now:
+                del self.ended[mitigation_id]
         if len(self.log_seqs) <= MAX_LOG:
             return
         cut = len(self.log_seqs) // 2
         self.log_floor = self.log_seqs[cut - 1]
         del self.log_seqs[:cut]
         del self.log_ids[:cut]
-        for mitigation_id, entry in list(self.ended.items()):
-            if entry.seq <= self.log_floor:
-                del self.ended[mitigation_id]
 
     def live(self, now: float) -> list[Entry]:
         return [e for e in self.active.values() if e.expires_ts > now]
 
-    def since(self, cursor: int, now: float) -> Delta | None:
-        """Changes after ``cursor``; None when the log no longer reaches back that far."""
+    def since(self, cursor: int, now: float) -> Delta:
+        """Changes after ``cursor``. When the log no longer reaches back that far: every
+        live mitigation as new and every tombstone as deleted (a superset, never a gap)."""
         if cursor < self.log_floor:
-            return None
+            return Delta(new=self.live(now), deleted=list(self.ended.values()), seq=self.seq)
         start = bisect.bisect_right(self.log_seqs, cursor)
         new: list[Entry] = []
         deleted: list[Entry] = []
@@ -257,20 +265,28 @@ class TenantView:
         return Delta(new=new, deleted=deleted, seq=self.seq)
 
     def lookup(self, value: str, now: float) -> list[Entry]:
-        """Active mitigations covering an address (exact or by range), or a user/host."""
+        """Active mitigations covering an address (exact or by range), or a user/host.
+
+        An address is read in any spelling (``2001:DB8::1``, ``::ffff:1.2.3.4``) and
+        matched in the canonical form stored targets use."""
+        try:
+            address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(
+                value.split("%", 1)[0]
+            )
+        except ValueError:
+            address = None
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if address is not None:
+            value = str(address)
         held = self.by_value.get(value)
         ids = () if held is None else (held,) if isinstance(held, str) else tuple(held)
         found = [self.active[i] for i in ids]
-        if self.ranges:
-            try:
-                address = ipaddress.ip_address(value)
-            except ValueError:
-                address = None
-            if address is not None:
-                number = int(address)
-                for mitigation_id, (version, low, high) in self.ranges.items():
-                    if version == address.version and low <= number <= high:
-                        found.append(self.active[mitigation_id])
+        if self.ranges and address is not None:
+            number = int(address)
+            for mitigation_id, (version, low, high) in self.ranges.items():
+                if version == address.version and low <= number <= high:
+                    found.append(self.active[mitigation_id])
         return [e for e in found if e.expires_ts > now]
 
 

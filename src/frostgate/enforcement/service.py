@@ -74,15 +74,17 @@ class MitigationService:
         envelope = self._envelope(conn, tenant_id)
         since = now - timedelta(seconds=envelope.blast_radius_window_seconds)
         recent = repo.count_recent_blocks(conn, tenant_id, BLOCKING_ACTIONS, since)
-        seen: set[tuple[str, str]] = set()
-        rows: list[dict[str, Any]] = []
-        over_cap = 0
+        parsed: list[tuple[dict[str, Any], PendingDecision, str, Target, str, int]] = []
         for row, item, (action, raw_target, reason, ttl) in proposals:
             try:
-                target = parse_target(action, raw_target)
+                parsed.append((row, item, action, parse_target(action, raw_target), reason, ttl))
             except TargetInvalid:
                 continue  # e.g. an `alert` action: advice, nothing to enforce
-            if (action, target.value) in seen or self._live(conn, tenant_id, action, target):
+        seen = self._live(conn, tenant_id, {t.value for *_, t, _r, _ttl in parsed})
+        rows: list[dict[str, Any]] = []
+        over_cap = 0
+        for row, item, action, target, reason, ttl in parsed:
+            if (action, target.value) in seen:
                 continue
             seen.add((action, target.value))
             admission = admit(
@@ -127,21 +129,17 @@ class MitigationService:
             self._on_change(tenant_id)
 
     @staticmethod
-    def _live(conn: sa.Connection, tenant_id: str, action: str, target: Target) -> bool:
+    def _live(conn: sa.Connection, tenant_id: str, values: set[str]) -> set[tuple[str, str]]:
+        """(action, value) pairs that already have a live mitigation, in one query."""
+        if not values:
+            return set()
         m = schema.mitigations
-        return (
-            conn.execute(
-                sa.select(m.c.mitigation_id)
-                .where(
-                    m.c.tenant_id == tenant_id,
-                    m.c.value == target.value,
-                    m.c.action == action,
-                    m.c.status.in_(_LIVE),
-                )
-                .limit(1)
-            ).first()
-            is not None
+        query = sa.select(m.c.action, m.c.value).where(
+            m.c.tenant_id == tenant_id,
+            m.c.value.in_(sorted(values)),
+            m.c.status.in_(_LIVE),
         )
+        return {(r.action, r.value) for r in conn.execute(query)}
 
     @staticmethod
     def _envelope(conn: sa.Connection, tenant_id: str) -> Envelope:
@@ -218,6 +216,13 @@ class MitigationService:
                 raise FrostGateError(ErrorCode.MITIGATION_STATE, current.status)
             if current.proposed_by is not None and current.proposed_by == actor.key_id:
                 raise FrostGateError(ErrorCode.APPROVAL_BY_PROPOSER)
+            # Approval lifts the doctrine, broad-range and cap holds, never the envelope:
+            # an action removed or a target allowlisted since the proposal stays out.
+            envelope = self._envelope(conn, tenant_id)
+            target = Target(current.scope, current.value)
+            if current.action not in envelope.allowed_actions or envelope.allowlisted(target):
+                reason = "outside the tenant's envelope now"
+                raise FrostGateError(ErrorCode.MITIGATION_INVALID, reason, reason=reason)
             moved = repo.transition(
                 conn,
                 tenant_id,
@@ -231,7 +236,8 @@ class MitigationService:
                     "approved_by": actor.key_id,
                 },
             )
-            assert moved is not None
+            if moved is None:
+                raise FrostGateError(ErrorCode.MITIGATION_STATE, "changed concurrently")
             audit_change(
                 conn, actor, "mitigation_approved", tenant_id, now, {"mitigation_id": mitigation_id}
             )

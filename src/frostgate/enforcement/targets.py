@@ -28,6 +28,7 @@ ACTIONS: dict[str, str] = {
 _USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+\\-]{0,127}")
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _HOST = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 _BROAD_V4 = 16
 _BROAD_V6 = 48
 
@@ -55,6 +56,8 @@ def parse_target(action: str, value: object) -> Target:
                 network = ipaddress.ip_network(value, strict=True)
             except ValueError as exc:
                 raise TargetInvalid(f"not a CIDR range: {value!r}") from exc
+            if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
+                raise TargetInvalid("write IPv4 ranges in IPv4 form, not ::ffff:0:0/96")
             limit = _BROAD_V4 if network.version == 4 else _BROAD_V6
             if network.num_addresses == 1:
                 return Target("ip", str(network.network_address))

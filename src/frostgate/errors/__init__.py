@@ -71,6 +71,9 @@ class ErrorCode(enum.Enum):
     IDEMPOTENCY_CONFLICT = _Spec(409, "This event_id was already used with a different body.")
     TENANT_EXISTS = _Spec(409, "A tenant with this id already exists.")
     KEY_NOT_ACTIVE = _Spec(409, "The key is already revoked or expired.")
+    PACKET_HISTORY_CHANGED = _Spec(
+        409, "The ledger history this packet covers has changed since it was created."
+    )
     RATE_LIMITED = _Spec(429, "Too many requests; retry later.")
     QUOTA_EXCEEDED = _Spec(429, "The tenant's daily event quota is used up.")
     # Server side (fail closed)

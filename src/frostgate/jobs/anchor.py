@@ -11,7 +11,8 @@ checkpoint is signed for that stream. Checkpoints are C2SP signed notes with ori
 ``<FG_LEDGER_ORIGIN>/<stream>``; they are only ever inserted.
 
 Only one process anchors at a time: a PostgreSQL advisory lock, or a file lock next to
-the SQLite database.
+the SQLite database. An anchored outcome carries its signed note, which the service
+then exports to witnesses (:mod:`frostgate.jobs.witness`) without holding up this job.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class AnchorOutcome:
     size: int
     status: str  # anchored | unchanged | empty | inconsistent | truncated | tampered
     detail: str = ""
+    note: str = ""  # the signed checkpoint, when status is "anchored" (for witnesses)
 
 
 def _rows(
@@ -221,7 +223,7 @@ class Anchorer:
             insert_checkpoint(conn, tenant_id, stream, size, new_root, note, datetime.now(UTC))
         self._export(stream, size, note)
         self.problems.pop(stream, None)
-        return AnchorOutcome(stream, size, "anchored")
+        return AnchorOutcome(stream, size, "anchored", note=note)
 
     def _problem(
         self, tenant_id: str, stream: str, size: int, status: str, detail: str

@@ -158,6 +158,10 @@ def revoke_secret(
         return True
 
 
+def _replay_key(source_id: str, webhook_id: str) -> str:
+    return f"{source_id}:{webhook_id}"
+
+
 class HookVerifier:
     """Checks one inbound delivery: signature, time window, then the replay cache."""
 
@@ -187,9 +191,14 @@ class HookVerifier:
             raise FrostGateError(ErrorCode.SIGNATURE_INVALID, rejected.reason) from rejected
         # Remember ids for the whole span in which their timestamp could still pass.
         window = 2 * self._tolerance + 60
-        if not await self._replay.first_sighting(f"{source_id}:{signed.webhook_id}", window):
+        if not await self._replay.first_sighting(_replay_key(source_id, signed.webhook_id), window):
             raise FrostGateError(ErrorCode.WEBHOOK_REPLAYED, signed.webhook_id)
         return VerifiedHook(source.tenant_id, source.source_id, source.name, signed.webhook_id)
+
+    async def release(self, verified: VerifiedHook) -> None:
+        """The verified message could not be processed (e.g. storage down): let the
+        sender's retry through instead of refusing it as a replay."""
+        await self._replay.forget(_replay_key(verified.source_id, verified.webhook_id))
 
     def _load(self, source_id: str) -> repo.HookSource | None:
         try:

@@ -27,6 +27,9 @@ class ReplayCache(Protocol):
     async def first_sighting(self, key: str, ttl_seconds: float) -> bool:
         """True the first time ``key`` is offered within ``ttl_seconds``; False after."""
 
+    async def forget(self, key: str) -> None:
+        """Undo a sighting whose message was then not processed (the sender retries)."""
+
     async def close(self) -> None: ...
 
 
@@ -50,6 +53,9 @@ class MemoryReplayCache:
         self._seen[key] = now + ttl_seconds
         return True
 
+    async def forget(self, key: str) -> None:
+        self._seen.pop(key, None)
+
     async def close(self) -> None:
         self._seen.clear()
 
@@ -69,6 +75,12 @@ class RedisReplayCache:
         except (RedisError, OSError) as exc:
             raise FrostGateError(ErrorCode.STORAGE_UNAVAILABLE, "replay cache down") from exc
         return bool(stored)
+
+    async def forget(self, key: str) -> None:
+        try:
+            await self._client.delete(self._prefix + key)
+        except (RedisError, OSError) as exc:
+            raise FrostGateError(ErrorCode.STORAGE_UNAVAILABLE, "replay cache down") from exc
 
     async def close(self) -> None:
         await self._client.aclose()

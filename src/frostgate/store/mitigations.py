@@ -134,8 +134,8 @@ def transition(
     ).scalar()
     if current is None or current not in set(from_status):
         return None
-    seq = _take_seq(conn, tenant_id, 1)
-    conn.execute(
+    seq = _take_seq(conn, tenant_id, 1)  # locks the tenant's head row until commit
+    moved = conn.execute(
         _m.update()
         .where(
             _m.c.tenant_id == tenant_id,
@@ -144,6 +144,8 @@ def transition(
         )
         .values(seq=seq, **values)
     )
+    if moved.rowcount != 1:
+        return None  # changed by a concurrent transaction between the read and the update
     return get_mitigation(conn, tenant_id, mitigation_id)
 
 

@@ -260,6 +260,7 @@ mitigations = sa.Table(
     sa.Column("lifted_by", sa.String(32), nullable=True),
     sa.Index("ix_mitigations_seq", "tenant_id", "seq"),
     sa.Index("ix_mitigations_status", "status", "expires_at"),
+    sa.Index("ix_mitigations_value", "tenant_id", "value"),
 )
 
 mitigation_heads = sa.Table(

@@ -34,6 +34,7 @@ __all__ = [
     "list_endpoints",
     "list_hook_sources",
     "revoke_hook_secret",
+    "secret_binding",
     "set_egress_hosts",
     "set_endpoint_enabled",
 ]
@@ -58,6 +59,12 @@ class Endpoint:
     max_per_minute: int
     description: str
     created_at: datetime
+
+
+def secret_binding(tenant_id: str, endpoint_id: str) -> str:
+    """What an endpoint's sealed secret is bound to: moved to another row or tenant, it
+    does not open."""
+    return f"{tenant_id}/{endpoint_id}"
 
 
 def endpoint_from_row(row: sa.Row[tuple[object, ...]]) -> Endpoint:
@@ -156,6 +163,7 @@ def set_endpoint_enabled(
 
 def egress_hosts(conn: sa.Connection, tenant_id: str) -> frozenset[str] | None:
     """The tenant's egress host allowlist; None when it has none (any public host)."""
+    bind_tenant(conn, tenant_id)  # unbound, RLS would hide the rows: "no allowlist"
     hosts: list[str] = list(
         conn.execute(sa.select(_h.c.host).where(_h.c.tenant_id == tenant_id)).scalars()
     )
@@ -284,8 +292,16 @@ def list_hook_sources(conn: sa.Connection, tenant_id: str) -> list[HookSource]:
 
 
 def find_hook_source(conn: sa.Connection, source_id: str) -> HookSource | None:
-    """The source an inbound request names, with its active secrets (platform context)."""
+    """The source an inbound request names, with its active secrets (platform context).
+    A source of a tenant that is not active is not found."""
     bind_platform(conn)
-    rows = list(conn.execute(sa.select(_s).where(_s.c.source_id == source_id)))
+    t = schema.tenants
+    rows = list(
+        conn.execute(
+            sa.select(_s)
+            .join(t, t.c.tenant_id == _s.c.tenant_id)
+            .where(_s.c.source_id == source_id, t.c.status == "active")
+        )
+    )
     found = _with_secrets(conn, rows)
     return found[0] if found else None

@@ -90,6 +90,7 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[list[WriteResult]]
     results: list[WriteResult | None] = field(default_factory=list)
+    failure: BaseException | None = None
 
 
 _STOP = object()
@@ -195,10 +196,17 @@ class GroupCommitWriter:
                 self._settle(job, exc)
             return
         self.committed_entries += sum(
-            1 for job in jobs for r in job.results if r is not None and r.status == "created"
+            1
+            for job in jobs
+            if job.failure is None
+            for r in job.results
+            if r is not None and r.status == "created"
         )
         for job in jobs:
-            self._settle(job, [r for r in job.results if r is not None])
+            if job.failure is not None:
+                self._settle(job, job.failure)
+            else:
+                self._settle(job, [r for r in job.results if r is not None])
 
     @staticmethod
     def _settle(job: _Job, outcome: list[WriteResult] | BaseException) -> None:
@@ -227,10 +235,29 @@ class GroupCommitWriter:
                     audits.append((job, position))
                 else:
                     decisions.setdefault(item.tenant_id, []).append((job, position))
+        # With more than one party in the batch, each tenant's part runs in a savepoint:
+        # a failure in one tenant's writes (or its hooks) fails that tenant's requests
+        # only, not the others' that share the commit.
+        isolate = len(decisions) + bool(audits) > 1
         with self._engine.begin() as conn:
             for tenant_id, members in decisions.items():
-                bind_tenant(conn, tenant_id)
-                self._write_decisions(conn, tenant_id, members)
+                if not isolate:
+                    bind_tenant(conn, tenant_id)
+                    self._write_decisions(conn, tenant_id, members)
+                    continue
+                try:
+                    with conn.begin_nested():
+                        bind_tenant(conn, tenant_id)
+                        self._write_decisions(conn, tenant_id, members)
+                except Exception as exc:
+                    log.exception("tenant %s's writes failed; its requests fail closed", tenant_id)
+                    failure = (
+                        FrostGateError(ErrorCode.STORAGE_UNAVAILABLE)
+                        if isinstance(exc, sa.exc.SQLAlchemyError)
+                        else exc
+                    )
+                    for job, _ in members:
+                        job.failure = failure
             if audits:
                 pending = [job.items[pos] for job, pos in audits]
                 append_audit(conn, [p for p in pending if isinstance(p, PendingAudit)])

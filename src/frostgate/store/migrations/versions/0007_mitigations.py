@@ -51,6 +51,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_mitigations_seq", "mitigations", ["tenant_id", "seq"])
     op.create_index("ix_mitigations_status", "mitigations", ["status", "expires_at"])
+    op.create_index("ix_mitigations_value", "mitigations", ["tenant_id", "value"])
     op.create_table(
         "mitigation_heads",
         sa.Column("tenant_id", sa.String(64), primary_key=True),
