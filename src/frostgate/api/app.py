@@ -215,7 +215,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         decision_hooks=[mitigations.record_from_decisions],
         commit_listeners=[mitigation_index.mark_changed],
     )
-    policy = load_policy(settings.policy_path)
+    policy = load_policy(settings.policy_path, settings.rule_pack_paths)
     authenticator = KeyAuthenticator(
         db, load_peppers(settings), cache_seconds=settings.key_cache_seconds
     )

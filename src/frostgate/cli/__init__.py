@@ -15,6 +15,7 @@ from rich.table import Column, Table
 from frostgate.cli import release_gate as gate_module
 from frostgate.cli import verify as verify_module
 from frostgate.cli.db import app as db_app
+from frostgate.cli.rules import policy_problems, rules_app
 from frostgate.cli.simulate import simulate
 from frostgate.config import Profile, get_settings
 from frostgate.egress import client_from_settings
@@ -41,6 +42,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.command("verify")(verify_module.verify)
 app.command("simulate")(simulate)
+app.add_typer(rules_app, name="rules")
 app.command("release-gate")(gate_module.release_gate)
 app.command("ci-checks")(gate_module.ci_checks_command)
 config_app = typer.Typer(no_args_is_help=True, help="Check the configuration.")
@@ -115,7 +117,7 @@ def serve(
     import uvicorn
 
     settings = get_settings()
-    problems = all_problems(settings)
+    problems = all_problems(settings) + policy_problems(settings)
     if not problems and not is_migrated(_db().read):
         problems = ["schema not current: run 'frostgate migrate' (or 'frostgate db init')"]
     if problems:
@@ -274,7 +276,7 @@ def config_check(
     settings = get_settings()
     if profile is not None:
         settings = settings.model_copy(update={"profile": profile})
-    problems = all_problems(settings)
+    problems = all_problems(settings) + policy_problems(settings)
     for problem in problems:
         out.print(f"problem: {problem}", soft_wrap=True)
     if problems:

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
         description="Comma-separated 'id:hex' peppers, current first; dev/test generate one",
     )
     policy_path: Path | None = None
+    rule_packs: str = Field(
+        default="",
+        description="Comma-separated rule-pack or Sigma files merged into the policy, in order",
+    )
     clock_skew_seconds: int = Field(default=300, ge=1)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_json_depth: int = Field(default=16, ge=2)
@@ -138,6 +142,10 @@ class Settings(BaseSettings):
         if self.db_url:
             return self.db_url
         return f"sqlite:///{(self.data_dir / 'frostgate.db').resolve()}"
+
+    @property
+    def rule_pack_paths(self) -> tuple[Path, ...]:
+        return tuple(Path(p.strip()) for p in self.rule_packs.split(",") if p.strip())
 
     @property
     def is_sqlite(self) -> bool:

@@ -9,6 +9,10 @@ decision carries.
     event = normalize(body)                       # FrostGateError on bad input
     decision = evaluate(event, load_policy(), now=datetime.now(UTC))
     decision.as_dict()                            # the JSON-ready decision body
+
+Rule files (policies, rule packs, Sigma rules) are loaded by ``load_policy(path, packs)``:
+YAML, JSON Schema and compiler checks, each problem reported as ``file:line: reason``
+(:class:`RuleFileError`); packs merge before the fallback rules, all or nothing.
 """
 
 from __future__ import annotations
@@ -26,21 +30,29 @@ from ._model import (
     WindowState,
 )
 from ._normalize import normalize
-from ._policy import Policy, load_policy, policy_from_document
+from ._policy import Policy, policy_from_document
+from ._rulepack import CheckResult, check_rule_files, detect_kind, load_policy, policy_for_file
+from ._source import Problem, RuleFileError
 
 __all__ = [
     "THREAT_LEVELS",
+    "CheckResult",
     "Decision",
     "Event",
     "Mitigation",
     "Policy",
     "PolicyError",
+    "Problem",
+    "RuleFileError",
     "ThreatLevel",
     "TieD",
     "WindowProbe",
     "WindowState",
+    "check_rule_files",
+    "detect_kind",
     "evaluate",
     "load_policy",
     "normalize",
+    "policy_for_file",
     "policy_from_document",
 ]

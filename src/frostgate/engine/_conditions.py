@@ -7,8 +7,10 @@ A condition is data::
     {not: cond}          the sub-condition does not hold
     {field: F, op: O, value: V}
 
-with ops ``eq``, ``in``, ``contains``, ``gte``, ``lte``, ``exists``. Fields are the
-normalized event fields, the derived booleans ``auth_like`` and ``bruteforce_type``, and
+with ops ``eq``, ``in``, ``contains``, ``gt``, ``gte``, ``lt``, ``lte``, ``exists``,
+``regex`` (RE2, unanchored search; see ``_regex`` for why RE2) and ``cidr`` (the address
+is inside one of the given networks). Fields are the normalized event fields, the derived
+booleans ``auth_like``, ``auth_failure`` and ``bruteforce_type``, and
 ``payload.<key>[.<key>...]`` paths into the raw payload.
 
 Conditions are compiled once, when the policy loads, into plain closures over
@@ -19,18 +21,22 @@ normalization lower- or upper-cases, a non-canonical IP) is refused at load with
 message naming the rule and the path inside its condition.
 
 Comparisons are type-strict: a boolean never equals 1, ``gte`` on a payload value that is
-not a number is simply false, so a hostile payload can neither raise nor match by
-accident.
+not a number is simply false, ``regex`` and ``cidr`` on a payload value that is not text
+are false (and an unparsable address is not in any network), so a hostile payload can
+neither raise nor match by accident. Regexes and networks are compiled at load.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import operator
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from operator import attrgetter
 from typing import Any, Final
 
 from ._model import Event
+from ._regex import Regex, compile_linear
 
 __all__ = [
     "DERIVED_FIELDS",
@@ -40,6 +46,7 @@ __all__ = [
     "PolicyError",
     "Pred",
     "compile_condition",
+    "guarantees_absent",
     "guarantees_present",
 ]
 
@@ -72,7 +79,16 @@ EVENT_FIELDS: Final[Mapping[str, str]] = {
 }
 #: Derived booleans computed from the event (and the policy's auth_event_types).
 DERIVED_FIELDS: Final = ("auth_like", "auth_failure", "bruteforce_type")
-OPS: Final = ("eq", "in", "contains", "gte", "lte", "exists")
+OPS: Final = ("eq", "in", "contains", "gt", "gte", "lt", "lte", "exists", "regex", "cidr")
+#: Most networks one cidr condition may list (each event is tested against every one).
+MAX_CIDR_NETWORKS: Final = 256
+_COMPARE: Final[Mapping[str, Callable[[Any, Any], bool]]] = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Normalization lower-cases (or upper-cases) these; a value in another case never matches.
 _LOWER_FIELDS: Final = frozenset({"event_type", "persona", "ecs_category", "ecs_outcome"})
@@ -235,19 +251,102 @@ def _compile_leaf(node: Mapping[str, Any], where: str, derived: Mapping[str, Get
         # str field: substring; list field: membership. Both are `in` on the value.
         return lambda e: (v := get(e)) is not None and value in v  # type: ignore[operator]
 
-    # gte / lte
+    if op == "regex":
+        return _compile_regex(name, kind, get, value, where)
+    if op == "cidr":
+        return _compile_cidr(name, kind, get, value, where)
+
+    # gt / gte / lt / lte
     if kind not in (_INT, _ANY):
         raise PolicyError(f"{where}: {op} needs a numeric field, not {name!r}")
     if not _is_number(value):
         raise PolicyError(f"{vwhere}: {op} takes a number, got {value!r}")
     bound: float = value  # type: ignore[assignment]
+    cmp = _COMPARE[op]
     if kind == _INT:  # normalization guarantees int or None: no type test per event
-        if op == "gte":
-            return lambda e: (v := get(e)) is not None and v >= bound  # type: ignore[operator]
-        return lambda e: (v := get(e)) is not None and v <= bound  # type: ignore[operator]
-    if op == "gte":
-        return lambda e: _is_number(v := get(e)) and v >= bound  # type: ignore[operator]
-    return lambda e: _is_number(v := get(e)) and v <= bound  # type: ignore[operator]
+        return lambda e: (v := get(e)) is not None and cmp(v, bound)
+    return lambda e: _is_number(v := get(e)) and cmp(v, bound)
+
+
+def _texts(value: object) -> tuple[str, ...]:
+    """The strings a payload value offers to regex and cidr: itself, or a list's strings."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list | tuple):
+        return tuple(v for v in value if isinstance(v, str))
+    return ()
+
+
+def _compile_regex(name: str, kind: str, get: Getter, value: object, where: str) -> Pred:
+    if kind in (_INT, _BOOL):
+        raise PolicyError(f"{where}: regex needs a text or list field, not {name!r}")
+    if not isinstance(value, str) or not value:
+        raise PolicyError(f"{where}.value: regex takes a non-empty pattern string")
+    try:
+        pattern: Regex = compile_linear(value)
+    except ValueError as exc:
+        raise PolicyError(f"{where}.value: {exc}") from None
+    search = pattern.search
+    if kind == _STR:
+        return lambda e: isinstance(v := get(e), str) and search(v) is not None
+    # list fields (a tuple of strings) and payload values: any string in them
+    return lambda e: any(search(x) is not None for x in _texts(get(e)))
+
+
+@lru_cache(maxsize=4096)
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address parsed once per distinct text; None if it is not one (never raises)."""
+    if len(text) > 64:  # longer than any address with a scope id we accept
+        return None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # the same host, as normalization treats src_ip
+    return address
+
+
+def _networks(value: object, where: str) -> tuple[Network, ...]:
+    items = value if isinstance(value, list) else [value]
+    if not items or len(items) > MAX_CIDR_NETWORKS:
+        raise PolicyError(f"{where}: cidr takes a network or a list of 1..{MAX_CIDR_NETWORKS}")
+    networks: list[Network] = []
+    for i, item in enumerate(items):
+        iwhere = f"{where}[{i}]" if isinstance(value, list) else where
+        if not isinstance(item, str):
+            raise PolicyError(f"{iwhere}: cidr takes networks such as '10.0.0.0/8', got {item!r}")
+        try:
+            networks.append(ipaddress.ip_network(item))
+        except ValueError as exc:
+            hint = _host_bits_hint(item)
+            raise PolicyError(f"{iwhere}: {item!r} is not a network ({exc}){hint}") from None
+    return tuple(networks)
+
+
+def _host_bits_hint(text: str) -> str:
+    """For '10.0.0.1/8' (host bits set: usually a typo), the network that was likely meant."""
+    try:
+        loose = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return ""
+    return f"; did you mean {str(loose)!r}?"
+
+
+def _compile_cidr(name: str, kind: str, get: Getter, value: object, where: str) -> Pred:
+    if name != "src_ip" and kind != _ANY:
+        raise PolicyError(
+            f"{where}: cidr needs an address field (src_ip or payload.<key>), not {name!r}"
+        )
+    networks = _networks(value, f"{where}.value")
+
+    def inside(text: str) -> bool:
+        address = _address(text)
+        return address is not None and any(address in n for n in networks)
+
+    if kind == _STR:
+        return lambda e: isinstance(v := get(e), str) and inside(v)
+    return lambda e: any(inside(x) for x in _texts(get(e)))
 
 
 def _all(preds: list[Pred]) -> Pred:
@@ -330,4 +429,22 @@ def guarantees_present(node: object, name: str) -> bool:
         return any(guarantees_present(c, name) for c in node["all"])
     if "any" in node:
         return bool(node["any"]) and all(guarantees_present(c, name) for c in node["any"])
+    return False
+
+
+def guarantees_absent(node: object, name: str) -> bool:
+    """Whether a (validated) condition can only hold when field ``name`` is null/absent
+    (it requires ``{field: name, op: exists, value: false}``)."""
+    if not isinstance(node, Mapping):
+        return False
+    if "field" in node:
+        return bool(
+            node.get("field") == name
+            and node.get("op") == "exists"
+            and node.get("value", True) is False
+        )
+    if "all" in node:
+        return any(guarantees_absent(c, name) for c in node["all"])
+    if "any" in node:
+        return bool(node["any"]) and all(guarantees_absent(c, name) for c in node["any"])
     return False

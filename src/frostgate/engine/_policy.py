@@ -22,14 +22,10 @@ import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from operator import attrgetter
-from pathlib import Path
 from typing import Any, Final
 
 import rfc8785
-import yaml
 
 from ._conditions import (
     EVENT_FIELDS,
@@ -38,11 +34,13 @@ from ._conditions import (
     Pred,
     compile_condition,
     field_getter,
+    guarantees_absent,
     guarantees_present,
 )
 from ._model import THREAT_LEVELS, Event, ThreatLevel, TieD, WindowProbe
+from ._schema import schema_errors
 
-__all__ = ["Policy", "PolicyError", "load_policy", "policy_from_document"]
+__all__ = ["Policy", "PolicyError", "check_json", "policy_from_document"]
 
 _RULE_ID_RE: Final = re.compile(r"[a-z0-9][a-z0-9_.:\-]{0,63}")
 _ACTION_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -58,6 +56,7 @@ _TOP_KEYS: Final = frozenset(
         "mitigations",
         "rules",
         "doctrine",
+        "packs",
     }
 )
 _RULE_KEYS: Final = frozenset(
@@ -76,7 +75,11 @@ _RULE_KEYS: Final = frozenset(
 )
 _WINDOW_KEYS: Final = frozenset({"key", "count", "seconds", "distinct", "cooldown_seconds"})
 _WINDOW_FIELDS: Final = ("src_ip", "user", "source")
-_MITIGATION_KEYS: Final = frozenset({"action", "target_field", "confidence", "reason"})
+_MITIGATION_KEYS: Final = frozenset(
+    {"action", "target_field", "confidence", "reason", "ttl_seconds"}
+)
+_MAX_TTL: Final = 86_400 * 366
+_PACK_KEYS: Final = frozenset({"name", "version"})
 _PERSONA_KEYS: Final = frozenset(
     {
         "classifications",
@@ -172,7 +175,7 @@ class Policy:
     hash: str
 
     def __init__(self, document: Mapping[str, Any]) -> None:
-        _check_json(document, "policy")
+        check_json(document, "policy")
         try:
             canonical = rfc8785.dumps(document)
         except rfc8785.CanonicalizationError as exc:  # e.g. an integer beyond 2**53
@@ -234,55 +237,37 @@ class Policy:
 
 
 def policy_from_document(document: object, origin: str = "policy") -> Policy:
-    """Build a Policy from already-parsed data (e.g. a document stored per tenant)."""
+    """Build a Policy from already-parsed data (e.g. a document stored per tenant).
+
+    The compiler's checks run first (their messages name the rule and field), then the
+    JSON Schema, so a document that reaches evaluation has passed both, whatever its path
+    in. Files are loaded by :func:`frostgate.engine.load_policy`, which reports lines.
+    """
     if not isinstance(document, Mapping):
         raise PolicyError(f"{origin}: the document must be a mapping at the top level")
     try:
-        return Policy(document)
+        policy = Policy(document)
     except PolicyError as exc:
         raise PolicyError(f"{origin}: {exc}") from None
-
-
-def _load_bytes(data: bytes, origin: str) -> Policy:
-    try:
-        document = yaml.safe_load(data)
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{origin}: not valid YAML: {exc}") from None
-    return policy_from_document(document, origin)
-
-
-@cache
-def _default_policy() -> Policy:
-    data = resources.files(__package__).joinpath("policies/default.yaml").read_bytes()
-    return _load_bytes(data, "default.yaml")
-
-
-def load_policy(path: Path | None = None) -> Policy:
-    """Load and compile a policy YAML file; ``None`` means the packaged default policy.
-
-    The default is read once per process and cached (it cannot change: it ships with the
-    code). An explicit path is read every call, so a reload picks up edits.
-    Raises PolicyError (a ValueError) naming the problem if the document is invalid.
-    """
-    if path is None:
-        return _default_policy()
-    path = Path(path)
-    return _load_bytes(path.read_bytes(), path.name)
+    errors = schema_errors(document, "policy")
+    if errors:
+        raise PolicyError(f"{origin}: " + "; ".join(message for _, message in errors))
+    return policy
 
 
 # --------------------------------------------------------------------------- validation
 
 
-def _check_json(value: object, where: str) -> None:
+def check_json(value: object, where: str) -> None:
     """Refuse what YAML can express but JSON (and so the fingerprint) cannot."""
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise PolicyError(f"{where}: key {key!r} is not a string")
-            _check_json(item, f"{where}.{key}")
+            check_json(item, f"{where}.{key}")
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _check_json(item, f"{where}[{i}]")
+            check_json(item, f"{where}[{i}]")
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise PolicyError(f"{where}: {value!r} is not a finite number")
@@ -394,7 +379,11 @@ def _compile_mitigation(
         action=action,
         target=target,
         confidence=_unit(_required(m, "confidence", where), f"{where}.confidence"),
-        ttl_seconds=defaults[action],
+        ttl_seconds=(
+            _int(m["ttl_seconds"], f"{where}.ttl_seconds", 1, _MAX_TTL)
+            if "ttl_seconds" in m
+            else defaults[action]
+        ),
         reason_parts=_reason_parts(_required(m, "reason", where), f"{where}.reason"),
         disruptive=action in disruptive,
     )
@@ -484,7 +473,7 @@ def _compile_rules(
         if "window" in r:
             if fallback:
                 raise PolicyError(f"{where}.window: a fallback rule cannot have a window")
-            window = _compile_window(r["window"], f"{where}.window")
+            window = _compile_window(r["window"], f"{where}.window", when_raw)
         rules.append(
             CompiledRule(
                 id=rule_id,
@@ -504,7 +493,10 @@ def _compile_rules(
     return tuple(rules)
 
 
-def _compile_window(raw: object, where: str) -> CompiledWindow:
+def _compile_window(raw: object, where: str, when: object) -> CompiledWindow:
+    """A window clause, refused when it could never fire: a distinct count over the key
+    itself never exceeds 1, and a rule that requires its key (or distinct) field to be
+    absent never has anything to count."""
     w = _mapping(raw, where, _WINDOW_KEYS)
     key_field = _required(w, "key", where)
     if key_field not in _WINDOW_FIELDS:
@@ -516,6 +508,12 @@ def _compile_window(raw: object, where: str) -> CompiledWindow:
         raise PolicyError(
             f"{where}.distinct: must be one of {', '.join(_WINDOW_FIELDS)}, other than the key"
         )
+    for role, name in (("key", key_field), ("distinct", distinct_field)):
+        if name is not None and guarantees_absent(when, name):
+            raise PolicyError(
+                f"{where}.{role}: the rule only matches events without {name!r}, "
+                "so the window can never count anything"
+            )
     threshold = _int(_required(w, "count", where), f"{where}.count", 2, 100_000)
     seconds = _int(_required(w, "seconds", where), f"{where}.seconds", 1, 86_400)
     cooldown = _int(w.get("cooldown_seconds", seconds), f"{where}.cooldown_seconds", 0, 604_800)
@@ -528,6 +526,19 @@ def _compile_window(raw: object, where: str) -> CompiledWindow:
         seconds=seconds,
         cooldown_seconds=cooldown,
     )
+
+
+def _packs(raw: object) -> None:
+    """``packs`` records which rule packs were merged in (set by the loader, hashed)."""
+    if not isinstance(raw, list):
+        raise PolicyError("packs: must be a list of {name, version}")
+    for i, entry in enumerate(raw):
+        where = f"packs[{i}]"
+        p = _mapping(entry, where, _PACK_KEYS)
+        for key in ("name", "version"):
+            value = _required(p, key, where)
+            if not isinstance(value, str) or not value:
+                raise PolicyError(f"{where}.{key}: must be a non-empty string")
 
 
 def _impact_pair(raw: object, where: str) -> tuple[float, float]:
@@ -588,6 +599,7 @@ def _compile(doc: Mapping[str, Any], policy_hash: str) -> tuple[str, CompiledPol
     default_anomaly = _unit(
         _required(doc, "default_anomaly_score", "policy"), "default_anomaly_score"
     )
+    _packs(doc.get("packs", []))
     auth_types = _str_list(_required(doc, "auth_event_types", "policy"), "auth_event_types")
     bad = [t for t in auth_types if t != t.strip().lower()]
     if bad:
@@ -603,7 +615,7 @@ def _compile(doc: Mapping[str, Any], policy_hash: str) -> tuple[str, CompiledPol
             raise PolicyError(f"{where}: action names match {_ACTION_RE.pattern}")
         m = _mapping(spec, where, frozenset({"ttl_seconds"}))
         defaults[action] = _int(
-            _required(m, "ttl_seconds", where), f"{where}.ttl_seconds", 1, 86_400 * 366
+            _required(m, "ttl_seconds", where), f"{where}.ttl_seconds", 1, _MAX_TTL
         )
 
     doctrine = _mapping(_required(doc, "doctrine", "policy"), "doctrine", _DOCTRINE_KEYS)
