@@ -109,9 +109,11 @@ def test_only_the_newest_unposted_checkpoint_of_a_stream_is_posted(
 ) -> None:
     good, _ = witnesses
     allow = settings.model_copy(update={"egress_allow_hosts": f"127.0.0.1:{good.port}"})
-    failures: list[WitnessResult] = []
+    failures: list[tuple[WitnessResult, int]] = []
     publisher = WitnessPublisher(
-        client_from_settings(allow), [f"http://127.0.0.1:{good.port}/"], on_failure=failures.append
+        client_from_settings(allow),
+        [f"http://127.0.0.1:{good.port}/"],
+        on_failure=lambda first, count: failures.append((first, count)),
     )
 
     async def run() -> list[WitnessResult]:
@@ -170,4 +172,27 @@ def test_frostgate_anchor_exports_too(
     assert "witness 1 (127.0.0.1) did not take decisions/acme@4: answered 500" in " ".join(
         done.stderr.split()
     )
-    assert {f["witness"] for f in witness_failures(env.db)} == {1}
+    # One audit event for the failing witness, counting every checkpoint it missed.
+    anchored = len(good.seen)
+    assert [(f["witness"], f["failed_posts"]) for f in witness_failures(env.db)] == [(1, anchored)]
+
+
+def test_a_dead_witness_costs_one_failure_per_pass_not_one_per_stream(
+    settings: Settings, witnesses: tuple[Receiver, Receiver]
+) -> None:
+    good, bad = witnesses
+    allow = settings.model_copy(
+        update={"egress_allow_hosts": f"127.0.0.1:{good.port},127.0.0.1:{bad.port}"}
+    )
+    failures: list[tuple[WitnessResult, int]] = []
+    publisher = WitnessPublisher(
+        client_from_settings(allow),
+        [f"http://127.0.0.1:{good.port}/", f"http://127.0.0.1:{bad.port}/"],
+        on_failure=lambda first, count: failures.append((first, count)),
+    )
+    streams = [_outcome(f"decisions/t{i}", 10 + i) for i in range(5)]
+    results = asyncio.run(publisher.publish(streams))
+    assert sum(r.ok for r in results) == 5  # the good witness took all five
+    assert [(first.witness, first.reason, count) for first, count in failures] == [
+        (1, "answered 500", 5)
+    ]

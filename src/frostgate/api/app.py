@@ -196,8 +196,9 @@ def _witnesses(
     if not urls:
         return None
 
-    def failed(result: WitnessResult) -> None:
-        audit.record("witness_failed", "warning", None, detail=failure_detail(result))
+    def failed(first: WitnessResult, failed_posts: int) -> None:
+        detail = failure_detail(first, failed_posts)
+        audit.record("witness_failed", "warning", None, detail=detail)
 
     return WitnessPublisher(egress, urls, on_failure=failed)
 

@@ -13,8 +13,9 @@ unposted checkpoint is kept, so a slow or dead witness costs bounded memory; ski
 an intermediate checkpoint loses nothing, since checkpoints of one stream are
 consistent (the job checks it before signing) and the newest commits to every earlier
 tree. A witness that refuses, fails or answers non-2xx is logged and recorded as a
-``witness_failed`` audit event of the platform stream (the operator configured it);
-nothing is retried until the stream's next checkpoint.
+``witness_failed`` audit event of the platform stream (the operator configured it),
+one per witness and pass however many streams it missed; nothing is retried until
+the stream's next checkpoint.
 """
 
 from __future__ import annotations
@@ -59,8 +60,10 @@ class WitnessResult:
     reason: str | None = None
 
 
-#: Called once per failed post (the service records an audit event).
-WitnessFailure = Callable[[WitnessResult], None]
+#: Called once per witness and publishing pass with failures: the first failed result
+#: and how many of that witness's posts failed in the pass (the service records one
+#: audit event), so a dead witness costs one event per pass, not one per stream.
+WitnessFailure = Callable[[WitnessResult, int], None]
 
 
 def parse_witness_urls(spec: str) -> list[str]:
@@ -115,7 +118,24 @@ class WitnessPublisher:
             for outcome in batch
             for position, url in enumerate(self._urls)
         ]
-        return list(await asyncio.gather(*posts))
+        results = list(await asyncio.gather(*posts))
+        failed: dict[int, list[WitnessResult]] = {}
+        for result in results:
+            if not result.ok:
+                failed.setdefault(result.witness, []).append(result)
+        for position, failures in failed.items():
+            first = failures[0]
+            log.warning(
+                "witness %d (%s) did not take %d checkpoint(s), first %s@%d: %s",
+                position,
+                first.host,
+                len(failures),
+                first.stream,
+                first.size,
+                first.reason,
+            )
+            self._on_failure(first, len(failures))
+        return results
 
     async def _post(self, outcome: AnchorOutcome, position: int, url: str) -> WitnessResult:
         reason: str | None
@@ -130,38 +150,33 @@ class WitnessPublisher:
                 reason = f"failed: {exc.reason}"
             else:
                 reason = None if answer.ok else f"answered {answer.status}"
-        result = WitnessResult(
+        return WitnessResult(
             outcome.stream, outcome.size, position, _host(url), reason is None, reason
         )
-        if reason is not None:
-            log.warning(
-                "witness %d (%s) did not take checkpoint %s@%d: %s",
-                position,
-                result.host,
-                outcome.stream,
-                outcome.size,
-                reason,
-            )
-            self._on_failure(result)
-        return result
 
 
-def failure_detail(result: WitnessResult) -> dict[str, object]:
+def failure_detail(first: WitnessResult, failed_posts: int) -> dict[str, object]:
+    """The ``witness_failed`` audit detail: the first failure and how many there were."""
     return {
-        "stream": result.stream,
-        "size": result.size,
-        "witness": result.witness,
-        "host": result.host,
-        "reason": result.reason,
+        "stream": first.stream,
+        "size": first.size,
+        "witness": first.witness,
+        "host": first.host,
+        "reason": first.reason,
+        "failed_posts": failed_posts,
     }
 
 
 def store_failures(db: Database) -> WitnessFailure:
     """A failure hook that writes the audit event at once (no service running)."""
 
-    def record(result: WitnessResult) -> None:
+    def record(first: WitnessResult, failed_posts: int) -> None:
         event = new_audit(
-            "witness_failed", "warning", None, now=datetime.now(UTC), detail=failure_detail(result)
+            "witness_failed",
+            "warning",
+            None,
+            now=datetime.now(UTC),
+            detail=failure_detail(first, failed_posts),
         )
         with db.write.begin() as conn:
             append_audit(conn, [event])
