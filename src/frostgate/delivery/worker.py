@@ -37,7 +37,7 @@ from frostgate.security.audit import AuditRecorder
 from frostgate.security.secret_box import SecretBox
 from frostgate.security.webhook_signature import decode_secret, signed_headers
 from frostgate.store import Database
-from frostgate.store.outbox import Claimed, claim_due, finish_attempt
+from frostgate.store.outbox import Claimed, any_due, claim_due, finish_attempt
 from frostgate.store.webhooks import secret_binding
 
 __all__ = ["DeliverySettings", "DeliveryWorker"]
@@ -126,6 +126,9 @@ class DeliveryWorker:
 
     def _claim(self, limit: int) -> list[Claimed]:
         now = self._clock()
+        with self._db.read.connect() as conn:
+            if not any_due(conn, now):
+                return []
         with self._db.write.begin() as conn:
             return claim_due(conn, now, limit=limit, lease=self.settings.lease)
 

@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_AGGREGATE_WINDOW",
     "TRIPWIRE_EVENT_TYPES",
     "Claimed",
+    "any_due",
     "claim_due",
     "enqueue_audit_alerts",
     "enqueue_decision_alerts",
@@ -294,6 +295,20 @@ def _body(row: Any) -> str:
     return orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS).decode()
 
 
+def _due(now: datetime) -> sa.ColumnElement[bool]:
+    return sa.or_(
+        sa.and_(_o.c.status == "pending", _o.c.next_attempt_at <= now),
+        sa.and_(_o.c.status == "inflight", _o.c.lease_until < now),
+    )
+
+
+def any_due(conn: sa.Connection, now: datetime) -> bool:
+    """Whether a claim would find anything (a read: the poller takes the write lock,
+    which SQLite has only one of, only when there is work)."""
+    bind_delivery(conn)
+    return conn.execute(sa.select(_o.c.message_id).where(_due(now)).limit(1)).first() is not None
+
+
 def claim_due(conn: sa.Connection, now: datetime, *, limit: int, lease: timedelta) -> list[Claimed]:
     """Claim up to ``limit`` due messages (and ones whose lease ran out), sealing bodies.
 
@@ -301,11 +316,7 @@ def claim_due(conn: sa.Connection, now: datetime, *, limit: int, lease: timedelt
     processes claim disjoint sets; on SQLite the write transaction is exclusive.
     """
     bind_delivery(conn)
-    due = sa.or_(
-        sa.and_(_o.c.status == "pending", _o.c.next_attempt_at <= now),
-        sa.and_(_o.c.status == "inflight", _o.c.lease_until < now),
-    )
-    query = sa.select(_o).where(due).order_by(_o.c.next_attempt_at).limit(limit)
+    query = sa.select(_o).where(_due(now)).order_by(_o.c.next_attempt_at).limit(limit)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     rows = list(conn.execute(query))
