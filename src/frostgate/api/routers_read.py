@@ -23,6 +23,7 @@ from frostgate.api._common import (
     json_response,
     parse_cursor,
     parse_time,
+    storage_call,
     tenant_of,
 )
 from frostgate.api.context import Services, services
@@ -38,16 +39,14 @@ router = APIRouter()
 
 
 async def _read(svc: Services, tenant_id: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    def run() -> Any:
-        try:
-            with svc.db.read.connect() as conn:
-                return fn(conn, tenant_id, *args, **kwargs)
-        except FrostGateError:
-            raise
-        except Exception as exc:
-            raise FrostGateError(ErrorCode.STORAGE_UNAVAILABLE, "read failed") from exc
+    """``fn(conn, tenant_id, …)`` on a read connection, through the one storage helper
+    (a database failure is 503 ``STORAGE_UNAVAILABLE``, as on every other router)."""
 
-    return await anyio.to_thread.run_sync(run)
+    def run() -> Any:
+        with svc.db.read.connect() as conn:
+            return fn(conn, tenant_id, *args, **kwargs)
+
+    return await storage_call(run)
 
 
 def _limit(value: int | None, default: int, maximum: int) -> int:
