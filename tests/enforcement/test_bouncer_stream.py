@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
+from frostgate.enforcement.index import CHUNK
 from tests.conftest import Env
-from tests.enforcement.test_mitigations import _insert_active, brute, defend, second_key
+from tests.enforcement.test_mitigations import (
+    _insert_active,
+    _insert_active_many,
+    brute,
+    defend,
+    second_key,
+)
 
 
 def pull(env: Env, headers: dict[str, str], startup: bool = False) -> dict[str, Any]:
@@ -121,3 +129,54 @@ def test_an_expired_mitigation_leaves_the_stream(env: Env) -> None:
         time.sleep(0.2)
     assert deleted is not None
     assert [x["value"] for x in deleted] == ["203.0.113.7"]
+
+
+def test_pulls_larger_than_one_chunk_are_whole(env: Env) -> None:
+    """Answers of more than one chunk are streamed piece by piece: still one valid
+    document with every mitigation exactly once, in both wire forms."""
+    lasting = _insert_active_many(
+        env, [f"10.9.{n >> 8}.{n & 255}" for n in range(CHUNK * 2 + 17)], 600
+    )
+    brief = _insert_active_many(env, [f"10.8.{n >> 8}.{n & 255}" for n in range(CHUNK + 3)], 1.0)
+    time.sleep(0.3)  # the index refreshes within its max age
+    token = env.keys["acme"]
+    startup = crowdsec(env, token, "/v1/decisions/stream?startup=true")
+    assert sorted(d["uuid"] for d in startup["new"]) == sorted(lasting + brief)
+    assert startup["deleted"] is None
+    bouncer = second_key(env, {"enforcement:read"})
+    native = pull(env, bouncer, startup=True)
+    assert sorted(m["mitigation_id"] for m in native["new"]) == sorted(lasting + brief)
+    gone = _first_deletions(lambda: crowdsec(env, token, "/v1/decisions/stream"))
+    assert gone["new"] is None
+    assert sorted(d["uuid"] for d in gone["deleted"]) == sorted(brief)
+    assert {d["duration"] for d in gone["deleted"]} == {"0h0m0s"}
+    native_gone = _first_deletions(lambda: pull(env, bouncer))
+    assert sorted(m["mitigation_id"] for m in native_gone["deleted"]) == sorted(brief)
+
+
+def _first_deletions(pull_once: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Pull until a pull reports deletions (the expiry job marks expired rows within
+    a few seconds), and return that pull."""
+    deadline = time.monotonic() + 5
+    while True:
+        answer = pull_once()
+        if answer["deleted"] or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.2)
+
+
+def test_index_forms_agree_with_the_stored_row(env: Env) -> None:
+    """The index keeps instants as integers and formats them per pull: what it serves
+    must be exactly what the stored row says (same texts, to the microsecond)."""
+    defend(env, brute("203.0.113.77", "agree-1"))
+    [stored] = env.client.get("/v1/mitigations", headers=env.headers()).json()["items"]
+    bouncer = second_key(env, {"enforcement:read"})
+    [served] = pull(env, bouncer, startup=True)["new"]
+    assert served == {k: stored[k] for k in served}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", served["expires_at"])
+    [decision] = crowdsec(env, env.keys["acme"], "/v1/decisions/stream?startup=true")["new"]
+    assert (decision["uuid"], decision["until"]) == (stored["mitigation_id"], stored["expires_at"])
+    [looked_up] = env.client.get("/v1/mitigations?ip=203.0.113.77", headers=env.headers()).json()[
+        "items"
+    ]
+    assert looked_up == served

@@ -194,9 +194,14 @@ def test_a_malformed_envelope_is_refused_with_the_reason(env: Env) -> None:
 
 
 def _insert_active(env: Env, ip: str, expires_in: float) -> str:
+    [mitigation_id] = _insert_active_many(env, [ip], expires_in)
+    return mitigation_id
+
+
+def _insert_active_many(env: Env, ips: list[str], expires_in: float) -> list[str]:
     now = datetime.now(UTC)
     with env.db.write.begin() as conn:
-        [row] = repo.insert_mitigations(
+        rows = repo.insert_mitigations(
             conn,
             "acme",
             [
@@ -219,9 +224,10 @@ def _insert_active(env: Env, ip: str, expires_in: float) -> str:
                     "approved_by": None,
                     "lifted_by": None,
                 }
+                for ip in ips
             ],
         )
-    return row.mitigation_id
+    return [row.mitigation_id for row in rows]
 
 
 def test_expiry_is_automatic(env: Env) -> None:

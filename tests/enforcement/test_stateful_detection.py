@@ -154,3 +154,42 @@ def test_ten_failed_ssh_logins_one_per_event_yield_one_block_a_bouncer_sees(env:
     gone = env.client.get("/crowdsec/v1/decisions/stream", headers=cs).json()
     assert gone["new"] is None
     assert [d["value"] for d in gone["deleted"]] == ["198.51.100.200"]
+
+
+def test_one_tenant_spraying_keys_cannot_evict_another_tenants_counts() -> None:
+    """Tenant ``noisy`` touches 10x the cap in distinct source addresses between two
+    halves of ``acme``'s brute force: acme's count survives and the rule still fires."""
+    store = MemoryWindowStore(max_keys=1000, max_members=50)
+    burst = WindowProbe("r", "r|198.51.100.7", None, seconds=600, threshold=5, cooldown_seconds=0)
+
+    async def go() -> list[WindowState]:
+        states = [(await store.observe("acme", f"a{n}", [burst], T0))["r"] for n in range(4)]
+        for n in range(10_000):
+            probe = WindowProbe("r", f"r|10.{n >> 16}.{n >> 8 & 255}.{n & 255}", None, 600, 5, 0)
+            await store.observe("noisy", f"n{n}", [probe], T0)
+        states.append((await store.observe("acme", "a4", [burst], T0))["r"])
+        return states
+
+    states = asyncio.run(go())
+    assert [s.count for s in states] == [1, 2, 3, 4, 5]
+    assert states[-1].armed
+    assert len(store) == 1000
+
+
+def test_at_the_cap_the_largest_tenant_gives_way() -> None:
+    """A tenant below its fair share inserting at the cap evicts from the largest."""
+    store = MemoryWindowStore(max_keys=100, max_members=5)
+
+    async def go() -> WindowState:
+        for n in range(100):
+            await store.observe("big", f"b{n}", [WindowProbe("r", f"r|{n}", None, 60, 3, 0)], T0)
+        keep = WindowProbe("r", "r|first", None, 60, 2, 0)
+        await store.observe("small", "s0", [keep], T0)
+        for n in range(10):
+            probe = WindowProbe("r", f"r|s{n}", None, 60, 3, 0)
+            await store.observe("small", f"s{n + 1}", [probe], T0)
+        return (await store.observe("small", "s-last", [keep], T0))["r"]
+
+    state = asyncio.run(go())
+    assert (state.count, state.armed) == (2, True)
+    assert len(store) == 100

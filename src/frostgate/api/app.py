@@ -133,11 +133,11 @@ async def _maintenance(
 _EXPIRY_SECONDS = 1.0
 
 
-async def _expire_mitigations(svc: Services) -> None:
-    """Load every tenant's mitigation index once (so a bouncer's first startup pull after
-    a restart is not the one that pays for it), then every second mark expired
-    mitigations, so delta pulls list them as deleted (reads already stop serving them at
-    the instant of expiry)."""
+async def _warm_mitigation_index(svc: Services) -> None:
+    """Load every tenant's mitigation index before the server listens, so a bouncer's
+    first startup pull after a restart is not the one that pays for it (100,000
+    mitigations take a second or two to load) and the loaded index is frozen out of the
+    collector's passes with the rest of the process's long-lived objects."""
 
     def tenants() -> list[str]:
         with svc.db.read.connect() as conn:
@@ -148,6 +148,11 @@ async def _expire_mitigations(svc: Services) -> None:
             await svc.mitigation_index.view(tenant_id)
     except Exception:
         log.exception("warming the mitigation index failed; it loads on first use")
+
+
+async def _expire_mitigations(svc: Services) -> None:
+    """Every second mark expired mitigations, so delta pulls list them as deleted (reads
+    already stop serving them at the instant of expiry)."""
     while True:
         await asyncio.sleep(_EXPIRY_SECONDS)
         try:
@@ -285,6 +290,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         writer.start()
+        await _warm_mitigation_index(svc)
         # Everything built so far lives as long as the process: keep it out of the
         # collector's full passes, which otherwise walk the whole heap every few hundred
         # requests and stall the event loop for tens of milliseconds.

@@ -8,15 +8,17 @@ unmodified bouncer can enforce FrostGate's mitigations.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from frostgate.api._common import json_response, raw_json_response, read_json, storage_call
 from frostgate.api.context import services
-from frostgate.enforcement.index import Delta, native_json
+from frostgate.enforcement.index import CHUNK, Delta, crowdsec_parts, native_json, native_parts
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.security import Principal, admin
 from frostgate.store import mitigations as repo
@@ -147,7 +149,7 @@ async def put_envelope(request: Request) -> Response:
     return json_response(envelope.as_dict())
 
 
-async def _pull(request: Request, startup: bool) -> tuple[Delta, float]:
+async def _pull(request: Request, startup: bool) -> tuple[Delta, int]:
     """The caller's changes since its last pull (everything active on startup)."""
     svc = services(request)
     tenant_id = _tenant(request)
@@ -175,17 +177,23 @@ def _startup_flag(value: str | None) -> bool:
 @router.get("/v1/mitigations/stream")
 async def mitigation_stream(request: Request, startup: str | None = None) -> Response:
     delta, _now = await _pull(request, _startup_flag(startup))
-    new = b",".join(e.native for e in delta.new)
-    deleted = b",".join(e.native for e in delta.deleted)
-    return raw_json_response(
-        b'{"new":['
-        + new
-        + b'],"deleted":['
-        + deleted
-        + b'],"seq":'
-        + str(delta.seq).encode()
-        + b"}"
+    return _bulk_response(
+        len(delta.new) + len(delta.deleted),
+        (b'{"new":',),
+        native_parts(delta.new),
+        (b',"deleted":',),
+        native_parts(delta.deleted),
+        (b',"seq":%d}' % delta.seq,),
     )
+
+
+def _bulk_response(count: int, *pieces: Iterable[bytes]) -> Response:
+    """One body from ``pieces``: built at once when small, streamed when it holds more
+    than one chunk of entries (a startup pull of 100,000 is 26 MB)."""
+    parts = itertools.chain(*pieces)
+    if count <= CHUNK:
+        return raw_json_response(b"".join(parts))
+    return StreamingResponse(parts, media_type="application/json")
 
 
 # -- CrowdSec LAPI bouncer compatibility ----------------------------------------------
@@ -205,14 +213,16 @@ async def crowdsec_stream(
 ) -> Response:
     delta, now = await _pull(request, _startup_flag(startup))
     wanted = _scopes(scopes)
-    new = [e.crowdsec(now) for e in delta.new if e.scope in wanted]
-    deleted = [e.crowdsec(now, deleted=True) for e in delta.deleted if e.scope in wanted]
-    # LAPI answers null for an empty list; bouncers expect exactly that shape.
-    return raw_json_response(b'{"new":' + _array(new) + b',"deleted":' + _array(deleted) + b"}")
-
-
-def _array(items: list[bytes]) -> bytes:
-    return b"[" + b",".join(items) + b"]" if items else b"null"
+    new = [e for e in delta.new if e.scope in wanted]
+    deleted = [e for e in delta.deleted if e.scope in wanted]
+    return _bulk_response(
+        len(new) + len(deleted),
+        (b'{"new":',),
+        crowdsec_parts(new, now),
+        (b',"deleted":',),
+        crowdsec_parts(deleted, now, deleted=True),
+        (b"}",),
+    )
 
 
 @router.get("/crowdsec/v1/decisions")
@@ -226,4 +236,4 @@ async def crowdsec_decisions(
         raise FrostGateError(ErrorCode.FILTER_INVALID)
     view = await svc.mitigation_index.view(_tenant(request))
     now = svc.mitigation_index.now()
-    return raw_json_response(_array([e.crowdsec(now) for e in view.lookup(probe, now)]))
+    return raw_json_response(b"".join(crowdsec_parts(view.lookup(probe, now), now)))

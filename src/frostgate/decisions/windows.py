@@ -5,9 +5,10 @@ here records the observation and answers what the engine needs as explicit input
 (:class:`frostgate.engine.WindowState`). Two implementations behind one interface:
 
 * :class:`MemoryWindowStore` for one process: a deque of (time, member) per key, so
-  observing is O(1) amortized; at most ``max_keys`` keys (LRU; default 100,000) and at
-  most ``max_members`` entries per key, so memory is bounded whatever the traffic;
-  expired entries are dropped whenever a key is touched.
+  observing is O(1) amortized; at most ``max_keys`` keys (LRU per tenant, evicting from
+  the tenant that holds most; default 100,000) and at most ``max_members`` entries per
+  key, so memory is bounded whatever the traffic and one tenant's flood cannot push
+  another tenant's counts out; expired entries are dropped whenever a key is touched.
 * :class:`RedisWindowStore` for several processes: one sorted set per key and one
   cooldown key, updated by a single Lua script (atomic per probe).
 
@@ -53,15 +54,24 @@ class _Window:
 
 
 class MemoryWindowStore:
+    """Windows per tenant, each tenant's keys in LRU order, ``max_keys`` in all.
+
+    At the cap the key dropped is the inserting tenant's least recently used when that
+    tenant holds at least its fair share (all keys / tenants), and otherwise the least
+    recently used of the tenant holding most: a tenant spraying keys (many source
+    addresses) evicts its own state, never another tenant's brute-force counts.
+    """
+
     def __init__(
         self, *, max_keys: int = DEFAULT_MAX_KEYS, max_members: int = DEFAULT_MAX_MEMBERS
     ) -> None:
-        self._windows: OrderedDict[str, _Window] = OrderedDict()
+        self._tenants: dict[str, OrderedDict[str, _Window]] = {}
+        self._total = 0
         self._max_keys = max_keys
         self._max_members = max_members
 
     def __len__(self) -> int:
-        return len(self._windows)
+        return self._total
 
     async def observe(
         self, tenant_id: str, event_id: str, probes: Sequence[WindowProbe], now: datetime
@@ -69,14 +79,7 @@ class MemoryWindowStore:
         t = now.timestamp()
         states: dict[str, WindowState] = {}
         for probe in probes:
-            key = f"{tenant_id}|{probe.key}"
-            window = self._windows.get(key)
-            if window is None:
-                window = self._windows[key] = _Window()
-                while len(self._windows) > self._max_keys:
-                    self._windows.popitem(last=False)
-            else:
-                self._windows.move_to_end(key)
+            window = self._window(tenant_id, probe.key)
             self._drop(window, t - probe.seconds)
             member = probe.member if probe.member is not None else event_id
             if probe.member is not None or member not in window.members:
@@ -91,6 +94,31 @@ class MemoryWindowStore:
             states[probe.rule_id] = WindowState(count=count, armed=armed)
         return states
 
+    def _window(self, tenant_id: str, key: str) -> _Window:
+        windows = self._tenants.setdefault(tenant_id, OrderedDict())
+        window = windows.get(key)
+        if window is not None:
+            windows.move_to_end(key)
+            return window
+        window = windows[key] = _Window()
+        self._total += 1
+        while self._total > self._max_keys:
+            self._evict_one(tenant_id)
+        return window
+
+    def _evict_one(self, inserting: str) -> None:
+        own = self._tenants[inserting]
+        victim = inserting
+        if len(own) <= 1 or len(own) * len(self._tenants) < self._total:
+            victim = max(
+                (t for t in self._tenants if t != inserting), key=lambda t: len(self._tenants[t])
+            )
+        windows = self._tenants[victim]
+        windows.popitem(last=False)
+        self._total -= 1
+        if not windows:
+            del self._tenants[victim]
+
     def _drop(self, window: _Window, cutoff: float) -> None:
         while window.entries and window.entries[0][0] <= cutoff:
             self._pop(window)
@@ -103,7 +131,8 @@ class MemoryWindowStore:
             del window.members[member]
 
     async def close(self) -> None:
-        self._windows.clear()
+        self._tenants.clear()
+        self._total = 0
 
 
 _LUA = """
