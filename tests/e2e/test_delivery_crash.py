@@ -19,7 +19,7 @@ from standardwebhooks.webhooks import Webhook
 
 from frostgate.config import Settings
 from frostgate.store import Database
-from tests.e2e.test_server import BRUTE, FG, Server, _free_port
+from tests.e2e.served import BRUTE, FG, Server, free_port
 from tests.egress.receivers import Behaviour, Receiver
 
 
@@ -47,7 +47,7 @@ def server(
         FG_DELIVERY_POLL_SECONDS="0.1",
     )
     subprocess.run([*FG, "bootstrap"], env=env, capture_output=True, timeout=60, check=True)
-    srv = Server(env=env, port=_free_port(), key=(tmp_path / "demo-key").read_text().strip())
+    srv = Server(env=env, port=free_port(), key=(tmp_path / "demo-key").read_text().strip())
     srv.start()
     yield srv
     if srv.process is not None:

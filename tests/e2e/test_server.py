@@ -6,97 +6,11 @@ SIGKILL and restart, and key revocation reaching a running server from another p
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
-import pytest
 
-from frostgate.config import Settings
-from frostgate.store import Database
-
-FG = [sys.executable, "-m", "frostgate.cli"]
-BRUTE = {
-    "source": "sshd",
-    "event_type": "auth.failed",
-    "payload": {"src_ip": "203.0.113.9", "failed_auths": 7},
-}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    env: dict[str, str]
-    port: int
-    key: str
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*FG, *args], env=self.env, capture_output=True, text=True, timeout=60, check=False
-        )
-
-    def start(self) -> None:
-        self.process = subprocess.Popen([*FG, "serve", "--port", str(self.port)], env=self.env)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/health/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("server did not become ready")
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def headers(self, key: str | None = None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {key or self.key}"}
-
-
-@pytest.fixture
-def server(settings: Settings, db: Database, tmp_path: Path) -> Iterator[Server]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FG_")}
-    env.update(
-        FG_PROFILE="test",
-        FG_DATA_DIR=str(tmp_path),
-        FG_DB_URL=settings.database_url,
-        FG_KEY_PEPPERS=settings.key_peppers,
-        FG_SSE_HEARTBEAT_SECONDS="1",
-    )
-    port = _free_port()
-    boot = subprocess.run(
-        [*FG, "bootstrap"], env=env, capture_output=True, text=True, timeout=60, check=True
-    )
-    key = (tmp_path / "demo-key").read_text().strip()
-    assert boot.stdout.strip().splitlines()[-1] == key
-    assert (tmp_path / "demo-key").stat().st_mode & 0o777 == 0o600
-    srv = Server(env=env, port=port, key=key)
-    srv.start()
-    yield srv
-    if srv.process is not None:
-        srv.process.terminate()
-        srv.process.wait(timeout=10)
+from tests.e2e.served import BRUTE, Server
 
 
 def _post_events(server: Server, prefix: str, count: int) -> None:

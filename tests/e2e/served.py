@@ -1,0 +1,63 @@
+"""A real ``frostgate serve`` process for end-to-end tests: start, kill, call it."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import httpx
+
+FG = [sys.executable, "-m", "frostgate.cli"]
+BRUTE = {
+    "source": "sshd",
+    "event_type": "auth.failed",
+    "payload": {"src_ip": "203.0.113.9", "failed_auths": 7},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    env: dict[str, str]
+    port: int
+    key: str
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*FG, *args], env=self.env, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([*FG, "serve", "--port", str(self.port)], env=self.env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server did not become ready")
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.key}"}
