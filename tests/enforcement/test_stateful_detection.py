@@ -156,6 +156,48 @@ def test_ten_failed_ssh_logins_one_per_event_yield_one_block_a_bouncer_sees(env:
     assert [d["value"] for d in gone["deleted"]] == ["198.51.100.200"]
 
 
+def test_an_ipv6_burst_spread_over_one_64_is_one_source_and_the_64_is_blocked(
+    env: Env,
+) -> None:
+    """Ten failures from ten addresses of one IPv6 /64 (each address fails once) are one
+    attacker: one block, on the whole /64, that bouncers see as a range."""
+    levels = []
+    for n in range(10):
+        event = {
+            "event_id": f"ssh6-{n}",
+            "source": "sshd",
+            "event_type": "ssh_login_failed",
+            "src_ip": f"2001:db8:1:2:{n:x}::{n + 1:x}",
+            "user": "root",
+        }
+        r = env.client.post("/v1/defend", json=event, headers=env.headers())
+        assert r.status_code == 200, r.text
+        levels.append(r.json()["threat_level"])
+    assert levels[-1] == "high"
+    [mitigation] = env.client.get("/v1/mitigations", headers=env.headers()).json()["items"]
+    assert (mitigation["action"], mitigation["scope"], mitigation["value"]) == (
+        "block_ip",
+        "range",
+        "2001:db8:1:2::/64",
+    )
+    cs = {"X-Api-Key": env.keys["acme"]}
+    [decision] = env.client.get("/crowdsec/v1/decisions?ip=2001:db8:1:2:ffff::1", headers=cs).json()
+    assert (decision["scope"], decision["value"]) == ("Range", "2001:db8:1:2::/64")
+    assert env.client.get("/crowdsec/v1/decisions?ip=2001:db8:1:3::1", headers=cs).json() is None
+
+
+def test_the_source_network_of_each_address_form() -> None:
+    cases = {
+        "203.0.113.9": "203.0.113.9",
+        "::ffff:203.0.113.9": "203.0.113.9",
+        "2001:DB8:1:2:3:4:5:6": "2001:db8:1:2::/64",
+        "fe80::1%eth0": "fe80::/64",
+        "2001:db8::": "2001:db8::/64",
+    }
+    assert {ip: normalize({"src_ip": ip}).src_net for ip in cases} == cases
+    assert normalize({}).src_net is None
+
+
 def test_one_tenant_spraying_keys_cannot_evict_another_tenants_counts() -> None:
     """Tenant ``noisy`` touches 10x the cap in distinct source addresses between two
     halves of ``acme``'s brute force: acme's count survives and the rule still fires."""

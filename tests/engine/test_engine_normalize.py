@@ -33,6 +33,7 @@ def test_minimal_event_gets_explicit_defaults() -> None:
         source="unspecified",
         event_type="unspecified",
         src_ip=None,
+        src_net=None,
         user=None,
         failures=None,
         timestamp=None,

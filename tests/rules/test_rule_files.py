@@ -179,7 +179,12 @@ def test_documents_built_in_code_pass_the_schema_as_well() -> None:
         (
             "{key: src_ip, distinct: src_ip, count: 5, seconds: 60}",
             "window:",
-            "distinct: must be one of src_ip, user, source, other than the key",
+            "distinct: must be one of src_ip, src_net, user, source, other than the key",
+        ),
+        (
+            "{key: src_ip, distinct: src_net, count: 5, seconds: 60}",
+            "window:",
+            "distinct: src_net is fixed by src_ip: it never counts past 1",
         ),
         (
             "{key: user, count: 5, seconds: 60}",

@@ -70,6 +70,7 @@ EVENT_FIELDS: Final[Mapping[str, str]] = {
     "source": _STR,
     "event_type": _STR,
     "src_ip": _STR,
+    "src_net": _STR,
     "user": _STR,
     "failures": _INT,
     "persona": _STR,

@@ -48,6 +48,7 @@ class Event:
     source: str
     event_type: str
     src_ip: str | None
+    src_net: str | None  # src_ip for IPv4; its /64 (``2001:db8:1:2::/64``) for IPv6
     user: str | None
     failures: int | None
     timestamp: datetime | None

@@ -157,6 +157,17 @@ def _canonical_ip(text: str) -> str | None:
     return str(address)
 
 
+@lru_cache(maxsize=8192)
+def _source_network(ip: str) -> str:
+    """The network that counts as one source: an IPv4 address itself, the /64 of an
+    IPv6 address. A /64 is one host's or one site's usual allocation (RFC 6177), and
+    every address in it is the attacker's to use: counted per address, a burst spread
+    over a /64 would never reach a threshold."""
+    if ":" not in ip:
+        return ip
+    return str(ipaddress.IPv6Network((ip, 64), strict=False))
+
+
 def _parse_ip(value: object, what: str) -> str:
     if not isinstance(value, str):
         _fail(_INVALID, f"{what} must be a string")
@@ -360,6 +371,7 @@ def normalize(raw: Mapping[str, Any]) -> Event:
         source=_sensor_name(raw, layers),
         event_type=event_type.lower(),
         src_ip=src_ip,
+        src_net=None if src_ip is None else _source_network(src_ip),
         user=_user(layers),
         failures=failures,
         timestamp=timestamp,

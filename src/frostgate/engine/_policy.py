@@ -74,7 +74,7 @@ _RULE_KEYS: Final = frozenset(
     }
 )
 _WINDOW_KEYS: Final = frozenset({"key", "count", "seconds", "distinct", "cooldown_seconds"})
-_WINDOW_FIELDS: Final = ("src_ip", "user", "source")
+_WINDOW_FIELDS: Final = ("src_ip", "src_net", "user", "source")
 _MITIGATION_KEYS: Final = frozenset(
     {"action", "target_field", "confidence", "reason", "ttl_seconds"}
 )
@@ -508,6 +508,8 @@ def _compile_window(raw: object, where: str, when: object) -> CompiledWindow:
         raise PolicyError(
             f"{where}.distinct: must be one of {', '.join(_WINDOW_FIELDS)}, other than the key"
         )
+    if (key_field, distinct_field) == ("src_ip", "src_net"):
+        raise PolicyError(f"{where}.distinct: src_net is fixed by src_ip: it never counts past 1")
     for role, name in (("key", key_field), ("distinct", distinct_field)):
         if name is not None and guarantees_absent(when, name):
             raise PolicyError(
