@@ -38,6 +38,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from frostgate.errors import ErrorCode, FrostGateError
 
@@ -379,7 +380,8 @@ class RedisRateLimiter:
     ``url_or_client``: a ``redis://`` URL, for which this limiter builds and owns a client
     with ``connect_timeout`` / ``op_timeout`` socket timeouts, a bounded pool of
     ``max_connections`` (a burst of requests waits for a free connection instead of opening
-    hundreds) and no automatic retries (the script is not idempotent: a retry after a lost
+    hundreds; a pooled connection the server closed is replaced before use, never failed
+    on a request) and no automatic retries (the script is not idempotent: a retry after a lost
     reply would take tokens twice); or an existing ``redis.asyncio.Redis``, which ``close``
     leaves open. Either way each call has an overall deadline of
     ``connect_timeout + op_timeout``, waiting for a pooled connection included.
@@ -405,6 +407,10 @@ class RedisRateLimiter:
                 socket_connect_timeout=connect_timeout,
                 socket_timeout=op_timeout,
                 retry=Retry(NoBackoff(), 0),
+                # With maintenance notifications on (redis-py's "auto"), the pool skips
+                # its check for connections the server closed: after a Redis restart each
+                # of them failed one request. They are a Redis Enterprise/Cloud feature.
+                maint_notifications_config=MaintNotificationsConfig(enabled=False),
             )
             self._client = Redis.from_pool(pool)
             self._owned = True
