@@ -41,6 +41,7 @@ def test_sigkill_mid_load_then_restart_keeps_every_invariant(tmp_path: Path) -> 
         "ledger verifies",
         "unacknowledged events acknowledged when sent again",
         "every event stored exactly once after retries",
+        "bouncers see the stored mitigations",
         "outbox delivered everything",
     }
     assert result.acknowledged > 0

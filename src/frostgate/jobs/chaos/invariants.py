@@ -11,7 +11,9 @@ events broke it:
   sensor sent;
 * the ledger verifies (:func:`frostgate.decisions.ledger_audit.verify_database`, the
   ``frostgate verify`` machinery, checkpoints included);
-* the outbox delivered everything to a receiver that recovered (:func:`outbox_state`).
+* the outbox delivered everything to a receiver that recovered (:func:`outbox_state`);
+* bouncers are told exactly the active mitigations that are stored
+  (:func:`active_mitigations` against the service's startup stream).
 
 An event that was refused or got no answer may be stored or absent; the checks above
 decide whether what is stored is whole.
@@ -36,6 +38,7 @@ __all__ = [
     "ALERT_LEVELS",
     "Invariant",
     "OutboxState",
+    "active_mitigations",
     "check_ledger",
     "check_stored",
     "outbox_state",
@@ -168,3 +171,18 @@ def outbox_state(db: Database, tenant_id: str, endpoint_id: str) -> OutboxState:
         Counter(str(r.status) for r in rows),
         frozenset(str(r.message_id) for r in rows if r.status == "delivered"),
     )
+
+
+def active_mitigations(db: Database, tenant_id: str) -> frozenset[str]:
+    """Ids of the tenant's stored mitigations in force now (what a bouncer must block)."""
+    m = schema.mitigations
+    with db.read.connect() as conn, conn.begin():
+        bind_tenant(conn, tenant_id)
+        rows = conn.execute(
+            sa.select(m.c.mitigation_id).where(
+                m.c.tenant_id == tenant_id,
+                m.c.status == "active",
+                m.c.expires_at > sa.func.now(),
+            )
+        ).all()
+    return frozenset(str(r.mitigation_id) for r in rows)

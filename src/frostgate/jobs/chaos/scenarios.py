@@ -22,8 +22,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import orjson
+
 from frostgate.jobs.chaos.invariants import (
     Invariant,
+    active_mitigations,
     check_ledger,
     check_stored,
     outbox_state,
@@ -37,6 +40,7 @@ __all__ = ["SCENARIOS", "Scenario", "ScenarioResult", "run_scenario"]
 #: Bounds on recovery: readiness after the fault is lifted, and outbox delivery.
 READY_BOUND_SECONDS = 30.0
 DELIVERY_BOUND_SECONDS = 60.0
+INDEX_BOUND_SECONDS = 5.0
 
 Fault = Callable[["Rig", float], Awaitable[None]]
 
@@ -194,6 +198,7 @@ async def run_scenario(
     )
     invariants.append(await asyncio.to_thread(check_ledger, rig.settings))
     invariants += await _retried(rig, load, outcomes)
+    invariants.append(await _bouncer_view(rig))
     invariants.append(await _delivered(rig))
     return ScenarioResult(
         name=scenario.name,
@@ -264,6 +269,31 @@ async def _retried(rig: Rig, load: LoadGenerator, outcomes: list[Outcome]) -> li
         answer,
         Invariant("every event stored exactly once after retries", once.held, once.detail),
     ]
+
+
+async def _bouncer_view(rig: Rig) -> Invariant:
+    """A bouncer starting now gets exactly the stored active mitigations (the index
+    follows the database within 0.25 s; the bound allows for a busy machine)."""
+    name = "bouncers see the stored mitigations"
+    deadline = time.monotonic() + INDEX_BOUND_SECONDS
+    while True:
+        stored = await asyncio.to_thread(active_mitigations, rig.db, TENANT)
+        answer = await rig.client.get(
+            f"{rig.serve.url}/v1/mitigations/stream?startup=true", rig.auth, tenant_id=None
+        )
+        if answer.ok:
+            served = {str(m["mitigation_id"]) for m in orjson.loads(answer.body)["new"]}
+            if served == stored:
+                return Invariant(name, True, f"{len(stored)} active mitigations, all served")
+            problem = (
+                f"{len(stored - served)} stored but not served, "
+                f"{len(served - stored)} served but not active"
+            )
+        else:
+            problem = f"the stream answered {answer.status}"
+        if time.monotonic() > deadline:
+            return Invariant(name, False, problem)
+        await asyncio.sleep(0.25)
 
 
 async def _delivered(rig: Rig) -> Invariant:
