@@ -34,13 +34,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from redis.maint_notifications import MaintNotificationsConfig
 
 from frostgate.errors import ErrorCode, FrostGateError
+from frostgate.store.redis_pool import redis_client
 
 __all__ = [
     "BucketPolicy",
@@ -400,19 +398,12 @@ class RedisRateLimiter:
         max_connections: int = 32,
     ) -> None:
         if isinstance(url_or_client, str):
-            pool = BlockingConnectionPool.from_url(
+            self._client = redis_client(
                 url_or_client,
+                connect_timeout=connect_timeout,
+                op_timeout=op_timeout,
                 max_connections=max_connections,
-                timeout=connect_timeout + op_timeout,
-                socket_connect_timeout=connect_timeout,
-                socket_timeout=op_timeout,
-                retry=Retry(NoBackoff(), 0),
-                # With maintenance notifications on (redis-py's "auto"), the pool skips
-                # its check for connections the server closed: after a Redis restart each
-                # of them failed one request. They are a Redis Enterprise/Cloud feature.
-                maint_notifications_config=MaintNotificationsConfig(enabled=False),
             )
-            self._client = Redis.from_pool(pool)
             self._owned = True
         else:
             self._client = url_or_client
