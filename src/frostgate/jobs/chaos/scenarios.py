@@ -31,7 +31,7 @@ from frostgate.jobs.chaos.invariants import (
     check_stored,
     outbox_state,
 )
-from frostgate.jobs.chaos.load import LoadGenerator, Outcome, chaos_event
+from frostgate.jobs.chaos.load import BURST, LoadGenerator, Outcome, chaos_event
 from frostgate.jobs.chaos.receiver import ReceiverMode
 from frostgate.jobs.chaos.rig import TENANT, Rig
 
@@ -41,6 +41,8 @@ __all__ = ["SCENARIOS", "Scenario", "ScenarioResult", "run_scenario"]
 READY_BOUND_SECONDS = 30.0
 DELIVERY_BOUND_SECONDS = 60.0
 INDEX_BOUND_SECONDS = 5.0
+#: After a fault is lifted, requests already under way may still fail for this long.
+REFUSAL_GRACE_SECONDS = 1.0
 
 Fault = Callable[["Rig", float], Awaitable[None]]
 
@@ -70,7 +72,7 @@ class Scenario:
 async def _sigkill_serve(rig: Rig, hold: float) -> None:
     await asyncio.to_thread(rig.serve.kill)
     await asyncio.sleep(hold / 4)
-    await asyncio.to_thread(rig.serve.start)  # the supervisor's restart
+    await rig.start_serve()  # the supervisor's restart; the fault lasts until it is ready
 
 
 def _sigkill_felt(seen: Observed) -> str | None:
@@ -179,7 +181,9 @@ async def run_scenario(
     stop = asyncio.Event()
     driving = asyncio.create_task(load.run(stop))
     await asyncio.sleep(duration * 0.3)
+    fault_started = time.monotonic()
     await scenario.fault(rig, duration * 0.4)
+    fault_ended = time.monotonic()
     await asyncio.sleep(duration * 0.3)
     stop.set()
     await driving
@@ -191,6 +195,7 @@ async def run_scenario(
     shown = scenario.felt(seen)
     invariants = [
         Invariant("the fault took effect", shown is not None, shown or "no sign of the fault"),
+        _refused_only_during(outcomes, fault_started, fault_ended),
         await _recovered(rig, scenario, pid_before, load),
     ]
     invariants += await asyncio.to_thread(
@@ -209,6 +214,29 @@ async def run_scenario(
         refused=_refusals(outcomes),
         unanswered=sum(1 for o in outcomes if o.status is None),
         invariants=tuple(invariants),
+    )
+
+
+def _refused_only_during(outcomes: list[Outcome], started: float, ended: float) -> Invariant:
+    """A request that did not overlap the fault (plus a second of grace) must have been
+    acknowledged: the service fails only while something it needs is down."""
+    late = ended + REFUSAL_GRACE_SECONDS
+    outside = [
+        o for o in outcomes if not o.acknowledged and (o.ended < started or o.started > late)
+    ]
+    during = sum(1 for o in outcomes if not o.acknowledged) - len(outside)
+    if outside:
+        first = min(outside, key=lambda o: o.started)
+        return Invariant(
+            "refused only while the fault lasted",
+            False,
+            f"{len(outside)} refused outside the fault, the first {first.started - ended:+.1f} s "
+            f"after it ended: {first.status} {first.error_code}",
+        )
+    return Invariant(
+        "refused only while the fault lasted",
+        True,
+        f"{during} refused or unanswered during the fault, none outside it",
     )
 
 
@@ -244,7 +272,7 @@ async def _recovered(
 async def _retried(rig: Rig, load: LoadGenerator, outcomes: list[Outcome]) -> list[Invariant]:
     acknowledged = {o.event_id for o in outcomes if o.acknowledged}
     pending = sorted({o.event_id for o in outcomes} - acknowledged)
-    gate = asyncio.Semaphore(load.concurrency)
+    gate = asyncio.Semaphore(BURST * load.concurrency)  # sensors flush their backlog
 
     async def again(event_id: str) -> Outcome:
         async with gate:
