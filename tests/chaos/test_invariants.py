@@ -25,10 +25,6 @@ def _store(env: Env, count: int) -> list[Outcome]:
     return outcomes
 
 
-def _by_name(invariants: list[object]) -> dict[str, object]:
-    return {i.name: i for i in invariants}  # type: ignore[attr-defined]
-
-
 def test_the_checker_holds_on_whole_storage(env: Env) -> None:
     outcomes = _store(env, 3)
     sent = {o.event_id for o in outcomes}
