@@ -43,6 +43,7 @@ def test_sigkill_mid_load_then_restart_keeps_every_invariant(tmp_path: Path) -> 
         "unacknowledged events acknowledged when sent again",
         "every event stored exactly once after retries",
         "bouncers see the stored mitigations",
+        "anchoring resumed",
         "outbox delivered everything",
     }
     assert result.acknowledged > 0

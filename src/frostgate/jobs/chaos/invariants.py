@@ -12,6 +12,8 @@ events broke it:
 * the ledger verifies (:func:`frostgate.decisions.ledger_audit.verify_database`, the
   ``frostgate verify`` machinery, checkpoints included);
 * the outbox delivered everything to a receiver that recovered (:func:`outbox_state`);
+* anchoring resumed: the newest signed checkpoint covers the whole decision stream
+  (:func:`anchored_sizes`);
 * bouncers are told exactly the active mitigations that are stored
   (:func:`active_mitigations` against the service's startup stream).
 
@@ -39,6 +41,7 @@ __all__ = [
     "Invariant",
     "OutboxState",
     "active_mitigations",
+    "anchored_sizes",
     "check_ledger",
     "check_stored",
     "outbox_state",
@@ -186,3 +189,18 @@ def active_mitigations(db: Database, tenant_id: str) -> frozenset[str]:
             )
         ).all()
     return frozenset(str(r.mitigation_id) for r in rows)
+
+
+def anchored_sizes(db: Database, tenant_id: str) -> tuple[int, int]:
+    """(ledger head size, newest checkpoint size) of the tenant's decision stream."""
+    stream = decision_stream(tenant_id)
+    c = schema.checkpoints
+    with db.read.connect() as conn, conn.begin():
+        bind_tenant(conn, tenant_id)
+        head = conn.execute(
+            sa.select(schema.ledger_heads.c.size).where(schema.ledger_heads.c.stream == stream)
+        ).scalar_one_or_none()
+        newest = conn.execute(
+            sa.select(sa.func.max(c.c.size)).where(c.c.stream == stream)
+        ).scalar_one_or_none()
+    return int(head or 0), int(newest or 0)

@@ -27,6 +27,7 @@ import orjson
 from frostgate.jobs.chaos.invariants import (
     Invariant,
     active_mitigations,
+    anchored_sizes,
     check_ledger,
     check_stored,
     outbox_state,
@@ -41,6 +42,7 @@ __all__ = ["SCENARIOS", "Scenario", "ScenarioResult", "run_scenario"]
 READY_BOUND_SECONDS = 30.0
 DELIVERY_BOUND_SECONDS = 60.0
 INDEX_BOUND_SECONDS = 5.0
+ANCHOR_BOUND_SECONDS = 20.0
 #: After a fault is lifted, requests already under way may still fail for this long.
 REFUSAL_GRACE_SECONDS = 1.0
 
@@ -204,6 +206,7 @@ async def run_scenario(
     invariants.append(await asyncio.to_thread(check_ledger, rig.settings))
     invariants += await _retried(rig, load, outcomes)
     invariants.append(await _bouncer_view(rig))
+    invariants.append(await _anchored(rig))
     invariants.append(await _delivered(rig))
     return ScenarioResult(
         name=scenario.name,
@@ -297,6 +300,25 @@ async def _retried(rig: Rig, load: LoadGenerator, outcomes: list[Outcome]) -> li
         answer,
         Invariant("every event stored exactly once after retries", once.held, once.detail),
     ]
+
+
+async def _anchored(rig: Rig) -> Invariant:
+    """Checkpoints are signed again after the fault: the newest covers every decision
+    (checkpoints every 2 s in a maintenance pass of at most 5 s)."""
+    name = "anchoring resumed"
+    deadline = time.monotonic() + ANCHOR_BOUND_SECONDS
+    while True:
+        size, anchored = await asyncio.to_thread(anchored_sizes, rig.db, TENANT)
+        if anchored == size:
+            return Invariant(name, True, f"checkpoint at {anchored} covers all {size} decisions")
+        if time.monotonic() > deadline:
+            return Invariant(
+                name,
+                False,
+                f"after {ANCHOR_BOUND_SECONDS:.0f} s the newest checkpoint is at {anchored} "
+                f"of {size}",
+            )
+        await asyncio.sleep(0.5)
 
 
 async def _bouncer_view(rig: Rig) -> Invariant:
