@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from frostgate.jobs.chaos import check_ledger, check_stored
+from frostgate.jobs.chaos.invariants import refused_only_during
 from frostgate.jobs.chaos.load import Outcome, chaos_event
 from tests.conftest import Env
 
@@ -83,3 +84,18 @@ def test_a_rewritten_decision_row_fails_ledger_verification(env: Env) -> None:
     verdict = check_ledger(env.settings)
     assert not verdict.held
     assert "decisions/acme" in verdict.detail
+
+
+def test_a_refusal_outside_the_fault_breaks_the_invariant() -> None:
+    # The fault lasted from t=10 to t=14; grace 1 s.
+    during = Outcome("a", 503, "STORAGE_UNAVAILABLE", started=11.0, ended=11.1)
+    overlapping = Outcome("b", None, "connection failed", started=9.9, ended=10.2)
+    in_grace = Outcome("c", 503, "STORAGE_UNAVAILABLE", started=14.5, ended=14.6)
+    fine = Outcome("d", 200, None, started=20.0, ended=20.1)
+    held = refused_only_during([during, overlapping, in_grace, fine], 10.0, 14.0, 1.0)
+    assert held.held, held.detail
+    after = Outcome("e", 503, "RATE_LIMITER_UNAVAILABLE", started=16.0, ended=16.1)
+    before = Outcome("f", 503, "STORAGE_UNAVAILABLE", started=2.0, ended=2.1)
+    broken = refused_only_during([during, after, before], 10.0, 14.0, 1.0)
+    assert not broken.held
+    assert broken.detail.startswith("2 refused outside the fault, the first sent -8.0 s")

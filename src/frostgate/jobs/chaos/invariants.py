@@ -17,7 +17,8 @@ events broke it:
 * bouncers are told exactly the active mitigations that are stored
   (:func:`active_mitigations` against the service's startup stream).
 
-An event that was refused or got no answer may be stored or absent; the checks above
+Refusals are allowed only while the fault lasts (:func:`refused_only_during`). An event
+that was refused or got no answer may be stored or absent; the checks above
 decide whether what is stored is whole.
 """
 
@@ -45,6 +46,7 @@ __all__ = [
     "check_ledger",
     "check_stored",
     "outbox_state",
+    "refused_only_during",
 ]
 
 #: Threat levels an endpoint created with ``min_threat_level=high`` is alerted for.
@@ -204,3 +206,29 @@ def anchored_sizes(db: Database, tenant_id: str) -> tuple[int, int]:
             sa.select(sa.func.max(c.c.size)).where(c.c.stream == stream)
         ).scalar_one_or_none()
     return int(head or 0), int(newest or 0)
+
+
+def refused_only_during(
+    outcomes: Sequence[Outcome], started: float, ended: float, grace: float
+) -> Invariant:
+    """A request that did not overlap the fault (from ``started`` to ``ended`` plus
+    ``grace``, monotonic seconds) must have been acknowledged: the service may fail only
+    while something it needs is down."""
+    late = ended + grace
+    outside = [
+        o for o in outcomes if not o.acknowledged and (o.ended < started or o.started > late)
+    ]
+    during = sum(1 for o in outcomes if not o.acknowledged) - len(outside)
+    if outside:
+        first = min(outside, key=lambda o: o.started)
+        return Invariant(
+            "refused only while the fault lasted",
+            False,
+            f"{len(outside)} refused outside the fault, the first sent "
+            f"{first.started - started:+.1f} s from its start: {first.status} {first.error_code}",
+        )
+    return Invariant(
+        "refused only while the fault lasted",
+        True,
+        f"{during} refused or unanswered during the fault, none outside it",
+    )
