@@ -1,6 +1,7 @@
 """``frostgate chaos`` for real: its own PostgreSQL, Redis, server and receiver.
 
-The short SIGKILL scenario runs in the normal suite (about 20 s). Every scenario, in
+The short SIGKILL scenario runs in the normal suite, on PostgreSQL and on SQLite (about
+35 s together). Every scenario, in
 rounds, is the command itself (``frostgate chaos --rounds 2``), not a suite test: it
 takes minutes.
 """
@@ -24,10 +25,18 @@ needs_servers = pytest.mark.skipif(
 
 
 @needs_servers
-def test_sigkill_mid_load_then_restart_keeps_every_invariant(tmp_path: Path) -> None:
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_sigkill_mid_load_then_restart_keeps_every_invariant(tmp_path: Path, database: str) -> None:
     sigkill = next(s for s in SCENARIOS if s.name == "sigkill-serve")
     report = asyncio.run(
-        run_chaos(tmp_path, rounds=1, duration=3.0, concurrency=2, scenarios=[sigkill])
+        run_chaos(
+            tmp_path,
+            rounds=1,
+            duration=3.0,
+            concurrency=2,
+            scenarios=[sigkill],
+            databases=[database],
+        )
     )
     assert report.errors == []
     (result,) = report.results
@@ -50,5 +59,8 @@ def test_sigkill_mid_load_then_restart_keeps_every_invariant(tmp_path: Path) -> 
     assert result.unanswered > 0
     written = json.loads((tmp_path / "result.json").read_text())
     assert written["passed"] is True
-    assert (tmp_path / "round-1" / "serve.log").read_text().count("--- start") == 2
-    assert "database system is shut down" in (tmp_path / "round-1" / "postgres.log").read_text()
+    assert result.database == database
+    evidence = tmp_path / "round-1" / database
+    assert (evidence / "serve.log").read_text().count("--- start") == 2
+    if database == "postgresql":
+        assert "database system is shut down" in (evidence / "postgres.log").read_text()

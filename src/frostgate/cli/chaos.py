@@ -28,13 +28,22 @@ def report_table(report: ChaosReport) -> Table:
         title=f"frostgate chaos: {verdict} in {report.seconds:.1f} s",
         caption=f"evidence in {report.evidence_dir}/",
     )
-    for column in ("round", "scenario", "time", "events (2xx / sent)", "invariant", "result"):
+    for column in (
+        "round",
+        "database",
+        "scenario",
+        "time",
+        "events (2xx / sent)",
+        "invariant",
+        "result",
+    ):
         table.add_column(column)
     for r in report.results:
         for number, inv in enumerate(r.invariants):
             first = number == 0
             table.add_row(
                 str(r.round) if first else "",
+                r.database if first else "",
                 r.name if first else "",
                 f"{r.seconds:.1f} s" if first else "",
                 f"{r.acknowledged} / {r.sent}" if first else "",
@@ -63,7 +72,10 @@ def chaos(
 
     def progress(result: ScenarioResult) -> None:
         mark = "[green]pass[/green]" if result.passed else "[red]FAIL[/red]"
-        err.print(f"  {mark} round {result.round} {result.name} ({result.seconds:.1f} s)")
+        err.print(
+            f"  {mark} round {result.round} {result.database} {result.name}"
+            f" ({result.seconds:.1f} s)"
+        )
 
     err.print(f"chaos: {rounds} round(s), evidence in {folder}")
     report = asyncio.run(

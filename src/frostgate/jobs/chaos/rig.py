@@ -1,9 +1,11 @@
 """The world one chaos round runs in, built from nothing and torn down after.
 
-A private PostgreSQL cluster set up by ``frostgate db init`` (the service logs in as the
-unprivileged application role, under row-level security, as in production), a private
-Redis holding rate limits, windows and the replay cache, a loopback webhook receiver,
-one tenant with one key and one alert endpoint, and one ``frostgate serve``. The
+Its database is one of the two FrostGate runs on: a private PostgreSQL cluster set up by
+``frostgate db init`` (the service logs in as the unprivileged application role, under
+row-level security, as in production), or the embedded SQLite file in the service's data
+directory (the single-site default). Besides: a private Redis holding rate limits,
+windows and the replay cache, a loopback webhook receiver, one tenant with one key and
+one alert endpoint, and one ``frostgate serve``. The
 service's egress allowlist names only the receiver's port, under the ``test`` profile;
 nothing about the production policy changes.
 """
@@ -33,12 +35,14 @@ from frostgate.jobs.chaos.processes import (
 from frostgate.jobs.chaos.receiver import WebhookReceiver
 from frostgate.security import TENANT_SCOPES, admin
 from frostgate.security.peppers import load_peppers
-from frostgate.store import Database, open_database
+from frostgate.store import Database, open_database, upgrade
 from frostgate.store.roles import DEFAULT_APP, DEFAULT_OWNER, init_roles
 
-__all__ = ["TENANT", "Rig", "RigError", "open_rig"]
+__all__ = ["DATABASES", "TENANT", "Rig", "RigError", "open_rig"]
 
 TENANT = "chaos"
+#: The databases a round runs on, in order.
+DATABASES = ("postgresql", "sqlite")
 _DATABASE = "frostgate"
 
 #: Service settings that make recovery observable within a scenario: short delivery
@@ -69,7 +73,7 @@ class RigError(RuntimeError):
 class Rig:
     root: Path
     evidence: Path
-    postgres: PrivatePostgres
+    postgres: PrivatePostgres | None
     redis: PrivateRedis
     serve: ServeProcess
     receiver: WebhookReceiver
@@ -79,6 +83,16 @@ class Rig:
     key: str = ""
     endpoint_id: str = ""
     sent: set[str] = field(default_factory=set)
+
+    @property
+    def database(self) -> str:
+        return "sqlite" if self.postgres is None else "postgresql"
+
+    def own_postgres(self) -> PrivatePostgres:
+        """The round's PostgreSQL; a scenario that needs one never runs on SQLite."""
+        if self.postgres is None:
+            raise RigError("this round runs on SQLite: there is no PostgreSQL to stop")
+        return self.postgres
 
     @property
     def auth(self) -> dict[str, str]:
@@ -110,27 +124,34 @@ class Rig:
         await self.receiver.close()
         self.db.dispose()
         await asyncio.to_thread(self.redis.kill)
+        logs = [self.redis.log]
         try:
-            await asyncio.to_thread(self.postgres.stop, "fast")
+            if self.postgres is not None:
+                logs.append(self.postgres.log)
+                await asyncio.to_thread(self.postgres.stop, "fast")
         finally:
-            for log in (self.postgres.log, self.redis.log):
+            for log in logs:
                 if log.exists():
                     shutil.copy(log, self.evidence / log.name)
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-async def open_rig(evidence: Path) -> Rig:
-    """Build a round's world; on failure, whatever was started is stopped again."""
+async def open_rig(evidence: Path, database: str) -> Rig:
+    """Build a round's world on ``database`` (``postgresql`` or ``sqlite``); on failure,
+    whatever was started is stopped again."""
+    if database not in DATABASES:
+        raise ValueError(f"database must be one of {DATABASES}")
     evidence.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="frostgate-chaos-"))
     # Traverse only (no listing): the postgres user must reach its own subdirectory.
     os.chmod(root, 0o711)  # noqa: S103
-    postgres = PrivatePostgres(root / "pg", await free_port())
+    postgres = None
+    if database == "postgresql":
+        postgres = PrivatePostgres(root / "pg", await free_port())
     redis = PrivateRedis(root / "redis", await free_port())
     receiver = WebhookReceiver()
     await receiver.start()
     port = await free_port()
-    superuser_url = f"postgresql://postgres@127.0.0.1:{postgres.port}/{_DATABASE}"
     peppers = "c1:" + secrets.token_hex(32)
     data_dir = root / "fg"
     data_dir.mkdir()
@@ -138,13 +159,16 @@ async def open_rig(evidence: Path) -> Rig:
     env.update(
         _SERVICE_TUNING,
         FG_DATA_DIR=str(data_dir),
-        FG_DB_URL=f"postgresql://{DEFAULT_APP}@127.0.0.1:{postgres.port}/{_DATABASE}",
         FG_KEY_PEPPERS=peppers,
         FG_REDIS_URL=redis.url,
         FG_EGRESS_ALLOW_HOSTS=f"127.0.0.1:{receiver.port}",
     )
+    owner_url = ""  # empty: SQLite in the data directory
+    if postgres is not None:
+        owner_url = f"postgresql://postgres@127.0.0.1:{postgres.port}/{_DATABASE}"
+        env["FG_DB_URL"] = f"postgresql://{DEFAULT_APP}@127.0.0.1:{postgres.port}/{_DATABASE}"
     settings = Settings(
-        profile=Profile.TEST, data_dir=data_dir, db_url=superuser_url, key_peppers=peppers
+        profile=Profile.TEST, data_dir=data_dir, db_url=owner_url, key_peppers=peppers
     )
     rig = Rig(
         root=root,
@@ -154,23 +178,26 @@ async def open_rig(evidence: Path) -> Rig:
         serve=ServeProcess(env, port, evidence / "serve.log"),
         receiver=receiver,
         client=service_client(port),
-        db=open_database(superuser_url),
+        db=open_database(settings.database_url),
         settings=settings,
     )
     try:
-        await asyncio.to_thread(postgres.init)
-        await asyncio.to_thread(postgres.start)
+        if postgres is not None:
+            await asyncio.to_thread(postgres.init)
+            await asyncio.to_thread(postgres.start)
+            await asyncio.to_thread(
+                init_roles,
+                postgres.admin_url,
+                _DATABASE,
+                DEFAULT_OWNER,
+                DEFAULT_APP,
+                None,
+                owner_password=None,
+                create_database=True,
+            )
+        else:
+            await asyncio.to_thread(upgrade, rig.db.write)
         await asyncio.to_thread(redis.start)
-        await asyncio.to_thread(
-            init_roles,
-            postgres.admin_url,
-            _DATABASE,
-            DEFAULT_OWNER,
-            DEFAULT_APP,
-            None,
-            owner_password=None,
-            create_database=True,
-        )
         await asyncio.to_thread(_tenant_and_key, rig)
         await rig.start_serve()
         await _alert_endpoint(rig)

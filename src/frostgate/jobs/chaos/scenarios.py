@@ -39,7 +39,7 @@ from frostgate.jobs.chaos.invariants import (
 )
 from frostgate.jobs.chaos.load import BURST, LoadGenerator, Outcome, chaos_event
 from frostgate.jobs.chaos.receiver import ReceiverMode
-from frostgate.jobs.chaos.rig import TENANT, Rig
+from frostgate.jobs.chaos.rig import DATABASES, TENANT, Rig
 
 __all__ = ["SCENARIOS", "Scenario", "ScenarioResult", "run_scenario"]
 
@@ -74,6 +74,7 @@ class Scenario:
     fault: Fault
     felt: Felt
     kills_serve: bool = False
+    databases: frozenset[str] = frozenset(DATABASES)
 
 
 async def _sigkill_serve(rig: Rig, hold: float) -> None:
@@ -133,8 +134,12 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "postgres-restart",
         "PostgreSQL stopped (immediate) and started",
-        _outage(lambda rig: rig.postgres.stop("immediate"), lambda rig: rig.postgres.start()),
+        _outage(
+            lambda rig: rig.own_postgres().stop("immediate"),
+            lambda rig: rig.own_postgres().start(),
+        ),
         _refused_with("STORAGE_UNAVAILABLE"),
+        databases=frozenset({"postgresql"}),
     ),
     Scenario(
         "redis-restart",
@@ -155,6 +160,7 @@ SCENARIOS: tuple[Scenario, ...] = (
 class ScenarioResult:
     name: str
     round: int
+    database: str
     seconds: float
     sent: int
     acknowledged: int
@@ -216,6 +222,7 @@ async def run_scenario(
     return ScenarioResult(
         name=scenario.name,
         round=round_number,
+        database=rig.database,
         seconds=time.monotonic() - started,
         sent=len(outcomes),
         acknowledged=sum(1 for o in outcomes if o.acknowledged),
