@@ -14,6 +14,7 @@ from rich.table import Column, Table
 
 from frostgate.cli import release_gate as gate_module
 from frostgate.cli import verify as verify_module
+from frostgate.cli.chaos import chaos
 from frostgate.cli.db import app as db_app
 from frostgate.cli.rules import policy_problems, rules_app
 from frostgate.cli.simulate import simulate
@@ -42,6 +43,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.command("verify")(verify_module.verify)
 app.command("simulate")(simulate)
+app.command("chaos")(chaos)
 app.add_typer(rules_app, name="rules")
 app.command("release-gate")(gate_module.release_gate)
 app.command("ci-checks")(gate_module.ci_checks_command)

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from frostgate.engine import WindowProbe, WindowState
 from frostgate.errors import ErrorCode, FrostGateError
+from frostgate.store.redis_pool import redis_client
 
 __all__ = ["MemoryWindowStore", "RedisWindowStore", "WindowStore"]
 
@@ -170,7 +170,7 @@ class RedisWindowStore:
         timeout: float = 0.25,
         max_members: int = DEFAULT_MAX_MEMBERS,
     ) -> None:
-        self._client = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._client = redis_client(url, connect_timeout=timeout, op_timeout=timeout)
         self._prefix = key_prefix
         self._timeout = timeout
         self._cap = max_members

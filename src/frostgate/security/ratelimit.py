@@ -34,12 +34,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from frostgate.errors import ErrorCode, FrostGateError
+from frostgate.store.redis_pool import redis_client
 
 __all__ = [
     "BucketPolicy",
@@ -379,7 +378,8 @@ class RedisRateLimiter:
     ``url_or_client``: a ``redis://`` URL, for which this limiter builds and owns a client
     with ``connect_timeout`` / ``op_timeout`` socket timeouts, a bounded pool of
     ``max_connections`` (a burst of requests waits for a free connection instead of opening
-    hundreds) and no automatic retries (the script is not idempotent: a retry after a lost
+    hundreds; a pooled connection the server closed is replaced before use, never failed
+    on a request) and no automatic retries (the script is not idempotent: a retry after a lost
     reply would take tokens twice); or an existing ``redis.asyncio.Redis``, which ``close``
     leaves open. Either way each call has an overall deadline of
     ``connect_timeout + op_timeout``, waiting for a pooled connection included.
@@ -398,15 +398,12 @@ class RedisRateLimiter:
         max_connections: int = 32,
     ) -> None:
         if isinstance(url_or_client, str):
-            pool = BlockingConnectionPool.from_url(
+            self._client = redis_client(
                 url_or_client,
+                connect_timeout=connect_timeout,
+                op_timeout=op_timeout,
                 max_connections=max_connections,
-                timeout=connect_timeout + op_timeout,
-                socket_connect_timeout=connect_timeout,
-                socket_timeout=op_timeout,
-                retry=Retry(NoBackoff(), 0),
             )
-            self._client = Redis.from_pool(pool)
             self._owned = True
         else:
             self._client = url_or_client

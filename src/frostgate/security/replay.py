@@ -15,10 +15,10 @@ import time
 from collections import OrderedDict
 from typing import Protocol
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from frostgate.errors import ErrorCode, FrostGateError
+from frostgate.store.redis_pool import redis_client
 
 __all__ = ["MemoryReplayCache", "RedisReplayCache", "ReplayCache"]
 
@@ -62,7 +62,7 @@ class MemoryReplayCache:
 
 class RedisReplayCache:
     def __init__(self, url: str, key_prefix: str = "fg:hook:", timeout: float = 0.5) -> None:
-        self._client = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._client = redis_client(url, connect_timeout=timeout, op_timeout=timeout)
         self._prefix = key_prefix
         self._timeout = timeout
 
