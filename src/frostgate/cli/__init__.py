@@ -8,6 +8,7 @@ import re
 import sys
 from datetime import timedelta
 
+import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.table import Column, Table
@@ -62,6 +63,18 @@ def _parse_ttl(text: str) -> timedelta:
     if match is None or int(match.group(1)) == 0:
         raise typer.BadParameter("use a number and a unit: 30s, 15m, 12h, 30d, 2w")
     return timedelta(seconds=int(match.group(1)) * _TTL_UNITS[match.group(2)])
+
+
+def _schema_problems() -> list[str]:
+    """Why the database cannot be served from, if it cannot: unreachable, or behind."""
+    try:
+        current = is_migrated(_db().read)
+    except sa.exc.SQLAlchemyError as exc:
+        reason = str(exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc)
+        return [f"database unreachable: {reason.strip().splitlines()[0]}"]
+    if not current:
+        return ["schema not current: run 'frostgate migrate' (or 'frostgate db init')"]
+    return []
 
 
 def _db() -> Database:
@@ -120,8 +133,8 @@ def serve(
 
     settings = get_settings()
     problems = all_problems(settings) + policy_problems(settings)
-    if not problems and not is_migrated(_db().read):
-        problems = ["schema not current: run 'frostgate migrate' (or 'frostgate db init')"]
+    if not problems:
+        problems = _schema_problems()
     if problems:
         for problem in problems:
             console.print(f"[red]refusing to start:[/red] {problem}")
