@@ -111,6 +111,7 @@ class FuzzReport:
     """What one run did: cases sent per operation and per credential, distinct failures."""
 
     requested: int
+    seed: int = 0
     cases: int = 0
     seconds: float = 0.0
     operations: Counter[str] = field(default_factory=Counter)
@@ -121,6 +122,7 @@ class FuzzReport:
     def as_dict(self) -> dict[str, Any]:
         return {
             "requested": self.requested,
+            "seed": self.seed,
             "cases": self.cases,
             "seconds": round(self.seconds, 1),
             "operations": dict(sorted(self.operations.items())),
@@ -291,7 +293,7 @@ def run_fuzz(target: FuzzTarget, cases: int, *, seed: int = 0) -> FuzzReport:
     run is reproducible; rounds repeat until enough cases were sent (an operation with a
     small input space, like ``GET /health/live``, runs out of distinct cases early).
     """
-    report = FuzzReport(requested=cases)
+    report = FuzzReport(requested=cases, seed=seed)
     operations = [result.ok() for result in target.schema.get_all_operations()]
     modes = (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
     started = time.monotonic()
