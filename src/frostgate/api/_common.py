@@ -87,7 +87,9 @@ def parse_time(value: str | None) -> datetime | None:
 def parse_cursor(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 18:
+    # ASCII only: str.isdigit() also holds for "²" (int() then raises: a 500) and for
+    # other scripts' digits (int() accepts those: a second spelling of one cursor).
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise FrostGateError(ErrorCode.CURSOR_INVALID)
     return int(value)
 
