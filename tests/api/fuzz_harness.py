@@ -7,7 +7,9 @@ Why it is built this way:
   its schema is the ``/openapi.json`` it serves, so a wrong declaration is a finding.
 * Every case is sent with one of several credentials (tenant A's key, a narrow-scoped or
   revoked key of A, the platform key, garbage, none), so each operation's auth-failure
-  paths are fuzzed as well as its handler.
+  paths are fuzzed as well as its handler. Half the cases for the signed hook route are
+  signed with tenant A's hook-source secret over the exact bytes sent, so the fuzzed
+  body reaches the hook handler instead of stopping at the signature check.
 * Tenant B is seeded through the API with decisions, mitigations, webhooks, hook sources
   and keys whose ids and texts carry a unique marker. B's ids are offered as path
   parameters to A's requests; no response to A may contain a marker or one of B's ids.
@@ -21,6 +23,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 import time
@@ -34,12 +37,13 @@ from pathlib import Path
 from typing import Any
 
 import hypothesis
+import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.errors import FailureGroup
-from schemathesis.python.asgi import ASGIClient, shutdown_lifespans
+from schemathesis.python.asgi import HOST, ASGIClient, shutdown_lifespans
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -51,6 +55,7 @@ from frostgate.api import build_app
 from frostgate.config import Profile, Settings
 from frostgate.security import PLATFORM_SCOPES, TENANT_SCOPES, admin
 from frostgate.security.peppers import load_peppers
+from frostgate.security.webhook_signature import decode_secret, signed_headers
 from frostgate.store import Database
 from tests.conftest import TEST_PEPPERS
 from tests.egress.receivers import Receiver
@@ -149,6 +154,9 @@ class FuzzTarget:
     schema: Any
     keys: dict[str, str]
     seeded: Seeded
+    #: Tenant A's hook source (id, key): signed deliveries reach the hook handler.
+    hook_source: tuple[str, bytes]
+    hook_ids: Iterator[int] = field(default_factory=itertools.count)
 
 
 async def _documentation_address(host: str, port: int) -> list[Any]:
@@ -257,12 +265,40 @@ def served(settings: Settings, db: Database, receiver: Receiver) -> Iterator[Fuz
     try:
         with client:
             seeded = seed_tenant_b(client, keys["tenant-b"], receiver.port)
+            auth_a = {"Authorization": f"Bearer {keys['tenant-a']}"}
+            source = client.post("/v1/hook-sources", json={"name": "fuzz-a"}, headers=auth_a)
+            hook = _created(source, "tenant A's hook source")
             raw = client.get("/openapi.json")
             raw.raise_for_status()
             schema = schemathesis.openapi.from_dict(raw.json())
-            yield FuzzTarget(client=client, schema=schema, keys=keys, seeded=seeded)
+            hook_source = (hook["source_id"], decode_secret(hook["secret"]))
+            yield FuzzTarget(client, schema, keys, seeded, hook_source)
     finally:
         shutdown_lifespans()
+
+
+def _send_signed(target: FuzzTarget, case: Any, timeout: float) -> Any:
+    """Send ``case`` to A's hook source with a valid Standard Webhooks signature over the
+    exact bytes sent, so the fuzzed body reaches the hook handler (the signature itself
+    is fuzzed by tests/webhooks and tests/fuzz)."""
+    source_id, key = target.hook_source
+    case.path_parameters["source_id"] = source_id
+    sent = case.as_transport_kwargs(base_url=f"http://{HOST}")
+    prepared = target.client.prepare_request(
+        requests.Request(
+            method=sent["method"],
+            url=sent["url"],
+            headers=sent.get("headers"),
+            params=sent.get("params"),
+            json=sent.get("json"),
+            data=sent.get("data"),
+        )
+    )
+    body = prepared.body or b""
+    body = body.encode() if isinstance(body, str) else body
+    msg_id = f"fuzz-{next(target.hook_ids)}"
+    prepared.headers.update(signed_headers(key, msg_id, int(time.time()), body))
+    return target.client.send(prepared, timeout=timeout)
 
 
 def _auth_headers(kind: str, keys: dict[str, str], garbage: str) -> dict[str, str]:
@@ -339,8 +375,9 @@ def _fuzz_operation(
         kind=st.sampled_from(AUTH_KINDS),
         garbage=_GARBAGE,
         aim=aimed,
+        signed=st.booleans(),
     )
-    def one(case: Any, kind: str, garbage: str, aim: dict[str, str | None]) -> None:
+    def one(case: Any, kind: str, garbage: str, aim: dict[str, str | None], signed: bool) -> None:
         if case.path_parameters:
             for name in case.path_parameters:
                 if aim.get(name) is not None:
@@ -350,7 +387,11 @@ def _fuzz_operation(
         headers.update(_auth_headers(kind, target.keys, garbage))
         case.headers = headers
         timeout = STREAM_SECONDS if stream else REQUEST_SECONDS
-        response = case.call(session=target.client, timeout=timeout)
+        if signed and operation.path == "/v1/hooks/{source_id}":
+            kind = "signed-hook"
+            response = _send_signed(target, case, timeout)
+        else:
+            response = case.call(session=target.client, timeout=timeout)
         report.cases += 1
         report.operations[label] += 1
         report.auth[kind] += 1
@@ -360,7 +401,7 @@ def _fuzz_operation(
             case.validate_response(response, checks=CHECKS)
         except FailureGroup as group:
             problems += [f"{f.code} {f}" for f in group.exceptions]
-        if kind in ("tenant-a", "narrow-a"):
+        if kind in ("tenant-a", "narrow-a", "signed-hook"):  # answered as tenant A
             leaked = _leaks(response.text, target.seeded)
             if leaked:
                 problems.append(f"tenant A's response contains tenant B's data: {leaked}")
