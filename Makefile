@@ -7,7 +7,7 @@ FG := $(VENV)/bin/frostgate
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test test-sqlite test-postgres lint release-gate ci-checks bench bench-tools clean
+.PHONY: install run test test-sqlite test-postgres lint release-gate ci-checks fuzz bench bench-tools clean
 
 $(UV): tools/uv-requirements.txt
 	$(PYTHON) -m venv $(TOOLS)
@@ -41,6 +41,20 @@ release-gate: install
 # The gate's fast subset that .ci/run adds after lint and test (not a release gate).
 ci-checks: install
 	$(FG) ci-checks
+
+# Nightly-sized fuzzing (docs/release-gate.md): schemathesis over every API operation
+# (FUZZ_CASES generated cases, a new seed each run, report in var/fuzz/api-fuzz.json), then
+# each atheris target for FUZZ_SECONDS (corpus kept in var/fuzz/, crashes written there).
+FUZZ_CASES ?= 50000
+FUZZ_SECONDS ?= 60
+fuzz: install
+	mkdir -p var/fuzz/corpus-keys var/fuzz/corpus-webhooks
+	FG_FUZZ_CASES=$(FUZZ_CASES) FG_FUZZ_REPORT=var/fuzz/api-fuzz.json FG_FUZZ_SEED=$$(date +%s) \
+		$(PY) -m pytest -q -p no:cacheprovider tests/api/test_api_fuzz.py
+	$(PY) tests/fuzz/atheris_key_parser.py -max_total_time=$(FUZZ_SECONDS) \
+		-artifact_prefix=var/fuzz/ -print_final_stats=1 var/fuzz/corpus-keys
+	$(PY) tests/fuzz/atheris_webhook_signature.py -max_total_time=$(FUZZ_SECONDS) \
+		-artifact_prefix=var/fuzz/ -print_final_stats=1 var/fuzz/corpus-webhooks
 
 # The load generator and the reference the bouncer benchmark compares against, from
 # Debian's packages (root). CrowdSec's installer registers with its online API unless

@@ -23,16 +23,19 @@ import typer
 
 from frostgate.cli import app
 from frostgate.jobs.release_gate import (
+    API_FUZZ_MIN_CASES,
     CI_CHECKS,
     CI_OMITS,
     MAX_WORKERS,
     Check,
     Step,
     declared_checks,
+    judge_api_fuzz,
     judge_dependency_audit,
     judge_route_inventory,
     run_gate,
 )
+from frostgate.security import ROUTES
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -50,6 +53,7 @@ REQUIRED = {
     "bandit",
     "egress-only",
     "forwarding-headers",
+    "api-fuzz",
 }
 #: Run by ``make lint`` and ``make test`` in ``.ci/run``.
 LINT_AND_TEST = {"ruff-check", "ruff-format", "mypy", "pytest-sqlite", "pytest-postgres"}
@@ -435,6 +439,66 @@ def test_dependency_audit_fails_when_the_export_has_no_pins(tmp_path: Path) -> N
     assert "no pinned requirements" in verdict
 
 
+# --- api-fuzz: the judge counts the cases in the run's own report -----------------------
+
+
+def _fuzz_report(path: Path, **changes: object) -> Path:
+    """A report as ``tests/api/test_api_fuzz.py`` writes it, for a clean run."""
+    operations = {f"{r.method} {r.path}": 100 for r in ROUTES if r.path != "/openapi.json"}
+    report: dict[str, object] = {
+        "requested": API_FUZZ_MIN_CASES,
+        "cases": sum(operations.values()),
+        "operations": operations,
+        "failures": [],
+    }
+    report.update(changes)
+    path.write_text(json.dumps(report))
+    return path
+
+
+def test_api_fuzz_passes_a_clean_report_of_enough_cases(tmp_path: Path) -> None:
+    assert API_FUZZ_MIN_CASES >= 5000  # issue 7: at least 5,000 generated cases in the gate
+    assert judge_api_fuzz(_fuzz_report(tmp_path / "r.json"), []) is None
+
+
+def test_api_fuzz_fails_when_fewer_cases_were_sent(tmp_path: Path) -> None:
+    report = _fuzz_report(tmp_path / "r.json", cases=API_FUZZ_MIN_CASES - 1)
+    verdict = judge_api_fuzz(report, [])
+    assert verdict is not None
+    assert f"only {API_FUZZ_MIN_CASES - 1} cases" in verdict
+
+
+def test_api_fuzz_fails_on_a_failure_a_missing_operation_or_no_report(tmp_path: Path) -> None:
+    failure = {"operation": "GET /v1/stats", "problem": "ST103", "status": 500}
+    failed = judge_api_fuzz(_fuzz_report(tmp_path / "f.json", failures=[failure]), [])
+    assert failed is not None
+    assert "GET /v1/stats" in failed
+    operations = {f"{r.method} {r.path}": 200 for r in ROUTES[3:]}
+    partial_run = judge_api_fuzz(_fuzz_report(tmp_path / "p.json", operations=operations), [])
+    assert partial_run is not None
+    assert "never exercised: GET /health/live" in partial_run
+    inflated = judge_api_fuzz(_fuzz_report(tmp_path / "i.json", cases=10**6), [])
+    assert inflated is not None
+    assert "per operation" in inflated
+    absent = judge_api_fuzz(tmp_path / "missing.json", [])
+    assert absent is not None
+    assert "no readable fuzz report" in absent
+    (tmp_path / "garbled.json").write_text('{"cases": "many"}')
+    garbled = judge_api_fuzz(tmp_path / "garbled.json", [])
+    assert garbled is not None
+    assert "no readable fuzz report" in garbled
+
+
+def test_the_api_fuzz_check_asks_for_the_minimum_and_is_judged(tmp_path: Path) -> None:
+    check = _declared("api-fuzz", ROOT, tmp_path)
+    assert check.env["FG_FUZZ_CASES"] == str(API_FUZZ_MIN_CASES)
+    assert Path(check.env["FG_FUZZ_REPORT"]).parent == tmp_path
+    assert check.steps[0].argv[-1] == "tests/api/test_api_fuzz.py"
+    assert (ROOT / check.steps[0].argv[-1]).is_file()
+    assert isinstance(check.judge, partial)
+    assert check.judge.func is judge_api_fuzz
+
+
 # --- the command, end to end -------------------------------------------------------------
 
 
@@ -479,3 +543,4 @@ def test_release_gate_command_executes_every_declared_check(tmp_path: Path) -> N
     assert not results["mypy"]["passed"]  # no package to type-check
     assert not results["lock"]["passed"]  # no uv, no lock: fails closed
     assert not results["dependency-audit"]["passed"]
+    assert not results["api-fuzz"]["passed"]  # no fuzz test, no report: fails closed

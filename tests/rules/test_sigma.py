@@ -327,6 +327,12 @@ detection:
             "Sigma field 'failures': 'failures' holds whole numbers, not 'many'",
         ),
         (
+            # "²".isdigit() is true and int("²") raises: this was a bare ValueError
+            'detection:\n  s: {failures: "\u00b2"}\n  condition: s\n',
+            "failures: ",
+            "Sigma field 'failures': 'failures' holds whole numbers, not '\u00b2'",
+        ),
+        (
             "detection:\n  s: {User: x}\n  condition: s\nfrostgate:\n  points: lots\n",
             "points: lots",
             "frostgate.points: 'lots' is not of type 'integer'",

@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -128,3 +128,97 @@ def test_arbitrary_signature_headers_never_crash(header: str) -> None:
     headers = {"webhook-id": "m", "webhook-timestamp": "100", "webhook-signature": header}
     with pytest.raises(SignatureRejected):
         verify([key], headers, b"{}", now=100)
+
+
+KEY = b"k" * 32
+
+
+@pytest.mark.parametrize(
+    "stamp", ["0100", "00", "+100", " 100", "100 ", "1_00", "\uff11\uff10\uff10"]
+)
+def test_a_timestamp_not_in_canonical_decimal_is_refused(stamp: str) -> None:
+    """The signed content must be the header as received: "0100" once verified against
+    a signature over "100" (found by the mutation property below)."""
+    headers = signed_headers(KEY, "m1", 100, b"{}")
+    headers["webhook-timestamp"] = stamp
+    with pytest.raises(SignatureRejected, match="malformed webhook-timestamp"):
+        verify([KEY], headers, b"{}", now=100)
+
+
+# --- properties (issue 7, part 4): mutations, arbitrary headers, the tolerance window -----
+
+ids = st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)
+header_names = st.sampled_from(["webhook-id", "webhook-timestamp", "webhook-signature"])
+
+
+def _mutated(data: bytes, position: int, insert: bytes, delete: bool) -> bytes:
+    at = position % (len(data) + 1)
+    if delete:
+        return data[:at] + data[at + 1 :]
+    return data[:at] + insert + data[at:]
+
+
+@given(
+    msg_id=ids,
+    body=st.binary(max_size=256),
+    now=st.integers(min_value=10**6, max_value=10**11),
+    field=st.sampled_from(["webhook-id", "webhook-timestamp", "body", "mac"]),
+    position=st.integers(min_value=0, max_value=300),
+    insert=st.text(min_size=1, max_size=3).map(str.encode),
+    delete=st.booleans(),
+)
+def test_any_mutation_of_id_timestamp_body_or_mac_is_refused(
+    msg_id: str, body: bytes, now: int, field: str, position: int, insert: bytes, delete: bool
+) -> None:
+    headers = signed_headers(KEY, msg_id, now, body)
+    mac = headers["webhook-signature"].removeprefix("v1,")
+    parts = {"webhook-id": msg_id, "webhook-timestamp": str(now), "mac": mac}
+    if field == "body":
+        new = _mutated(body, position, insert, delete)
+        assume(new != body)
+        body = new
+    else:
+        new_text = _mutated(parts[field].encode(), position, insert, delete).decode()
+        assume(new_text != parts[field])
+        if field == "mac":
+            headers["webhook-signature"] = "v1," + new_text
+        else:
+            headers[field] = new_text
+    with pytest.raises(SignatureRejected):
+        verify([KEY], headers, body, now=now)
+
+
+@given(
+    headers=st.dictionaries(
+        header_names | st.text(max_size=20),
+        st.text(max_size=200) | st.from_regex(r"v1,[A-Za-z0-9+/=]{40,48}( v1,[ -~]{0,50})?"),
+        max_size=5,
+    ),
+    body=st.binary(max_size=64),
+    now=st.integers(min_value=0, max_value=10**13),
+    tolerance=st.integers(min_value=0, max_value=10**6),
+)
+def test_arbitrary_headers_are_refused_with_the_documented_error_only(
+    headers: dict[str, str], body: bytes, now: int, tolerance: int
+) -> None:
+    with pytest.raises(SignatureRejected):
+        verify([KEY], headers, body, now=now, tolerance=tolerance)
+
+
+@given(
+    stamp=st.integers(min_value=0, max_value=10**12 - 1),
+    skew=st.integers(min_value=-(10**7), max_value=10**7),
+    tolerance=st.integers(min_value=0, max_value=10**6),
+)
+def test_a_timestamp_is_accepted_exactly_inside_the_tolerance_window(
+    stamp: int, skew: int, tolerance: int
+) -> None:
+    headers = signed_headers(KEY, "m1", stamp, b"{}")
+    now = stamp + skew
+    if abs(skew) <= tolerance:
+        assert (
+            verify([KEY], headers, b"{}", now=now, tolerance=tolerance).webhook_timestamp == stamp
+        )
+    else:
+        with pytest.raises(SignatureRejected, match="tolerance"):
+            verify([KEY], headers, b"{}", now=now, tolerance=tolerance)

@@ -38,6 +38,23 @@ async def read_json(request: Request) -> Any:
     return parse_json(body, services(request).json_limits)
 
 
+def json_body(
+    properties: dict[str, Any], *, required: tuple[str, ...] = (), optional_body: bool = False
+) -> dict[str, Any]:
+    """``openapi_extra`` declaring a JSON object body. Handlers read bodies with
+    :func:`read_json` (size, depth and string limits first), so FastAPI cannot see them;
+    without this the served document says the operation takes no body."""
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    return {
+        "requestBody": {
+            "required": not optional_body,
+            "content": {"application/json": {"schema": schema}},
+        }
+    }
+
+
 def json_response(
     payload: Any, status_code: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
@@ -70,7 +87,9 @@ def parse_time(value: str | None) -> datetime | None:
 def parse_cursor(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 18:
+    # ASCII only: str.isdigit() also holds for "²" (int() then raises: a 500) and for
+    # other scripts' digits (int() accepts those: a second spelling of one cursor).
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise FrostGateError(ErrorCode.CURSOR_INVALID)
     return int(value)
 

@@ -27,6 +27,7 @@ from frostgate.api import (
 )
 from frostgate.api.context import Services
 from frostgate.api.feed_notifier import FeedNotifier
+from frostgate.api.openapi import complete_openapi
 from frostgate.config import Settings, get_settings
 from frostgate.decisions import DecisionService
 from frostgate.decisions.windows import MemoryWindowStore, RedisWindowStore, WindowStore
@@ -352,6 +353,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     problems = table.check_mounted(mounted)
     if problems:
         raise RuntimeError("route table disagrees with mounted routes: " + "; ".join(problems))
+    app.openapi_schema = complete_openapi(app.openapi(), table)
     return AuthGate(
         app,
         routes=table,

@@ -17,7 +17,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from frostgate.api._common import json_response, parse_cursor, parse_time, read_json
+from frostgate.api._common import json_body, json_response, parse_cursor, parse_time, read_json
 from frostgate.api.context import services
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.security import PLATFORM_SCOPES, TENANT_SCOPES, Principal, admin
@@ -32,6 +32,8 @@ router = APIRouter()
 DEFAULT_ROTATION_GRACE = timedelta(hours=24)
 MAX_ROTATION_GRACE = timedelta(days=7)
 MAX_KEY_TTL = timedelta(days=3650)
+_STRING = {"type": "string"}
+_QUOTA = {"type": ["integer", "null"], "minimum": 0}
 
 
 def _principal(request: Request) -> Principal:
@@ -117,7 +119,20 @@ async def _visible_key(request: Request, key_id: str) -> key_repo.KeyRecord:
     return record
 
 
-@router.post("/v1/keys", status_code=201)
+@router.post(
+    "/v1/keys",
+    status_code=201,
+    openapi_extra=json_body(
+        {
+            "scopes": {"type": "array", "items": _STRING, "minItems": 1},
+            "label": {"type": "string", "maxLength": 200},
+            "ttl_seconds": {"type": "integer", "minimum": 1},
+            "tenant_id": _STRING,
+            "kind": {"type": "string", "enum": ["tenant", "platform"]},
+        },
+        required=("scopes",),
+    ),
+)
 async def mint_key(request: Request) -> Response:
     principal = _principal(request)
     body = _object(await read_json(request))
@@ -184,7 +199,13 @@ async def list_keys(request: Request, tenant_id: str | None = None) -> Response:
     return json_response({"items": [_key_view(r) for r in visible]})
 
 
-@router.post("/v1/keys/{key_id}/rotate", status_code=201)
+@router.post(
+    "/v1/keys/{key_id}/rotate",
+    status_code=201,
+    openapi_extra=json_body(
+        {"grace_seconds": {"type": "integer", "minimum": 1}}, optional_body=True
+    ),
+)
 async def rotate_key(request: Request, key_id: str) -> Response:
     await _visible_key(request, key_id)
     raw = await request.body()
@@ -239,7 +260,18 @@ def _quota(value: Any) -> int | None:
     return value
 
 
-@router.post("/v1/tenants", status_code=201)
+@router.post(
+    "/v1/tenants",
+    status_code=201,
+    openapi_extra=json_body(
+        {
+            "tenant_id": _STRING,
+            "name": {"type": "string", "maxLength": 200},
+            "daily_event_quota": _QUOTA,
+        },
+        required=("tenant_id",),
+    ),
+)
 async def create_tenant(request: Request) -> Response:
     body = _object(await read_json(request))
     tenant_id = body.get("tenant_id")
@@ -295,7 +327,7 @@ async def resume_tenant(request: Request, tenant_id: str) -> Response:
     return await _set_status(request, tenant_id, "active")
 
 
-@router.put("/v1/tenants/{tenant_id}/quota")
+@router.put("/v1/tenants/{tenant_id}/quota", openapi_extra=json_body({"daily_event_quota": _QUOTA}))
 async def set_quota(request: Request, tenant_id: str) -> Response:
     body = _object(await read_json(request))
     quota = _quota(body.get("daily_event_quota"))

@@ -16,7 +16,13 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from frostgate.api._common import json_response, raw_json_response, read_json, storage_call
+from frostgate.api._common import (
+    json_body,
+    json_response,
+    raw_json_response,
+    read_json,
+    storage_call,
+)
 from frostgate.api.context import services
 from frostgate.enforcement.index import CHUNK, Delta, crowdsec_parts, native_json, native_parts
 from frostgate.errors import ErrorCode, FrostGateError
@@ -59,7 +65,18 @@ def _view(row: repo.MitigationRow) -> dict[str, Any]:
     return dict(out)
 
 
-@router.post("/v1/mitigations", status_code=201)
+@router.post(
+    "/v1/mitigations",
+    status_code=201,
+    openapi_extra=json_body(
+        {
+            "action": {"type": "string"},
+            "value": {"type": "string"},
+            "ttl_seconds": {"type": "integer"},
+            "reason": {"type": "string"},
+        }
+    ),
+)
 async def add_mitigation(request: Request) -> Response:
     body = await read_json(request)
     if not isinstance(body, dict):
@@ -136,7 +153,7 @@ async def get_envelope(request: Request) -> Response:
     return json_response(envelope.as_dict())
 
 
-@router.put("/v1/enforcement/envelope")
+@router.put("/v1/enforcement/envelope", openapi_extra=json_body({}))
 async def put_envelope(request: Request) -> Response:
     body = await read_json(request)
     if not isinstance(body, dict):

@@ -43,7 +43,7 @@ def _stream(request: Request, stream: str) -> tuple[str, str]:
 def _int(value: str | None, name: str) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 19 or int(value) > _MAX_INDEX:
+    if not (value.isascii() and value.isdigit()) or len(value) > 19 or int(value) > _MAX_INDEX:
         raise FrostGateError(ErrorCode.RANGE_INVALID, f"{name} must be a non-negative integer")
     return int(value)
 

@@ -8,7 +8,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from frostgate.api._common import json_response, parse_time, read_json, tenant_of
+from frostgate.api._common import json_body, json_response, parse_time, read_json, tenant_of
 from frostgate.api.context import services
 from frostgate.decisions.packets import Packet, create_packet, load_packet
 from frostgate.errors import ErrorCode, FrostGateError
@@ -20,7 +20,18 @@ __all__ = ["router"]
 router = APIRouter()
 
 
-@router.post("/v1/forensics/packets", status_code=201)
+@router.post(
+    "/v1/forensics/packets",
+    status_code=201,
+    openapi_extra=json_body(
+        {
+            "since": {"type": "string", "format": "date-time"},
+            "until": {"type": "string", "format": "date-time"},
+            "stream": {"type": "string", "enum": ["decisions", "audit"]},
+        },
+        required=("since", "until"),
+    ),
+)
 async def create(request: Request) -> Response:
     tenant_id = tenant_of(request)
     body: Any = await read_json(request)

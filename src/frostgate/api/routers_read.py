@@ -141,7 +141,29 @@ async def feed_live(
     return json_response({"items": [decision_summary(r) for r in rows], "next_since": cursor})
 
 
-@router.get("/v1/feed/stream")
+class EventStreamResponse(StreamingResponse):
+    """Server-Sent Events; declared as such in the OpenAPI document (not JSON)."""
+
+    media_type = "text/event-stream"
+
+
+#: One event of the feed stream, as Server-Sent Events parsers present it.
+_FEED_EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["decision", "mitigation"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+}
+
+
+@router.get(
+    "/v1/feed/stream",
+    response_class=EventStreamResponse,
+    responses={200: {"content": {"text/event-stream": {"schema": _FEED_EVENT}}}},
+)
 async def feed_stream(
     request: Request,
     since: str | None = None,
@@ -150,7 +172,7 @@ async def feed_stream(
     source: str | None = None,
     only_changed: bool = False,
     only_actionable: bool = False,
-) -> StreamingResponse:
+) -> EventStreamResponse:
     """Server-Sent Events. Each decision event's ``id:`` is its sequence number; a client
     that reconnects with ``Last-Event-ID`` resumes right after it. Mitigation changes
     made while connected arrive as ``event: mitigation`` without an ``id:`` (they do not
@@ -191,9 +213,7 @@ async def feed_stream(
                 last_sent = loop.time()
             await svc.feed.wait(min(1.0, heartbeat))
 
-    return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"x-accel-buffering": "no"}
-    )
+    return EventStreamResponse(events(), headers={"x-accel-buffering": "no"})
 
 
 def _window(since: str | None, until: str | None, now: datetime) -> tuple[datetime, datetime]:

@@ -14,7 +14,13 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from frostgate.api._common import json_response, raw_json_response, read_json, storage_call
+from frostgate.api._common import (
+    json_body,
+    json_response,
+    raw_json_response,
+    read_json,
+    storage_call,
+)
 from frostgate.api.context import services
 from frostgate.delivery import endpoints as endpoint_admin
 from frostgate.egress import EgressFailed, EgressRefused
@@ -88,7 +94,22 @@ def _spec(body: dict[str, Any]) -> endpoint_admin.EndpointSpec:
     )
 
 
-@router.post("/v1/webhooks", status_code=201)
+@router.post(
+    "/v1/webhooks",
+    status_code=201,
+    openapi_extra=json_body(
+        {
+            "url": {"type": "string"},
+            "description": {"type": "string"},
+            "min_threat_level": {"type": "string"},
+            "event_types": {"type": "array", "items": {"type": "string"}},
+            "tripwires": {"type": "boolean"},
+            "enabled": {"type": "boolean"},
+            "max_per_minute": {"type": "integer"},
+        },
+        required=("url",),
+    ),
+)
 async def create_webhook(request: Request) -> Response:
     svc = services(request)
     spec = _spec(_object(await read_json(request)))
@@ -138,7 +159,10 @@ async def delete_webhook(request: Request, endpoint_id: str) -> Response:
     return Response(status_code=204)
 
 
-@router.patch("/v1/webhooks/{endpoint_id}")
+@router.patch(
+    "/v1/webhooks/{endpoint_id}",
+    openapi_extra=json_body({"enabled": {"type": "boolean"}}, required=("enabled",)),
+)
 async def patch_webhook(request: Request, endpoint_id: str) -> Response:
     svc = services(request)
     body = _object(await read_json(request))
@@ -260,7 +284,11 @@ async def list_deliveries(request: Request, endpoint_id: str) -> Response:
 # -- inbound hook sources -------------------------------------------------------------
 
 
-@router.post("/v1/hook-sources", status_code=201)
+@router.post(
+    "/v1/hook-sources",
+    status_code=201,
+    openapi_extra=json_body({"name": {"type": "string"}}, required=("name",)),
+)
 async def create_hook_source(request: Request) -> Response:
     svc = services(request)
     body = _object(await read_json(request))
@@ -312,7 +340,11 @@ async def list_hook_sources(request: Request) -> Response:
     )
 
 
-@router.post("/v1/hook-sources/{source_id}/secrets", status_code=201)
+@router.post(
+    "/v1/hook-sources/{source_id}/secrets",
+    status_code=201,
+    openapi_extra=json_body({"secret": {"type": "string"}}, optional_body=True),
+)
 async def add_hook_secret(request: Request, source_id: str) -> Response:
     svc = services(request)
     raw = await request.body()
@@ -346,7 +378,10 @@ async def revoke_hook_secret(request: Request, source_id: str, secret_id: str) -
     return Response(status_code=204)
 
 
-@router.post("/v1/hooks/{source_id}")
+@router.post(
+    "/v1/hooks/{source_id}",
+    openapi_extra=json_body({"event_type": {"type": "string"}, "source": {"type": "string"}}),
+)
 async def receive_hook(request: Request, source_id: str) -> Response:
     """An event from an external system, signed per Standard Webhooks (no key; F1)."""
     svc = services(request)
@@ -387,7 +422,11 @@ async def receive_hook(request: Request, source_id: str) -> Response:
 # -- tripwires ------------------------------------------------------------------------
 
 
-@router.post("/v1/tripwires/canary-keys", status_code=201)
+@router.post(
+    "/v1/tripwires/canary-keys",
+    status_code=201,
+    openapi_extra=json_body({"label": {"type": "string", "maxLength": 200}}, optional_body=True),
+)
 async def mint_canary_key(request: Request) -> Response:
     """A key indistinguishable from a real one; any use of it is a critical tripwire."""
     svc = services(request)

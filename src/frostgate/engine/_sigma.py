@@ -352,7 +352,7 @@ def _leaf(field: str, value: SigmaType) -> dict[str, Any]:
         cased = isinstance(value, SigmaCasedString)
         plain = value.s[0] if len(value.s) == 1 and isinstance(value.s[0], str) else None
         if kind == "int":
-            if plain is not None and plain.isdigit():
+            if plain is not None and plain.isascii() and plain.isdigit():
                 return {"field": target, "op": "eq", "value": int(plain)}
             raise _Refusal(f"{target!r} holds whole numbers, not {value.original!r}")
         if kind == "bool":

@@ -177,7 +177,9 @@ class AuthGate:
             return ErrorCode.NOT_FOUND, None
         state["route"] = spec
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limits.max_body_bytes):
+        # ASCII digits only: "\xb2" (latin-1 "²") passes str.isdigit() and breaks int().
+        digits = length is not None and length.isascii() and length.isdigit()
+        if length is not None and (not digits or int(length) > limits.max_body_bytes):
             return ErrorCode.BODY_TOO_LARGE, None
         if spec.public:
             return None, None

@@ -44,7 +44,10 @@ MIN_SECRET_BYTES = 32
 MAX_SIGNATURE_HEADER = 4096
 DEFAULT_TOLERANCE_SECONDS = 300
 _MSG_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# Canonical decimal only: the MAC is computed over str(int(header)), so a header with
+# leading zeros ("0100") would verify against a signature over another string ("100").
+# Found by the mutation property in tests/webhooks/test_webhook_signature.py.
+_TIMESTAMP = re.compile(r"0|[1-9][0-9]{0,11}")
 
 
 class SignatureRejected(ValueError):
