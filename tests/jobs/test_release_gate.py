@@ -22,6 +22,8 @@ import pytest
 import typer
 
 from frostgate.cli import app
+from frostgate.jobs.chaos import SCENARIOS
+from frostgate.jobs.chaos.rig import DATABASES
 from frostgate.jobs.release_gate import (
     API_FUZZ_MIN_CASES,
     CI_CHECKS,
@@ -31,6 +33,7 @@ from frostgate.jobs.release_gate import (
     Step,
     declared_checks,
     judge_api_fuzz,
+    judge_chaos,
     judge_dependency_audit,
     judge_route_inventory,
     run_gate,
@@ -54,6 +57,8 @@ REQUIRED = {
     "egress-only",
     "forwarding-headers",
     "api-fuzz",
+    "simulate",
+    "chaos",
 }
 #: Run by ``make lint`` and ``make test`` in ``.ci/run``.
 LINT_AND_TEST = {"ruff-check", "ruff-format", "mypy", "pytest-sqlite", "pytest-postgres"}
@@ -439,6 +444,54 @@ def test_dependency_audit_fails_when_the_export_has_no_pins(tmp_path: Path) -> N
     assert "no pinned requirements" in verdict
 
 
+# --- chaos: the judge reads the run's own result ----------------------------------------
+
+
+def _chaos_result(path: Path, *, drop: int | None = None, break_one: bool = False) -> Path:
+    """A result.json as ``frostgate chaos --rounds 2`` writes it, for a clean run."""
+    scenarios = [
+        {
+            "round": number,
+            "database": database,
+            "name": scenario.name,
+            "passed": True,
+            "invariants": [{"name": "ledger verifies", "held": True, "detail": "ok"}],
+        }
+        for number in (1, 2)
+        for database in DATABASES
+        for scenario in SCENARIOS
+        if database in scenario.databases
+    ]
+    if break_one:
+        scenarios[-1]["invariants"] = [{"name": "ledger verifies", "held": False, "detail": "x"}]
+    if drop is not None:
+        del scenarios[drop]
+    path.write_text(json.dumps({"passed": True, "errors": [], "scenarios": scenarios}))
+    return path
+
+
+def test_chaos_passes_every_scenario_twice_on_every_database(tmp_path: Path) -> None:
+    assert judge_chaos(_chaos_result(tmp_path / "result.json"), []) is None
+
+
+def test_chaos_fails_when_a_scenario_did_not_run_twice(tmp_path: Path) -> None:
+    verdict = judge_chaos(_chaos_result(tmp_path / "result.json", drop=-1), [])
+    assert verdict is not None
+    assert "never ran: round 2 sqlite" in verdict
+
+
+def test_chaos_fails_on_a_broken_invariant(tmp_path: Path) -> None:
+    verdict = judge_chaos(_chaos_result(tmp_path / "result.json", break_one=True), [])
+    assert verdict is not None
+    assert "broken ['ledger verifies']" in verdict
+
+
+def test_chaos_fails_without_a_result(tmp_path: Path) -> None:
+    verdict = judge_chaos(tmp_path / "result.json", [])
+    assert verdict is not None
+    assert "did the chaos run happen?" in verdict
+
+
 # --- api-fuzz: the judge counts the cases in the run's own report -----------------------
 
 
@@ -544,3 +597,5 @@ def test_release_gate_command_executes_every_declared_check(tmp_path: Path) -> N
     assert not results["lock"]["passed"]  # no uv, no lock: fails closed
     assert not results["dependency-audit"]["passed"]
     assert not results["api-fuzz"]["passed"]  # no fuzz test, no report: fails closed
+    assert not results["chaos"]["passed"]  # no chaos test, no result: fails closed
+    assert results["simulate"]["passed"]  # the packaged golden corpus replays anywhere

@@ -41,6 +41,8 @@ from difflib import unified_diff
 from functools import partial
 from pathlib import Path
 
+from frostgate.jobs.chaos import SCENARIOS
+from frostgate.jobs.chaos.rig import DATABASES
 from frostgate.security import ROUTES
 
 __all__ = [
@@ -59,6 +61,7 @@ __all__ = [
     "declared_checks",
     "judge_api_fuzz",
     "judge_bandit",
+    "judge_chaos",
     "judge_dependency_audit",
     "judge_route_inventory",
     "run_gate",
@@ -81,10 +84,16 @@ CI_CHECKS: tuple[str, ...] = (
     "bandit",
     "egress-only",
     "forwarding-headers",
+    "simulate",
 )
 #: Declared checks that CI does not run, and why. Reviewed, not a switch: the release gate
 #: itself always runs them.
 CI_OMITS: Mapping[str, str] = {
+    "chaos": (
+        "two rounds take about 3 minutes and start a private PostgreSQL, Redis, receiver and "
+        "server each; the suite runs one real scenario on both databases "
+        "(tests/chaos/test_chaos_run.py)"
+    ),
     "dependency-audit": (
         "no vulnerability service answers from this workplace (PyPI's per-version JSON API "
         "returns 404 through the registry access here, OSV does not resolve); the check "
@@ -528,6 +537,37 @@ def judge_api_fuzz(report: Path, runs: Sequence[StepRun]) -> str | None:
     )
 
 
+def judge_chaos(result: Path, runs: Sequence[StepRun]) -> str | None:
+    """The chaos run's own result must show every scenario, on every database it applies
+    to, in two rounds, each with every invariant held.
+
+    The suite's gate-only test asserts the same; the judge does not trust it to: a test
+    that was skipped or deselected exits 0 all the same.
+    """
+    try:
+        data = json.loads(result.read_text(encoding="utf-8"))
+        ran = {(int(s["round"]), str(s["database"]), str(s["name"])): s for s in data["scenarios"]}
+        errors = list(data["errors"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        return f"no readable chaos result ({exc!r}): did the chaos run happen?"
+    expected = {
+        (number, database, scenario.name)
+        for number in (1, 2)
+        for database in DATABASES
+        for scenario in SCENARIOS
+        if database in scenario.databases
+    }
+    problems = [f"error: {e}" for e in errors]
+    problems += [f"never ran: round {r} {d} {n}" for r, d, n in sorted(expected - set(ran))]
+    for key, scenario in sorted(ran.items()):
+        broken = [i["name"] for i in scenario["invariants"] if not i["held"]]
+        if broken or not scenario["passed"]:
+            problems.append(f"round {key[0]} {key[1]} {key[2]}: broken {broken}")
+    if not problems:
+        return None
+    return f"chaos did not hold ({len(problems)} problems)\n" + "\n".join(problems)
+
+
 # --- the declared checks ----------------------------------------------------------------
 
 
@@ -562,6 +602,7 @@ def declared_checks(
         requirements,
     )
     bandit = _cmd(py, "-m bandit -r src/frostgate --ignore-nosec -q -f json -o", bandit_report)
+    chaos_evidence = evidence_dir / "chaos"
     return (
         Check(
             "ruff-check", "ruff lint rules on src and tests", _steps(_cmd(ruff, "check src tests"))
@@ -622,6 +663,23 @@ def declared_checks(
             judge=partial(judge_api_fuzz, fuzz_report),
             timeout=1200,
             cost=120,
+        ),
+        Check(
+            "simulate",
+            "the golden corpus replays to its expected decisions, byte-identical across runs"
+            " and processes",
+            _steps(_cmd(py, "-m frostgate.cli simulate")),
+            cost=15,
+        ),
+        Check(
+            "chaos",
+            "two rounds of SIGKILL, PostgreSQL and Redis restarts and webhook faults under load:"
+            " every invariant holds (frostgate chaos)",
+            (Step((*pytest, "tests/chaos/test_chaos_run.py")),),
+            env={"FG_CHAOS_EVIDENCE": str(chaos_evidence)},
+            judge=partial(judge_chaos, chaos_evidence / "result.json"),
+            timeout=1200,
+            cost=200,
         ),
         Check(
             "egress-only",
