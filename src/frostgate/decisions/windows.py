@@ -7,7 +7,11 @@ here records the observation and answers what the engine needs as explicit input
 * :class:`MemoryWindowStore` for one process: a deque of (time, member) per key, so
   observing is O(1) amortized; at most ``max_keys`` keys (LRU; default 100,000) and at
   most ``max_members`` entries per key, so memory is bounded whatever the traffic;
-  expired entries are dropped whenever a key is touched.
+  expired entries are dropped whenever a key is touched, and a key whose window is empty
+  and whose cooldown is over is forgotten (it says nothing a fresh window would not).
+  Without that, traffic from ever-new addresses (a scan, a botnet) kept every dead
+  window until the LRU cap: about 1.3 KiB per key, 135 MB at the default cap, growing
+  for as long as it took to get there (the soak, issue 7, found it).
 * :class:`RedisWindowStore` for several processes: one sorted set per key and one
   cooldown key, updated by a single Lua script (atomic per probe).
 
@@ -50,6 +54,8 @@ class _Window:
     entries: deque[tuple[float, str]] = field(default_factory=deque)
     members: Counter[str] = field(default_factory=Counter)
     cooling_until: float = 0.0
+    # From this time on the window holds no live entry and is not cooling down.
+    idle_from: float = 0.0
 
 
 class MemoryWindowStore:
@@ -67,6 +73,7 @@ class MemoryWindowStore:
         self, tenant_id: str, event_id: str, probes: Sequence[WindowProbe], now: datetime
     ) -> dict[str, WindowState]:
         t = now.timestamp()
+        self._forget_idle(t, budget=len(probes) + 2)
         states: dict[str, WindowState] = {}
         for probe in probes:
             key = f"{tenant_id}|{probe.key}"
@@ -88,8 +95,21 @@ class MemoryWindowStore:
             armed = count >= probe.threshold and t >= window.cooling_until
             if armed:
                 window.cooling_until = t + probe.cooldown_seconds
+            # An entry at t is dropped by an observation at t + seconds (``_drop``).
+            window.idle_from = max(t + probe.seconds, window.cooling_until)
             states[probe.rule_id] = WindowState(count=count, armed=armed)
         return states
+
+    def _forget_idle(self, t: float, *, budget: int) -> None:
+        """Drop idle windows from the least recently used end, up to ``budget`` of them
+        (more than one call adds, so the sweep keeps up without a pause). It stops at the
+        first window still live: a key cooling down, or one with a longer window, holds
+        back those touched after it until it goes idle; ``max_keys`` bounds that case."""
+        for _ in range(budget):
+            oldest = next(iter(self._windows.values()), None)
+            if oldest is None or oldest.idle_from > t:
+                return
+            self._windows.popitem(last=False)
 
     def _drop(self, window: _Window, cutoff: float) -> None:
         while window.entries and window.entries[0][0] <= cutoff:
