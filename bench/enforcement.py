@@ -125,12 +125,19 @@ def main() -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FG_")}
         db_url = f"sqlite:///{tmp}/frostgate.db"
         env.update(FG_PROFILE="test", FG_DATA_DIR=tmp, FG_DB_URL=db_url)
-        run = lambda *a: subprocess.run([*FG, *a], env=env, check=True, capture_output=True, text=True)  # noqa: E731, S603
+
+        def run(*a: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(  # noqa: S603
+                [*FG, *a], env=env, check=True, capture_output=True, text=True
+            )
+
         run("migrate")
         run("tenants", "create", "bench")
-        key = run(
-            "keys", "mint", "--tenant", "bench", "--scopes", "enforcement:read"
-        ).stdout.strip().splitlines()[-1]
+        key = (
+            run("keys", "mint", "--tenant", "bench", "--scopes", "enforcement:read")
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         started = time.perf_counter()
         seed(db_url, "bench", args.mitigations)
         seeded_s = time.perf_counter() - started
@@ -150,7 +157,9 @@ def main() -> int:
             warm = [get(f"{stream}?startup=true", key)[0] for _ in range(5)]
             rss_after = rss_kib(server.pid)
             deltas = wrk(stream, key, args.seconds, args.connections)
-            lookups = wrk(f"{base}/crowdsec/v1/decisions?ip=10.1.2.3", key, args.seconds, args.connections)
+            lookups = wrk(
+                f"{base}/crowdsec/v1/decisions?ip=10.1.2.3", key, args.seconds, args.connections
+            )
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -164,7 +173,12 @@ def main() -> int:
         "delta_pulls_per_s": deltas,
         "lookups_per_s": lookups,
         "connections": args.connections,
-        "targets": {"startup_ms": 300, "extra_rss_mib": 60, "delta_per_s": 3000, "lookup_per_s": 3000},
+        "targets": {
+            "startup_ms": 300,
+            "extra_rss_mib": 60,
+            "delta_per_s": 3000,
+            "lookup_per_s": 3000,
+        },
     }
     out_dir = ROOT / "bench-results"
     out_dir.mkdir(exist_ok=True)
