@@ -22,18 +22,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import httptools
+from soak_report import FAILED
 
 try:
     import uvloop
 except ImportError:  # pragma: no cover - uvicorn[standard] brings it
     uvloop = None
 
-NOT_ANSWERED = 0  # status slot of a request that got no HTTP answer (reset, timeout, never sent)
-
 
 @dataclass
 class Recording:
-    """Per request ``i``: ``status[i]`` (HTTP status or ``NOT_ANSWERED``) and ``done[i]``,
+    """Per request ``i``: ``status[i]`` (HTTP status, ``UNFINISHED`` or ``FAILED``) and ``done[i]``,
     seconds from ``t0`` to the answer (or to the failure)."""
 
     rate: float
@@ -80,7 +79,7 @@ class _Connection:
 class Load:
     """``rate`` requests/s to ``host:port`` for ``seconds``, over at most ``connections``
     keep-alive connections; a request gets ``timeout`` s once sent, and whatever is not
-    answered ``drain`` s after the last send stays ``NOT_ANSWERED``."""
+    answered ``drain`` s after the last send stays ``UNFINISHED``."""
 
     host: str
     port: int
@@ -138,7 +137,7 @@ async def _drive(load: Load, on_tick: Callable[[int], None]) -> Recording:
         conn: _Connection | None = None
         while (i := await queue.get()) >= 0:
             body = event_body(f"{load.prefix}-{i}", rng)
-            code = NOT_ANSWERED
+            code = FAILED
             try:
                 if conn is None:
                     conn = _Connection(*await asyncio.open_connection(host, port))
@@ -159,7 +158,7 @@ async def _drive(load: Load, on_tick: Callable[[int], None]) -> Recording:
 
     tasks = [asyncio.create_task(worker(w)) for w in range(connections)]
     await asyncio.gather(pace(), ticks())
-    # Whatever is not answered within ``drain`` s after the last send stays NOT_ANSWERED.
+    # Whatever is not answered within ``drain`` s after the last send stays UNFINISHED.
     _finished, pending = await asyncio.wait(tasks, timeout=load.drain)
     for task in pending:
         task.cancel()

@@ -314,7 +314,7 @@ def print_report(
         title_justify="left",
     )
     for col in (
-        "minute", "requests", "2xx/s", "p50 ms", "p99 ms", "max ms", "5xx", "errors",
+        "minute", "requests", "2xx/s", "p50 ms", "p99 ms", "max ms", "5xx", "errors", "unfinished",
         "RSS MiB", "server cores", "other cores",
     ):  # fmt: skip
         table.add_column(col, justify="right")
@@ -328,6 +328,7 @@ def print_report(
             _ms(r.max_ms),
             str(r.five_xx),
             str(r.errors),
+            str(r.unfinished),
             f"{r.rss_mib:,.1f}",
             f"{r.server_cores:.2f}",
             f"{r.other_cores:.2f}",

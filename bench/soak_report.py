@@ -17,6 +17,9 @@ MAX_RSS_GROWTH = 0.10  # from the end of minute 1 (after warm-up) to the end
 MIN_RATE_RATIO = 0.95  # answered 2xx per second over the whole soak / target
 MIN_MINUTE_RATE_RATIO = 0.80  # the same, for every single minute
 MIN_MINUTES = 2  # RSS growth is measured from the end of minute 1
+# The load generator's status slots that are not HTTP statuses:
+UNFINISHED = 0  # no outcome when the drain ended: never sent (backlog) or still in flight
+FAILED = 1  # sent, but the connection failed (refused, reset, closed) or timed out
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,8 @@ class Minute:
     p99_ms: float | None
     max_ms: float | None
     five_xx: int
-    errors: int  # no answer (reset, timeout, not sent) or another non-2xx status
+    errors: int  # connection failed or timed out, or a status other than 2xx and 5xx
+    unfinished: int  # no outcome when the drain ended (the server fell too far behind)
     rss_mib: float
     server_cores: float
     other_cores: float
@@ -74,6 +78,7 @@ def minute_rows(
     requests = [0] * minutes
     five_xx = [0] * minutes
     errors = [0] * minutes
+    unfinished = [0] * minutes
     ok_arrived = [0] * minutes
     for i, code in enumerate(status):
         due = i / rate
@@ -86,6 +91,8 @@ def minute_rows(
                 ok_arrived[arrived] += 1
         elif 500 <= code < 600:
             five_xx[m] += 1
+        elif code == UNFINISHED:
+            unfinished[m] += 1
         else:
             errors[m] += 1
     rows = []
@@ -101,6 +108,7 @@ def minute_rows(
                 max_ms=lat[-1] * 1000 if lat else None,
                 five_xx=five_xx[m],
                 errors=errors[m],
+                unfinished=unfinished[m],
                 rss_mib=sample.rss_bytes / 2**20,
                 server_cores=sample.server_cores,
                 other_cores=sample.other_cores,
@@ -137,7 +145,10 @@ def judge(rows: Sequence[Minute], target_rate: float, integrity: Integrity) -> l
         misses.append(f"{five_xx} answers were 5xx")
     errors = sum(r.errors for r in rows)
     if errors:
-        misses.append(f"{errors} requests got no answer or a non-2xx, non-5xx status")
+        misses.append(f"{errors} requests failed (connection, timeout) or got a 4xx")
+    unfinished = sum(r.unfinished for r in rows)
+    if unfinished:
+        misses.append(f"{unfinished} requests had no outcome by the end (the server fell behind)")
     if integrity.lost:
         misses.append(f"{integrity.lost} acknowledged events are not stored")
     if integrity.duplicated:

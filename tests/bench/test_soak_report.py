@@ -11,7 +11,9 @@ from dataclasses import replace
 
 import pytest
 from bench.soak_report import (
+    FAILED,
     MINUTE_S,
+    UNFINISHED,
     Integrity,
     Minute,
     Sample,
@@ -41,6 +43,7 @@ def _minute(m: int, *, rss_mib: float = 100.0, ok_per_s: float = 100.0) -> Minut
         max_ms=40.0,
         five_xx=0,
         errors=0,
+        unfinished=0,
         rss_mib=rss_mib,
         server_cores=0.7,
         other_cores=0.1,
@@ -66,7 +69,8 @@ def test_minute_rows_bucket_latency_by_due_time_and_rate_by_arrival() -> None:
     done[59] = 61.0  # due in minute 1, answered in minute 2
     done[119] = 125.0  # answered in the drain, after the last minute
     status[70] = 503
-    status[80] = 0  # no answer
+    status[80] = FAILED
+    status[85] = UNFINISHED
     status[90] = 429
     samples = [Sample(100 * 2**20, 0.5, 0.1), Sample(105 * 2**20, 0.6, 0.2)]
 
@@ -77,11 +81,11 @@ def test_minute_rows_bucket_latency_by_due_time_and_rate_by_arrival() -> None:
     assert first.p50_ms == pytest.approx(10.0)
     assert first.p99_ms == pytest.approx(2000.0)  # rank 60 of 60 (nearest rank)
     assert first.ok_per_s == pytest.approx(59 / MINUTE_S)
-    # 60 due - 3 failed - 1 answered in the drain + 1 late from minute 1
-    assert second.ok_per_s == pytest.approx(57 / MINUTE_S)
+    # 60 due - 4 not 2xx - 1 answered in the drain + 1 late from minute 1
+    assert second.ok_per_s == pytest.approx(56 / MINUTE_S)
     assert second.max_ms == pytest.approx(6000.0)
-    assert (first.five_xx, first.errors) == (0, 0)
-    assert (second.five_xx, second.errors) == (1, 2)
+    assert (first.five_xx, first.errors, first.unfinished) == (0, 0, 0)
+    assert (second.five_xx, second.errors, second.unfinished) == (1, 2, 1)
     assert (first.rss_mib, second.rss_mib) == (100.0, 105.0)
     assert (second.server_cores, second.other_cores) == (0.6, 0.2)
 
@@ -105,6 +109,7 @@ def test_fewer_than_two_minutes_never_passes() -> None:
     [
         {"five_xx": 1},
         {"errors": 1},
+        {"unfinished": 1},
     ],
 )
 def test_any_failed_request_fails(change: dict[str, int]) -> None:
