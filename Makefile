@@ -7,7 +7,7 @@ FG := $(VENV)/bin/frostgate
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test test-sqlite test-postgres lint release-gate ci-checks fuzz bench bench-tools clean
+.PHONY: install run test test-sqlite test-postgres lint release-gate ci-checks fuzz bench bench-tools soak clean
 
 $(UV): tools/uv-requirements.txt
 	$(PYTHON) -m venv $(TOOLS)
@@ -70,6 +70,11 @@ bench: install bench-tools
 	$(PY) bench/ledger_proofs.py
 	$(PY) bench/verify_speed.py
 	$(PY) bench/enforcement.py
+
+# 10 minutes at 70 % of the measured peak /v1/defend rate; SOAK_MINUTES=3 to try it out.
+# Exits non-zero on any 5xx, lost event or RSS growth >= 10 % (docs/benchmarks.md).
+soak: install bench-tools
+	$(PY) bench/soak.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

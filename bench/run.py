@@ -39,28 +39,42 @@ import collections
 import contextlib
 import json
 import os
-import platform
 import re
-import resource
 import shutil
 import signal
-import socket
-import sqlite3
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from harness import (
+    REPO,
+    HarnessError,
+    Processes,
+    Scenario,
+    check_alive,
+    count_persisted,
+    default_python,
+    derive,
+    env_value,
+    free_port,
+    machine_info,
+    persistence_verdict,
+    provision,
+    require_wrk,
+    run_main,
+    run_wrk,
+    server_env,
+    start_serve,
+    tail,
+    wait_idle,
+    wait_quiet,
+    wait_ready,
+)
+
 BENCH_DIR = REPO / "bench"
-LUA_SCRIPT = BENCH_DIR / "events.lua"
 BARE_APP = BENCH_DIR / "bare_app.py"
 PROBE_DIR = BENCH_DIR / "_probe"  # a sitecustomize for --gc-stats / --gc-off / --switch-interval
 RESULTS_DIR = REPO / "bench-results"
@@ -70,23 +84,7 @@ TARGETS = {
     "ingest": {"min_events_per_s": 30000.0},
 }
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-class HarnessError(Exception):
-    """The harness could not measure (as opposed to: it measured a miss)."""
-
-
-class Interrupted(Exception):
-    """SIGTERM/SIGHUP, handled like Ctrl-C."""
-
-
 # -- configuration ------------------------------------------------------------------------
-
-
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -97,74 +95,74 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--duration",
         type=int,
-        default=int(_env("FG_BENCH_DURATION", "15")),
+        default=int(env_value("FG_BENCH_DURATION", "15")),
         help="measured seconds per scenario (FG_BENCH_DURATION)",
     )
     p.add_argument(
         "--warmup",
         type=int,
-        default=int(_env("FG_BENCH_WARMUP", "3")),
+        default=int(env_value("FG_BENCH_WARMUP", "3")),
         help="warm-up seconds per scenario, not reported (FG_BENCH_WARMUP)",
     )
     p.add_argument(
         "--connections",
         type=int,
-        default=int(_env("FG_BENCH_CONNECTIONS", "16")),
+        default=int(env_value("FG_BENCH_CONNECTIONS", "16")),
         help="wrk connections (FG_BENCH_CONNECTIONS)",
     )
     p.add_argument(
         "--threads",
         type=int,
-        default=int(_env("FG_BENCH_THREADS", "2")),
+        default=int(env_value("FG_BENCH_THREADS", "2")),
         help="wrk threads (FG_BENCH_THREADS)",
     )
     p.add_argument(
         "--batch",
         type=int,
-        default=int(_env("FG_BENCH_BATCH", "1000")),
+        default=int(env_value("FG_BENCH_BATCH", "1000")),
         help="events per /v1/ingest request (FG_BENCH_BATCH)",
     )
     p.add_argument(
         "--quick",
         action="store_true",
-        default=_env("FG_BENCH_QUICK", "0") not in ("0", "false", ""),
+        default=env_value("FG_BENCH_QUICK", "0") not in ("0", "false", ""),
         help="smoke check: 1 s warm-up, 3 s measured (FG_BENCH_QUICK=1)",
     )
     p.add_argument(
         "--only",
-        default=_env("FG_BENCH_ONLY", "defend,ingest"),
+        default=env_value("FG_BENCH_ONLY", "defend,ingest"),
         help="comma-separated subset of: defend, ingest (FG_BENCH_ONLY)",
     )
     p.add_argument(
         "--db-url",
-        default=_env("FG_BENCH_DB_URL", ""),
+        default=env_value("FG_BENCH_DB_URL", ""),
         help="FG_DB_URL for the server (empty: SQLite in the temp data dir) (FG_BENCH_DB_URL)",
     )
     p.add_argument(
         "--wrk",
-        default=_env("FG_BENCH_WRK", shutil.which("wrk") or "/usr/bin/wrk"),
+        default=env_value("FG_BENCH_WRK", shutil.which("wrk") or "/usr/bin/wrk"),
         help="wrk binary (FG_BENCH_WRK)",
     )
     p.add_argument(
         "--python",
-        default=_env("FG_BENCH_PYTHON", ""),
+        default=env_value("FG_BENCH_PYTHON", ""),
         help="interpreter with frostgate installed (default: the repo .venv, else this one)",
     )
     p.add_argument(
         "--profile",
         action="store_true",
-        default=_env("FG_BENCH_PROFILE", "0") not in ("0", "false", ""),
+        default=env_value("FG_BENCH_PROFILE", "0") not in ("0", "false", ""),
         help="sample the FrostGate server with py-spy during measured runs (FG_BENCH_PROFILE=1)",
     )
     p.add_argument(
         "--py-spy",
-        default=_env("FG_BENCH_PYSPY", ""),
+        default=env_value("FG_BENCH_PYSPY", ""),
         help="py-spy binary for --profile (FG_BENCH_PYSPY; default: PATH, /tmp/fg-bench-pyspy/bin)",
     )
     p.add_argument(
         "--profile-rate",
         type=int,
-        default=int(_env("FG_BENCH_PROFILE_RATE", "200")),
+        default=int(env_value("FG_BENCH_PROFILE_RATE", "200")),
         help="py-spy samples per second",
     )
     p.add_argument(
@@ -175,39 +173,39 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--quiet-wait",
         type=float,
-        default=float(_env("FG_BENCH_QUIET_WAIT", "60")),
+        default=float(env_value("FG_BENCH_QUIET_WAIT", "60")),
         help="before each measured run, wait up to this many seconds for other processes to "
         "use < --quiet-cores (0: do not wait) (FG_BENCH_QUIET_WAIT)",
     )
     p.add_argument(
         "--quiet-cores",
         type=float,
-        default=float(_env("FG_BENCH_QUIET_CORES", "0.15")),
+        default=float(env_value("FG_BENCH_QUIET_CORES", "0.15")),
         help="CPU cores other processes may use for the machine to count as quiet",
     )
     p.add_argument(
         "--gc-stats",
         action="store_true",
-        default=_env("FG_BENCH_GC_STATS", "0") not in ("0", "false", ""),
+        default=env_value("FG_BENCH_GC_STATS", "0") not in ("0", "false", ""),
         help="record every garbage collection in the FrostGate server and report the pauses "
         "inside each measured run (FG_BENCH_GC_STATS=1)",
     )
     p.add_argument(
         "--gc-off",
         action="store_true",
-        default=_env("FG_BENCH_GC_OFF", "0") not in ("0", "false", ""),
+        default=env_value("FG_BENCH_GC_OFF", "0") not in ("0", "false", ""),
         help="experiment: gc.disable() in the FrostGate server (FG_BENCH_GC_OFF=1)",
     )
     p.add_argument(
         "--switch-interval",
         type=float,
-        default=float(_env("FG_BENCH_SWITCH_INTERVAL", "0")),
+        default=float(env_value("FG_BENCH_SWITCH_INTERVAL", "0")),
         help="experiment: sys.setswitchinterval() in both servers, via a sitecustomize on "
         "PYTHONPATH (0: leave Python's default, 0.005 s) (FG_BENCH_SWITCH_INTERVAL)",
     )
     p.add_argument(
         "--out",
-        default=_env("FG_BENCH_OUT", str(RESULTS_DIR)),
+        default=env_value("FG_BENCH_OUT", str(RESULTS_DIR)),
         help="directory for the JSON result",
     )
     p.add_argument("--keep", action="store_true", help="keep the temp data dir and server logs")
@@ -226,251 +224,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-# -- process management -------------------------------------------------------------------
-
-
-def _child_setup() -> None:  # runs in the child between fork and exec
-    os.setsid()  # own process group: Ctrl-C reaches only us; we kill the group
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        # PR_SET_PDEATHSIG: if the harness dies without cleanup, the child gets SIGTERM.
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-
-
-class Processes:
-    """Every process the harness starts; ``stop_all`` ends them (group-wise, by pid)."""
-
-    def __init__(self) -> None:
-        self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def start(self, name: str, cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(cmd, preexec_fn=_child_setup, **kwargs)  # noqa: S603
-        self._procs.append((name, proc))
-        return proc
-
-    @staticmethod
-    def stop(
-        proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, grace: float = 15.0
-    ) -> None:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=grace)
-        # Whatever is left of its group (the leader has exited or ignored the signal).
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
-
-    def stop_all(self) -> None:
-        for _name, proc in reversed(self._procs):
-            self.stop(proc, grace=5.0)
-        self._procs.clear()
-
-
-def _raise_interrupted(signum: int, _frame: Any) -> None:
-    raise Interrupted(signal.Signals(signum).name)
-
-
-# -- helpers ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(
-    proc: subprocess.Popen[bytes], url: str, name: str, log: Path, timeout: float = 60.0
-) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if proc.poll() is not None:
-            raise HarnessError(
-                f"{name} exited with {proc.returncode} before it was ready; log:\n{_tail(log)}"
-            )
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback only
-                if resp.status == 200:
-                    return time.monotonic() - started
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-            pass
-        time.sleep(0.1)
-    raise HarnessError(f"{name} not ready at {url} after {timeout:.0f} s; log:\n{_tail(log)}")
-
-
-def check_alive(*servers: tuple[subprocess.Popen[bytes], str, Path]) -> None:
-    for proc, name, log in servers:
-        if proc.poll() is not None:
-            raise HarnessError(
-                f"{name} exited with {proc.returncode} during the run; log:\n{_tail(log)}"
-            )
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _run(cmd: list[str], env: dict[str, str], what: str) -> str:
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
-    if done.returncode != 0:
-        raise HarnessError(f"{what} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    return done.stdout
-
-
-def proc_cpu_split(pid: int) -> tuple[float, float] | None:
-    """(utime, stime) of a process (all its threads) in seconds, from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
-
-
-def proc_cpu_seconds(pid: int) -> float | None:
-    split = proc_cpu_split(pid)
-    return None if split is None else split[0] + split[1]
-
-
-def wait_idle(
-    pid: int, *, below_cores: float = 0.05, window: float = 0.25, timeout: float = 60.0
-) -> float:
-    """Wait until the server's CPU use drops below ``below_cores`` over ``window`` seconds:
-    requests left in flight by the previous wrk run must not spill into the next one."""
-    started = time.monotonic()
-    last = proc_cpu_seconds(pid)
-    while last is not None and time.monotonic() - started < timeout:
-        time.sleep(window)
-        now = proc_cpu_seconds(pid)
-        if now is None or (now - last) / window < below_cores:
-            break
-        last = now
-    return time.monotonic() - started
-
-
-def wait_quiet(limit_s: float, cores: float, *, window: float = 1.0) -> dict[str, Any]:
-    """Wait (up to ``limit_s``) until the whole machine uses < ``cores`` CPU over ``window``
-    seconds. Called while our servers are idle, so what is measured is other processes."""
-    started = time.monotonic()
-    level = None
-    while True:
-        busy0 = system_busy_seconds()
-        time.sleep(window)
-        level = (system_busy_seconds() - busy0) / window
-        waited = time.monotonic() - started
-        if level < cores or waited >= limit_s:
-            return {
-                "waited_s": round(waited, 1),
-                "other_cores": round(level, 3),
-                "quiet": level < cores,
-            }
-
-
-def system_busy_seconds() -> float:
-    """CPU seconds spent not idle, summed over all CPUs, since boot."""
-    parts = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    values = [int(v) for v in parts]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-    total = sum(values[:8])  # guest time is already inside user/nice
-    return (total - idle) / CLK_TCK
-
-
-def children_cpu_seconds() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
-def git(*args: str) -> str:
-    try:
-        return subprocess.run(  # noqa: S603
-            ["git", *args],  # noqa: S607
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-
-
-def machine_info(python: str, wrk: str) -> dict[str, Any]:
-    cpu_model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    mem_kb = 0
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
-    versions_code = (
-        "import json, sys, sqlite3, importlib.metadata as m\n"
-        "out = {'python': sys.version.split()[0], 'sqlite': sqlite3.sqlite_version}\n"
-        "for d in ('frostgate', 'fastapi', 'starlette', 'uvicorn', 'uvloop', 'httptools',\n"
-        "          'orjson', 'pydantic', 'sqlalchemy'):\n"
-        "    try: out[d] = m.version(d)\n"
-        "    except Exception: out[d] = None\n"
-        "print(json.dumps(out))\n"
-    )
-    try:
-        server_versions = json.loads(
-            subprocess.run(  # noqa: S603
-                [python, "-c", versions_code],
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=30,
-            ).stdout
-        )
-    except (OSError, subprocess.SubprocessError, ValueError):
-        server_versions = {}
-    wrk_version = ""
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run([wrk, "-v"], capture_output=True, text=True, timeout=10, check=False)  # noqa: S603
-        wrk_version = (out.stdout + out.stderr).splitlines()[0].strip()
-    status = git("status", "--porcelain")
-    return {
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "cpu_model": cpu_model,
-        "mem_total_mib": mem_kb // 1024,
-        "kernel": platform.release(),
-        "os": platform.platform(),
-        "python_harness": sys.version.split()[0],
-        "python": server_versions.get("python"),
-        "packages": server_versions,
-        "wrk": wrk_version,
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty_files": len(status.splitlines()) if status else 0,
-        "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
-    }
-
-
 # -- scenarios ----------------------------------------------------------------------------
-
-
-@dataclass
-class Scenario:
-    key: str  # unique, used in event ids (no "_" or "%": they are LIKE wildcards)
-    label: str
-    server: str  # "bare" | "frostgate"
-    mode: str  # "defend" | "ingest"
-    path: str
-    batch: int
-    runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # phase -> wrk figures
-    cpu: dict[str, Any] = field(default_factory=dict)
-    persisted: dict[str, Any] = field(default_factory=dict)
-    profile: dict[str, Any] = field(default_factory=dict)
-    gc: dict[str, Any] = field(default_factory=dict)
 
 
 def build_scenarios(only: list[str], batch: int) -> list[Scenario]:
@@ -495,186 +249,6 @@ def build_scenarios(only: list[str], batch: int) -> list[Scenario]:
             )
         )
     return out
-
-
-_FGBENCH = re.compile(r"^FGBENCH (\{.*\})\s*$", re.MULTILINE)
-_RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
-
-
-def run_wrk(
-    procs: Processes,
-    args: argparse.Namespace,
-    base_url: str,
-    scenario: Scenario,
-    phase: str,
-    seconds: int,
-    token: str,
-    key: str,
-    server_pid: int,
-    profiler: list[str] | None = None,
-) -> dict[str, Any]:
-    prefix = f"{token}-{scenario.key}-{phase}"
-    cmd = [
-        args.wrk,
-        f"-t{args.threads}",
-        f"-c{args.connections}",
-        f"-d{seconds}s",
-        "--timeout",
-        "30s",
-        "--latency",
-        "-s",
-        str(LUA_SCRIPT),
-        base_url,
-        "--",
-        scenario.mode,
-        scenario.path,
-        prefix,
-        key or "-",
-        str(scenario.batch),
-    ]
-    spy = None
-    if profiler:
-        spy = procs.start("py-spy", profiler, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        time.sleep(0.3)  # let it attach before load starts
-    cpu_server0 = proc_cpu_split(server_pid)
-    busy0 = system_busy_seconds()
-    kids0 = children_cpu_seconds()
-    wall0 = time.monotonic()
-    epoch0 = time.time()
-    proc = procs.start(
-        f"wrk {scenario.key} {phase}", cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    out, err = proc.communicate(timeout=seconds + 120)
-    wall = time.monotonic() - wall0
-    wrk_cpu = children_cpu_seconds() - kids0
-    busy = system_busy_seconds() - busy0
-    cpu_server1 = proc_cpu_split(server_pid)
-    text = out.decode(errors="replace")
-    if proc.returncode != 0:
-        detail = err.decode(errors="replace")[-2000:]
-        raise HarnessError(f"wrk failed ({proc.returncode}) for {scenario.label}: {detail}")
-    match = _FGBENCH.search(text)
-    if match is None:
-        raise HarnessError(f"wrk printed no FGBENCH line for {scenario.label}:\n{text[-2000:]}")
-    figures: dict[str, Any] = json.loads(match.group(1))
-    rps = _RPS.search(text)
-    figures["wrk_requests_per_sec"] = float(rps.group(1)) if rps else None
-    figures["wrk_text"] = text.replace(match.group(0), "").strip()
-    figures["id_prefix"] = prefix
-    server_user = server_sys = server_cpu = None
-    if cpu_server0 is not None and cpu_server1 is not None:
-        server_user = cpu_server1[0] - cpu_server0[0]
-        server_sys = cpu_server1[1] - cpu_server0[1]
-        server_cpu = server_user + server_sys
-    figures["window"] = [epoch0, epoch0 + wall]
-    figures["cpu"] = {
-        "wall_s": round(wall, 3),
-        "server_cpu_s": server_cpu,
-        "server_cores": None if server_cpu is None else round(server_cpu / wall, 3),
-        "server_user_cores": None if server_user is None else round(server_user / wall, 3),
-        "server_sys_cores": None if server_sys is None else round(server_sys / wall, 3),
-        "wrk_cores": round(wrk_cpu / wall, 3),
-        "system_busy_cores": round(busy / wall, 3),
-        "other_cores": None
-        if server_cpu is None
-        else round(max(0.0, busy - server_cpu - wrk_cpu) / wall, 3),
-    }
-    if spy is not None:
-        spy_out, _ = spy.communicate(timeout=60)
-        figures["py_spy_output"] = (spy_out or b"").decode(errors="replace")[-2000:]
-    return figures
-
-
-def derive(s: Scenario, quiet_cores: float) -> dict[str, Any]:
-    m = s.runs["measured"]
-    other = m["cpu"]["other_cores"]
-    secs = m["duration_us"] / 1e6
-    socket_errors = sum(m["errors"][k] for k in ("connect", "read", "write", "timeout"))
-    return {
-        "seconds": round(secs, 3),
-        "requests": m["requests"],
-        "requests_per_s": m["requests"] / secs,
-        "ok_requests_per_s": m["ok"] / secs,
-        "events_per_s": m["ok"] * s.batch / secs,
-        "p50_ms": m["latency_us"]["p50"] / 1000,
-        "p90_ms": m["latency_us"]["p90"] / 1000,
-        "p99_ms": m["latency_us"]["p99"] / 1000,
-        "max_ms": m["latency_us"]["max"] / 1000,
-        "non2xx": m["non2xx"],
-        "status_codes": m["codes"],
-        "socket_errors": socket_errors,
-        "errors": m["non2xx"] + socket_errors,
-        # Server CPU (user + system, all threads) per event answered 2xx; requests still in
-        # flight when wrk stops make this a slight overestimate.
-        "server_cpu_us_per_event": (
-            m["cpu"]["server_cpu_s"] * 1e6 / (m["ok"] * s.batch)
-            if m["cpu"].get("server_cpu_s") is not None and m["ok"]
-            else None
-        ),
-        # Other processes used more CPU than --quiet-cores during the measured run.
-        "disturbed": other is not None and other > quiet_cores,
-    }
-
-
-# -- persistence check --------------------------------------------------------------------
-
-
-def count_persisted(
-    db_url: str, data_dir: Path, tenant: str, prefixes: list[str]
-) -> dict[str, Any]:
-    """Decision rows per event-id prefix, total rows and the ledger head size for ``tenant``."""
-    queries_count = "SELECT count(*) FROM decisions WHERE tenant_id = {p} AND event_id LIKE {p}"
-    query_total = "SELECT count(*) FROM decisions WHERE tenant_id = {p}"
-    query_head = "SELECT size FROM ledger_heads WHERE stream = {p}"
-    stream = f"decisions/{tenant}"
-    out: dict[str, Any] = {"by_prefix": {}}
-    if not db_url:
-        path = data_dir / "frostgate.db"
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-        try:
-            for prefix in prefixes:
-                out["by_prefix"][prefix] = conn.execute(
-                    queries_count.format(p="?"), (tenant, prefix + "-%")
-                ).fetchone()[0]
-            out["total_rows"] = conn.execute(query_total.format(p="?"), (tenant,)).fetchone()[0]
-            head = conn.execute(query_head.format(p="?"), (stream,)).fetchone()
-            out["ledger_head_size"] = head[0] if head else 0
-        finally:
-            conn.close()
-        sizes = {p.name: p.stat().st_size for p in data_dir.glob("frostgate.db*")}
-        out["db_files_bytes"] = sizes
-        return out
-    import psycopg  # only for --db-url runs
-
-    with psycopg.connect(db_url) as conn:
-        for prefix in prefixes:
-            out["by_prefix"][prefix] = conn.execute(
-                queries_count.format(p="%s"), (tenant, prefix + "-%")
-            ).fetchone()[0]
-        out["total_rows"] = conn.execute(query_total.format(p="%s"), (tenant,)).fetchone()[0]
-        head = conn.execute(query_head.format(p="%s"), (stream,)).fetchone()
-        out["ledger_head_size"] = head[0] if head else 0
-    return out
-
-
-def persistence_verdict(s: Scenario, counts: dict[str, Any], connections: int) -> dict[str, Any]:
-    """The DB must hold at least every decision a 2xx claimed; it may hold a few more (requests
-    in flight when wrk stopped are answered and committed after wrk stopped counting)."""
-    phases = {}
-    ok = True
-    for phase, run in s.runs.items():
-        claimed = run["ok"] * s.batch
-        stored = counts["by_prefix"].get(run["id_prefix"], 0)
-        slack = connections * s.batch
-        phase_ok = claimed <= stored <= claimed + slack
-        ok = ok and phase_ok
-        phases[phase] = {
-            "claimed_by_2xx": claimed,
-            "rows_in_db": stored,
-            "allowed_extra": slack,
-            "ok": phase_ok,
-        }
-    return {"ok": ok, "phases": phases}
 
 
 # -- profile ------------------------------------------------------------------------------
@@ -980,36 +554,12 @@ def print_table(
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    # Ctrl-C must work even when started with SIGINT ignored (e.g. as a background job).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _raise_interrupted)
-    signal.signal(signal.SIGHUP, _raise_interrupted)
-    procs = Processes()
-    tmp = Path(tempfile.mkdtemp(prefix="fg-bench-"))
-    try:
-        return _bench(args, procs, tmp)
-    except HarnessError as exc:
-        print(f"bench: harness failure: {exc}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, Interrupted):
-        print("bench: interrupted; stopping everything it started", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # do not interrupt the cleanup itself
-        procs.stop_all()
-        if args.keep:
-            print(f"bench: kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    return run_main("bench", args.keep, lambda procs, tmp: _bench(args, procs, tmp))
 
 
 def _bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
-    if not (Path(args.wrk).is_file() and os.access(args.wrk, os.X_OK)):
-        raise HarnessError(f"wrk not found at {args.wrk!r} (install wrk or pass --wrk)")
-    python = args.python or (
-        str(REPO / ".venv/bin/python") if (REPO / ".venv/bin/python").exists() else sys.executable
-    )
+    require_wrk(args.wrk)
+    python = default_python(args.python)
     profiler_bin = None
     if args.profile:
         profiler_bin = find_py_spy(args.py_spy)
@@ -1027,11 +577,7 @@ def _bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
         bare_port = free_port()
     tenant = "bench" if not args.db_url else f"bench-{token}"
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FG_BENCH_")}
-    env.pop("FG_DB_URL", None)
-    env.update({"FG_DATA_DIR": str(data_dir), "FG_PORT": str(fg_port), "PYTHONUNBUFFERED": "1"})
-    if args.db_url:
-        env["FG_DB_URL"] = args.db_url
+    env = server_env(data_dir, fg_port, args.db_url)
     for name in ("BENCH_PROBE_SWITCH_INTERVAL", "BENCH_PROBE_GC_OFF", "BENCH_PROBE_GC_OUT"):
         env.pop(name, None)
     gc_out = tmp / "gc.json"
@@ -1073,28 +619,12 @@ def _bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
         file=sys.stderr,
     )
 
-    _run([*fg, "migrate"], env, "frostgate migrate")
-    _run([*fg, "tenants", "create", tenant], env, "frostgate tenants create")
-    minted = _run(
-        [*fg, "keys", "mint", "--tenant", tenant, "--scopes", "defend:write,ingest:write"],
-        env,
-        "frostgate keys mint",
-    )
-    lines = minted.strip().splitlines()
-    key = lines[-1].strip() if lines else ""
-    if not key.startswith("fgk_"):
-        raise HarnessError(f"keys mint printed no key: {minted!r}")
+    key = provision(fg, env, tenant, "defend:write,ingest:write")
 
     fg_log = tmp / "frostgate.log"
     bare_log = tmp / "bare.log"
-    with fg_log.open("wb") as fg_out, bare_log.open("wb") as bare_out:
-        fg_proc = procs.start(
-            "frostgate",
-            [*fg, "serve", "--port", str(fg_port)],
-            env=serve_env,
-            stdout=fg_out,
-            stderr=subprocess.STDOUT,
-        )
+    fg_proc = start_serve(procs, fg, fg_port, serve_env, fg_log)
+    with bare_log.open("wb") as bare_out:
         bare_proc = procs.start(
             "bare",
             [python, str(BARE_APP), "--port", str(bare_port)],
@@ -1236,7 +766,7 @@ def _bench(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
             }
             for s in scenarios
         ],
-        "server_log_tail": _tail(fg_log, 40),
+        "server_log_tail": tail(fg_log, 40),
     }
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -90,6 +90,40 @@ def test_memory_store_is_bounded_lru() -> None:
     assert len(store) == 1000
 
 
+def test_memory_store_forgets_idle_windows() -> None:
+    """A scan from ever-new addresses keeps only the last window's keys, not every dead
+    window up to the LRU cap (found by the soak: memory grew for minutes, 1.3 KiB a key)."""
+    store = MemoryWindowStore()
+
+    async def go() -> None:
+        for n in range(2000):  # ten new addresses a second for 200 s
+            probe = WindowProbe("r", f"r|10.0.{n // 256}.{n % 256}", None, 60, 3, 300)
+            await store.observe("acme", f"e{n}", [probe], T0 + timedelta(seconds=n / 10))
+
+    asyncio.run(go())
+    assert 600 <= len(store) <= 602  # the addresses of the last 60 s
+
+
+def test_a_cooling_window_is_remembered_until_its_cooldown_ends() -> None:
+    store = MemoryWindowStore()
+    other = WindowProbe("r", "r|5.6.7.8", None, 60, 3, 300)
+    steps = [(COUNT, "a", 0), (COUNT, "b", 1), (COUNT, "c", 2), (other, "o", 120)]
+    steps += [(COUNT, "d", 130), (COUNT, "e", 131), (COUNT, "f", 132), (other, "g", 500)]
+
+    async def go() -> list[WindowState]:
+        return [
+            (await store.observe("acme", eid, [p], T0 + timedelta(seconds=at)))[p.rule_id]
+            for p, eid, at in steps
+        ]
+
+    states = asyncio.run(go())
+    assert states[2].armed
+    # Its entries expired, but it is still cooling down: three more do not arm it again.
+    assert [s.count for s in states[4:7]] == [1, 2, 3]
+    assert not states[6].armed
+    assert len(store) == 1  # at 500 s both idle windows are forgotten; the new one is left
+
+
 def test_an_unreachable_redis_fails_closed() -> None:
     store = RedisWindowStore("redis://127.0.0.1:1/0", timeout=0.1)
     with pytest.raises(FrostGateError) as caught:

@@ -8,7 +8,12 @@ here records the observation and answers what the engine needs as explicit input
   observing is O(1) amortized; at most ``max_keys`` keys (LRU per tenant, evicting from
   the tenant that holds most; default 100,000) and at most ``max_members`` entries per
   key, so memory is bounded whatever the traffic and one tenant's flood cannot push
-  another tenant's counts out; expired entries are dropped whenever a key is touched.
+  another tenant's counts out; expired entries are dropped whenever a key is touched,
+  and a key whose window is empty and whose cooldown is over is forgotten (it says
+  nothing a fresh window would not). Without that, traffic from ever-new addresses (a
+  scan, a botnet) kept every dead window until the cap: about 1.3 KiB per key, 135 MB at
+  the default cap, growing for as long as it took to get there (the soak, issue 7,
+  found it).
 * :class:`RedisWindowStore` for several processes: one sorted set per key and one
   cooldown key, updated by a single Lua script (atomic per probe).
 
@@ -51,6 +56,8 @@ class _Window:
     entries: deque[tuple[float, str]] = field(default_factory=deque)
     members: Counter[str] = field(default_factory=Counter)
     cooling_until: float = 0.0
+    # From this time on the window holds no live entry and is not cooling down.
+    idle_from: float = 0.0
 
 
 class MemoryWindowStore:
@@ -77,6 +84,7 @@ class MemoryWindowStore:
         self, tenant_id: str, event_id: str, probes: Sequence[WindowProbe], now: datetime
     ) -> dict[str, WindowState]:
         t = now.timestamp()
+        self._forget_idle(tenant_id, t, budget=len(probes) + 2)
         states: dict[str, WindowState] = {}
         for probe in probes:
             window = self._window(tenant_id, probe.key)
@@ -91,6 +99,8 @@ class MemoryWindowStore:
             armed = count >= probe.threshold and t >= window.cooling_until
             if armed:
                 window.cooling_until = t + probe.cooldown_seconds
+            # An entry at t is dropped by an observation at t + seconds (``_drop``).
+            window.idle_from = max(t + probe.seconds, window.cooling_until)
             states[probe.rule_id] = WindowState(count=count, armed=armed)
         return states
 
@@ -118,6 +128,24 @@ class MemoryWindowStore:
         self._total -= 1
         if not windows:
             del self._tenants[victim]
+
+    def _forget_idle(self, tenant_id: str, t: float, *, budget: int) -> None:
+        """Drop the tenant's idle windows from its least recently used end, up to
+        ``budget`` of them (more than one call adds, so the sweep keeps up without a
+        pause). It stops at the first window still live: a key cooling down, or one with
+        a longer window, holds back those touched after it until it goes idle;
+        ``max_keys`` bounds that case."""
+        windows = self._tenants.get(tenant_id)
+        for _ in range(budget):
+            if not windows:
+                return
+            oldest = next(iter(windows.values()))
+            if oldest.idle_from > t:
+                return
+            windows.popitem(last=False)
+            self._total -= 1
+            if not windows:
+                del self._tenants[tenant_id]
 
     def _drop(self, window: _Window, cutoff: float) -> None:
         while window.entries and window.entries[0][0] <= cutoff:

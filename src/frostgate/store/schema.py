@@ -261,6 +261,8 @@ mitigations = sa.Table(
     sa.Index("ix_mitigations_seq", "tenant_id", "seq"),
     sa.Index("ix_mitigations_status", "status", "expires_at"),
     sa.Index("ix_mitigations_value", "tenant_id", "value"),
+    # The blast-radius count (store.mitigations.count_recent_blocks), migration 0008.
+    sa.Index("ix_mitigations_activated", "tenant_id", "activated_at"),
 )
 
 mitigation_heads = sa.Table(
