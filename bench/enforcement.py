@@ -172,7 +172,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def seed_frostgate(db_url: str, tenant: str, count: int) -> None:
     """``count`` active block_ip mitigations, written straight through the repository,
-    with distinct times (as mitigations raised by decisions over a day have)."""
+    as decisions raise them: each from its own event, at its own time."""
     sys.path.insert(0, str(ROOT / "src"))
     from frostgate.store import mitigations as repo
     from frostgate.store import open_database
@@ -188,9 +188,9 @@ def seed_frostgate(db_url: str, tenant: str, count: int) -> None:
                 "action": "block_ip",
                 "scope": "ip",
                 "value": address(n),
-                "reason": "bench",
-                "origin": "manual",
-                "origin_event_id": None,
+                "reason": f"10 failed logins within 60 s from {address(n)}",
+                "origin": "decision",
+                "origin_event_id": f"sshd-{n:08d}-{created.timestamp():.6f}",
                 "status": "active",
                 "status_reason": None,
                 "ttl_seconds": 86_400,

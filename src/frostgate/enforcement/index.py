@@ -55,7 +55,7 @@ MAX_LOG = 200_000
 TOMBSTONE_GRACE_US = 3_600_000_000
 # The expiry of a mitigation that never expires: after every instant a datetime holds.
 NEVER = 2**62
-_PAGE = 5_000
+_PAGE = 1_000
 # Entries encoded per piece of a bulk answer; answers with more are streamed.
 CHUNK = 1_000
 _CROWDSEC_SCOPES = {"ip": "Ip", "range": "Range", "user": "Username", "host": "Host"}
@@ -102,13 +102,20 @@ class Entry:
     action: str
     scope: str
     value: str
-    reason: str
+    # The reason, or when it ends with the value (as rule reasons do: "... from
+    # 203.0.113.9") the text before it, shared by every entry of the same rule.
+    reason_head: str
+    reason_ends_with_value: bool
     origin: str
     origin_event_id: str | None
     status: str
     activated: bool
     created_us: int
     expires_us: int  # NEVER when it does not expire
+
+    @property
+    def reason(self) -> str:
+        return self.reason_head + self.value if self.reason_ends_with_value else self.reason_head
 
     @property
     def until(self) -> str | None:
@@ -125,14 +132,18 @@ class Entry:
         (mid, seq, action, scope, value, reason, origin, event_id, status, created, act, exp) = (
             values
         )
-        # Repeated texts (actions, scopes, statuses, rule reasons) are shared, not copied.
+        # Repeated texts (actions, scopes, statuses, reasons up to the value) are shared,
+        # not copied: a rendered rule reason is unique per target, its head is not.
+        ends_with_value = len(reason) > len(value) and reason.endswith(value)
+        head = reason[: -len(value)] if ends_with_value else reason
         return cls(
             mid,
             seq,
             sys.intern(action),
             sys.intern(scope),
             value,
-            sys.intern(reason),
+            sys.intern(head),
+            ends_with_value,
             sys.intern(origin),
             event_id,
             sys.intern(status),
