@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 import sqlalchemy as sa
@@ -170,6 +172,43 @@ def test_streamed_body_over_limit_without_content_length(env: Env) -> None:
     r = env.client.post("/v1/defend", content=chunks(), headers=headers)
     assert r.status_code == 413
     assert r.json()["error_code"] == "BODY_TOO_LARGE"
+
+
+def test_declared_body_over_limit_is_refused_before_a_byte_is_read(env: Env) -> None:
+    """A Content-Length over the cap is refused by the gate up front, without reading the
+    body: the streamed count alone would still answer 413, but only after taking in a
+    megabyte. Raw ASGI, so the declared length is exactly what is sent."""
+    reads: list[int] = []
+    sent: list[dict[str, Any]] = []
+    declared = 1024 * 1024 + 1
+
+    async def receive() -> dict[str, Any]:
+        reads.append(1)
+        return {"type": "http.request", "body": b"x" * declared, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    headers = dict(env.headers(), **{"content-type": "application/json"})
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/defend",
+        "raw_path": b"/v1/defend",
+        "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        + [(b"content-length", str(declared).encode())],
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+        "scheme": "http",
+        "http_version": "1.1",
+        "root_path": "",
+    }
+    env.client.portal.call(env.client.app, scope, receive, send)  # type: ignore[union-attr]
+    assert sent[0]["status"] == 413
+    assert b"BODY_TOO_LARGE" in sent[1]["body"]
+    assert reads == []
+    assert _count(env) == 0
 
 
 def test_batch_over_limit(env: Env) -> None:
