@@ -167,7 +167,7 @@ class Entry:
             "value": self.value,
             "scenario": f"frostgate/{self.action}: {self.reason}",
             "simulated": False,
-            "until": None if forever else format_epoch_micros(self.expires_us),
+            "until": self.until,
             "duration": f"{hours}h{minutes}m{secs}s",
         }
 
