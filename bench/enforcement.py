@@ -30,7 +30,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,22 +44,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from harness import free_port, provision, rss_bytes, server_env
+
 ROOT = Path(__file__).resolve().parent.parent
 FG = [sys.executable, "-m", "frostgate.cli"]
 PROBE_IP = "10.1.2.3"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 def address(n: int) -> str:
@@ -130,13 +118,13 @@ def measure(service: Service, count: int, seconds: int, connections: int) -> dic
     try:
         wait_until_answering(probe, service.key, process)
         get(f"{stream}?startup=true", service.key)
-        rss_empty = rss_kib(process.pid)
+        rss_empty = rss_bytes(process.pid)
         started = time.perf_counter()
         service.fill(count)
         fill_s = time.perf_counter() - started
         load_ms, size = get(f"{stream}?startup=true", service.key)
         warm = [get(f"{stream}?startup=true", service.key)[0] for _ in range(5)]
-        rss_loaded = rss_kib(process.pid)
+        rss_loaded = rss_bytes(process.pid)
         get(stream, service.key)  # from here on, nothing is new for this key
         deltas = wrk(stream, service.key, seconds, connections)
         lookups = wrk(probe, service.key, seconds, connections)
@@ -153,7 +141,7 @@ def measure(service: Service, count: int, seconds: int, connections: int) -> dic
         "load_first_pull_ms": round(load_ms, 1),
         "startup_warm_median_ms": round(statistics.median(warm), 1),
         "startup_bytes": size,
-        "extra_rss_mib": round((rss_loaded - rss_empty) / 1024, 1),
+        "extra_rss_mib": round((rss_loaded - rss_empty) / 2**20, 1),
         "delta_pulls_per_s": deltas,
         "lookups_per_s": lookups,
         "restart_until_answering_s": round(restart_s, 2),
@@ -211,23 +199,15 @@ def seed_frostgate(db_url: str, tenant: str, count: int) -> None:
 
 @contextmanager
 def frostgate(tmp: Path) -> Iterator[Service]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FG_")}
     db_url = f"sqlite:///{tmp}/frostgate.db"
-    env.update(FG_PROFILE="test", FG_DATA_DIR=str(tmp), FG_DB_URL=db_url)
-
-    def run(*args: str) -> str:
-        return subprocess.run(  # noqa: S603
-            [*FG, *args], env=env, check=True, capture_output=True, text=True
-        ).stdout
-
-    run("migrate")
-    run("tenants", "create", "bench")
-    key = run("keys", "mint", "--tenant", "bench", "--scopes", "enforcement:read")
     port = free_port()
+    env = server_env(tmp, port, db_url)
+    env["FG_PROFILE"] = "test"
+    key = provision(FG, env, "bench", "enforcement:read")
     yield Service(
         name="FrostGate",
         base=f"http://127.0.0.1:{port}/crowdsec",
-        key=key.strip().splitlines()[-1],
+        key=key,
         start=lambda: subprocess.Popen([*FG, "serve", "--port", str(port)], env=env),  # noqa: S603
         fill=lambda count: seed_frostgate(db_url, "bench", count),
     )

@@ -490,6 +490,14 @@ def default_python(explicit: str) -> str:
     return explicit or (str(venv) if venv.exists() else sys.executable)
 
 
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process, from ``/proc``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise HarnessError(f"no VmRSS for pid {pid}")
+
+
 def server_env(data_dir: Path, port: int, db_url: str) -> dict[str, str]:
     """This process's environment minus the harnesses' own ``FG_BENCH_*``/``FG_SOAK_*``
     settings (the server would refuse unknown ``FG_`` names), pointed at ``data_dir``."""

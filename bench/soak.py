@@ -57,6 +57,7 @@ from harness import (
     provision,
     read_database,
     require_wrk,
+    rss_bytes,
     run_main,
     run_wrk,
     server_env,
@@ -116,13 +117,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.threads > args.connections:
         p.error("wrk needs connections >= threads")
     return args
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise HarnessError(f"no VmRSS for pid {pid}")
 
 
 def own_cpu_seconds() -> float:
