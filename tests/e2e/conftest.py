@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,19 +10,12 @@ import pytest
 
 from frostgate.config import Settings
 from frostgate.store import Database
-from tests.e2e.served import FG, Server, free_port
+from tests.e2e.served import FG, Server, free_port, served_env
 
 
 @pytest.fixture
 def server(settings: Settings, db: Database, tmp_path: Path) -> Iterator[Server]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FG_")}
-    env.update(
-        FG_PROFILE="test",
-        FG_DATA_DIR=str(tmp_path),
-        FG_DB_URL=settings.database_url,
-        FG_KEY_PEPPERS=settings.key_peppers,
-        FG_SSE_HEARTBEAT_SECONDS="1",
-    )
+    env = served_env(settings, tmp_path, FG_SSE_HEARTBEAT_SECONDS="1")
     port = free_port()
     boot = subprocess.run(
         [*FG, "bootstrap"], env=env, capture_output=True, text=True, timeout=60, check=True

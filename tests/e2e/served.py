@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+
+from frostgate.config import Settings
 
 FG = [sys.executable, "-m", "frostgate.cli"]
 BRUTE = {
@@ -61,3 +65,17 @@ class Server:
 
     def headers(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.key}"}
+
+
+def served_env(settings: Settings, data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a served process: this one's without any ``FG_`` variable,
+    the test profile, the suite's database and peppers, then ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FG_")}
+    env.update(
+        FG_PROFILE="test",
+        FG_DATA_DIR=str(data_dir),
+        FG_DB_URL=settings.database_url,
+        FG_KEY_PEPPERS=settings.key_peppers,
+        **extra,
+    )
+    return env

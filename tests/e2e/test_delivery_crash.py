@@ -7,7 +7,6 @@ with the same ``webhook-id`` and body, still verifiable, and is then marked deli
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from standardwebhooks.webhooks import Webhook
 
 from frostgate.config import Settings
 from frostgate.store import Database
-from tests.e2e.served import BRUTE, FG, Server, free_port
+from tests.e2e.served import BRUTE, FG, Server, free_port, served_env
 from tests.egress.receivers import Behaviour, Receiver
 
 
@@ -34,12 +33,9 @@ def receiver() -> Iterator[Receiver]:
 def server(
     settings: Settings, db: Database, tmp_path: Path, receiver: Receiver
 ) -> Iterator[Server]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FG_")}
-    env.update(
-        FG_PROFILE="test",
-        FG_DATA_DIR=str(tmp_path),
-        FG_DB_URL=settings.database_url,
-        FG_KEY_PEPPERS=settings.key_peppers,
+    env = served_env(
+        settings,
+        tmp_path,
         FG_EGRESS_ALLOW_HOSTS=f"127.0.0.1:{receiver.port}",
         FG_EGRESS_READ_TIMEOUT_SECONDS="10",
         FG_EGRESS_TOTAL_TIMEOUT_SECONDS="10",
