@@ -200,34 +200,31 @@ def _insert_active(env: Env, ip: str, expires_in: float) -> str:
 
 def _insert_active_many(env: Env, ips: list[str], expires_in: float) -> list[str]:
     now = datetime.now(UTC)
+    rows = [
+        {
+            "mitigation_id": repo.new_mitigation_id(),
+            "action": "block_ip",
+            "scope": "ip",
+            "value": ip,
+            "reason": "test",
+            "origin": "manual",
+            "origin_event_id": None,
+            "status": "active",
+            "status_reason": None,
+            "ttl_seconds": 60,
+            "created_at": now,
+            "activated_at": now,
+            "expires_at": now + timedelta(seconds=expires_in),
+            "ended_at": None,
+            "proposed_by": None,
+            "approved_by": None,
+            "lifted_by": None,
+        }
+        for ip in ips
+    ]
     with env.db.write.begin() as conn:
-        rows = repo.insert_mitigations(
-            conn,
-            "acme",
-            [
-                {
-                    "mitigation_id": repo.new_mitigation_id(),
-                    "action": "block_ip",
-                    "scope": "ip",
-                    "value": ip,
-                    "reason": "test",
-                    "origin": "manual",
-                    "origin_event_id": None,
-                    "status": "active",
-                    "status_reason": None,
-                    "ttl_seconds": 60,
-                    "created_at": now,
-                    "activated_at": now,
-                    "expires_at": now + timedelta(seconds=expires_in),
-                    "ended_at": None,
-                    "proposed_by": None,
-                    "approved_by": None,
-                    "lifted_by": None,
-                }
-                for ip in ips
-            ],
-        )
-    return [row.mitigation_id for row in rows]
+        repo.insert_mitigations(conn, "acme", rows)
+    return [row["mitigation_id"] for row in rows]
 
 
 def test_expiry_is_automatic(env: Env) -> None:

@@ -31,7 +31,7 @@ from frostgate.enforcement.envelope import (
 from frostgate.enforcement.targets import Target, TargetInvalid, parse_target
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.security.admin import Actor, audit_change
-from frostgate.store import Database, PendingDecision, schema
+from frostgate.store import Database, PendingDecision
 from frostgate.store import mitigations as repo
 from frostgate.store.catalog import all_streams
 from frostgate.store.outbox import enqueue_notice
@@ -82,7 +82,7 @@ class MitigationService:
                 parsed.append((row, item, action, parse_target(action, raw_target), reason, ttl))
             except TargetInvalid:
                 continue  # e.g. an `alert` action: advice, nothing to enforce
-        seen = self._live(conn, tenant_id, {t.value for *_, t, _r, _ttl in parsed})
+        seen = repo.live_pairs(conn, tenant_id, {t.value for *_, t, _r, _ttl in parsed}, _LIVE)
         rows: list[dict[str, Any]] = []
         over_cap = 0
         for row, item, action, target, reason, ttl in parsed:
@@ -129,19 +129,6 @@ class MitigationService:
             )
 
     @staticmethod
-    def _live(conn: sa.Connection, tenant_id: str, values: set[str]) -> set[tuple[str, str]]:
-        """(action, value) pairs that already have a live mitigation, in one query."""
-        if not values:
-            return set()
-        m = schema.mitigations
-        query = sa.select(m.c.action, m.c.value).where(
-            m.c.tenant_id == tenant_id,
-            m.c.value.in_(sorted(values)),
-            m.c.status.in_(_LIVE),
-        )
-        return {(r.action, r.value) for r in conn.execute(query)}
-
-    @staticmethod
     def _envelope(conn: sa.Connection, tenant_id: str) -> Envelope:
         stored = repo.get_envelope(conn, tenant_id)
         return DEFAULT_ENVELOPE if stored is None else Envelope.parse(stored)
@@ -177,24 +164,22 @@ class MitigationService:
                 needs_approval=False,
                 recent_blocks=repo.count_recent_blocks(conn, tenant_id, BLOCKING_ACTIONS, since),
             )
-            [created] = repo.insert_mitigations(
-                conn,
-                tenant_id,
-                [
-                    _new_row(
-                        action,
-                        target,
-                        reason,
-                        admission.ttl_seconds,
-                        status=admission.status,
-                        status_reason=admission.reason,
-                        origin="manual",
-                        origin_event_id=None,
-                        proposed_by=actor.key_id,
-                        now=now,
-                    )
-                ],
+            row = _new_row(
+                action,
+                target,
+                reason,
+                admission.ttl_seconds,
+                status=admission.status,
+                status_reason=admission.reason,
+                origin="manual",
+                origin_event_id=None,
+                proposed_by=actor.key_id,
+                now=now,
             )
+            repo.insert_mitigations(conn, tenant_id, [row])
+            created = repo.get_mitigation(conn, tenant_id, row["mitigation_id"])
+            if created is None:  # inserted in this very transaction: the store is broken
+                raise FrostGateError(ErrorCode.STORAGE_UNAVAILABLE, "mitigation not read back")
             audit_change(
                 conn,
                 actor,

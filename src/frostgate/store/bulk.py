@@ -35,6 +35,15 @@ def _sqlite_time(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+@lru_cache(maxsize=32)
+def _time_positions(table: sa.Table, columns: tuple[str, ...]) -> tuple[int, ...]:
+    """Where in ``columns`` the table keeps timestamps (from its schema, not from the
+    values: a nullable timestamp may be None in one row and set in the next)."""
+    return tuple(
+        i for i, name in enumerate(columns) if isinstance(table.c[name].type, sa.DateTime)
+    )
+
+
 def insert_rows(
     conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
 ) -> None:
@@ -43,15 +52,14 @@ def insert_rows(
         return
     dialect = conn.dialect
     sql = _statement(table.name, columns, dialect.paramstyle)
-    if dialect.name == "sqlite":
-        # Only the columns holding timestamps need converting; find them once.
-        positions = [i for i, v in enumerate(rows[0]) if isinstance(v, datetime)]
-        if positions:
-            converted = []
-            for row in rows:
-                values = list(row)
-                for i in positions:
+    positions = _time_positions(table, columns) if dialect.name == "sqlite" else ()
+    if positions:
+        converted = []
+        for row in rows:
+            values = list(row)
+            for i in positions:
+                if values[i] is not None:
                     values[i] = _sqlite_time(values[i])
-                converted.append(tuple(values))
-            rows = converted
+            converted.append(tuple(values))
+        rows = converted
     conn.exec_driver_sql(sql, list(rows))

@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from frostgate.store import schema
+from frostgate.store.bulk import insert_rows
 from frostgate.store.keys import aware
 from frostgate.store.tenancy import bind_tenant
 
@@ -33,6 +34,7 @@ __all__ = [
     "get_mitigation",
     "insert_mitigations",
     "list_mitigations",
+    "live_pairs",
     "new_mitigation_id",
     "save_cursors",
     "set_envelope",
@@ -81,40 +83,65 @@ def new_mitigation_id() -> str:
     return "mit_" + uuid_utils.uuid7().hex
 
 
+# Statements the decision writer runs on every batch that proposes mitigations, built
+# once: building a SQLAlchemy expression per call cost more than running it.
+_TAKE_SEQ = (
+    _h.update()
+    .where(_h.c.tenant_id == sa.bindparam("tenant"))
+    .values(seq=_h.c.seq + sa.bindparam("count"))
+    .returning(_h.c.seq)
+)
+_FIRST_HEAD = _h.insert().values(tenant_id=sa.bindparam("tenant"), seq=sa.bindparam("count"))
+_RECENT_BLOCKS = (
+    sa.select(sa.func.count())
+    .select_from(_m)
+    .where(
+        _m.c.tenant_id == sa.bindparam("tenant"),
+        _m.c.action.in_(sa.bindparam("actions", expanding=True)),
+        _m.c.activated_at >= sa.bindparam("since"),
+    )
+)
+_LIVE_PAIRS = sa.select(_m.c.action, _m.c.value).where(
+    _m.c.tenant_id == sa.bindparam("tenant"),
+    _m.c.value.in_(sa.bindparam("values", expanding=True)),
+    _m.c.status.in_(sa.bindparam("statuses", expanding=True)),
+)
+_ENVELOPE = sa.select(_e.c.envelope).where(_e.c.tenant_id == sa.bindparam("tenant"))
+_INSERT_COLUMNS = tuple(c.name for c in _m.columns)
+
+
 def _take_seq(conn: sa.Connection, tenant_id: str, count: int) -> int:
     """Reserve ``count`` numbers; returns the first. Locks the tenant's head row."""
-    updated = conn.execute(
-        _h.update()
-        .where(_h.c.tenant_id == tenant_id)
-        .values(seq=_h.c.seq + count)
-        .returning(_h.c.seq)
-    ).scalar()
+    updated = conn.execute(_TAKE_SEQ, {"tenant": tenant_id, "count": count}).scalar()
     if updated is None:
-        conn.execute(_h.insert().values(tenant_id=tenant_id, seq=count))
+        conn.execute(_FIRST_HEAD, {"tenant": tenant_id, "count": count})
         return 1
     return int(updated) - count + 1
 
 
-def insert_mitigations(
-    conn: sa.Connection, tenant_id: str, rows: list[dict[str, Any]]
-) -> list[MitigationRow]:
-    """Insert new rows (``seq`` is assigned here); ``rows`` lack only ``seq``."""
+def insert_mitigations(conn: sa.Connection, tenant_id: str, rows: list[dict[str, Any]]) -> None:
+    """Insert new rows (``seq`` is assigned here); ``rows`` lack only ``seq`` and
+    ``tenant_id``, and hold every other column."""
     if not rows:
-        return []
+        return
     bind_tenant(conn, tenant_id)
     first = _take_seq(conn, tenant_id, len(rows))
     for offset, row in enumerate(rows):
         row["seq"] = first + offset
         row["tenant_id"] = tenant_id
-    conn.execute(_m.insert(), rows)
-    return [_row(_AsRow(r)) for r in rows]
+    insert_rows(conn, _m, _INSERT_COLUMNS, [tuple(r[c] for c in _INSERT_COLUMNS) for r in rows])
 
 
-class _AsRow:
-    """Lets :func:`_row` read a plain dict like a result row."""
-
-    def __init__(self, data: Mapping[str, Any]) -> None:
-        self._mapping = {k: data.get(k) for k in MitigationRow.__slots__}
+def live_pairs(
+    conn: sa.Connection, tenant_id: str, values: Iterable[str], statuses: Iterable[str]
+) -> set[tuple[str, str]]:
+    """(action, value) pairs of ``values`` that have a mitigation in one of ``statuses``."""
+    wanted = sorted(values)
+    if not wanted:
+        return set()
+    bind_tenant(conn, tenant_id)
+    params = {"tenant": tenant_id, "values": wanted, "statuses": list(statuses)}
+    return {(r.action, r.value) for r in conn.execute(_LIVE_PAIRS, params)}
 
 
 def transition(
@@ -211,17 +238,8 @@ def count_recent_blocks(
 ) -> int:
     """Blocking mitigations that took effect since ``since`` (the blast-radius count)."""
     bind_tenant(conn, tenant_id)
-    return int(
-        conn.execute(
-            sa.select(sa.func.count())
-            .select_from(_m)
-            .where(
-                _m.c.tenant_id == tenant_id,
-                _m.c.action.in_(list(actions)),
-                _m.c.activated_at >= since,
-            )
-        ).scalar_one()
-    )
+    params = {"tenant": tenant_id, "actions": list(actions), "since": since}
+    return int(conn.execute(_RECENT_BLOCKS, params).scalar_one())
 
 
 def due_expiries(conn: sa.Connection, tenant_id: str, now: datetime) -> list[str]:
@@ -237,7 +255,7 @@ def due_expiries(conn: sa.Connection, tenant_id: str, now: datetime) -> list[str
 
 def get_envelope(conn: sa.Connection, tenant_id: str) -> dict[str, Any] | None:
     bind_tenant(conn, tenant_id)
-    text = conn.execute(sa.select(_e.c.envelope).where(_e.c.tenant_id == tenant_id)).scalar()
+    text = conn.execute(_ENVELOPE, {"tenant": tenant_id}).scalar()
     return None if text is None else dict(orjson.loads(text))
 
 

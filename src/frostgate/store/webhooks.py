@@ -108,14 +108,21 @@ def insert_endpoint(conn: sa.Connection, endpoint: Endpoint, *, created_by: str 
     )
 
 
+# Built once: the decision writer lists a tenant's enabled endpoints on every batch
+# that raises an alert or a notice.
+_ENDPOINTS = sa.select(_e).where(
+    _e.c.tenant_id == sa.bindparam("tenant"), _e.c.deleted_at.is_(None)
+)
+_ALL_ENDPOINTS = _ENDPOINTS.order_by(_e.c.created_at)
+_ENABLED_ENDPOINTS = _ENDPOINTS.where(_e.c.enabled.is_(True)).order_by(_e.c.created_at)
+
+
 def list_endpoints(
     conn: sa.Connection, tenant_id: str, *, enabled_only: bool = False
 ) -> list[Endpoint]:
     bind_tenant(conn, tenant_id)
-    query = sa.select(_e).where(_e.c.tenant_id == tenant_id, _e.c.deleted_at.is_(None))
-    if enabled_only:
-        query = query.where(_e.c.enabled.is_(True))
-    return [endpoint_from_row(r) for r in conn.execute(query.order_by(_e.c.created_at))]
+    query = _ENABLED_ENDPOINTS if enabled_only else _ALL_ENDPOINTS
+    return [endpoint_from_row(r) for r in conn.execute(query, {"tenant": tenant_id})]
 
 
 def get_endpoint(conn: sa.Connection, tenant_id: str, endpoint_id: str) -> Endpoint | None:
