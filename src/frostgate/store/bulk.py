@@ -39,9 +39,7 @@ def _sqlite_time(value: datetime) -> str:
 def _time_positions(table: sa.Table, columns: tuple[str, ...]) -> tuple[int, ...]:
     """Where in ``columns`` the table keeps timestamps (from its schema, not from the
     values: a nullable timestamp may be None in one row and set in the next)."""
-    return tuple(
-        i for i, name in enumerate(columns) if isinstance(table.c[name].type, sa.DateTime)
-    )
+    return tuple(i for i, name in enumerate(columns) if isinstance(table.c[name].type, sa.DateTime))
 
 
 def insert_rows(
