@@ -20,6 +20,7 @@ from frostgate.cli.db import app as db_app
 from frostgate.cli.rules import policy_problems, rules_app
 from frostgate.cli.simulate import simulate
 from frostgate.config import Profile, get_settings
+from frostgate.config.allocator import limit_malloc_arenas
 from frostgate.egress import client_from_settings
 from frostgate.jobs import Anchorer
 from frostgate.jobs.witness import WitnessPublisher, parse_witness_urls, store_failures
@@ -139,6 +140,7 @@ def serve(
         for problem in problems:
             console.print(f"[red]refusing to start:[/red] {problem}")
         raise typer.Exit(code=2)
+    limit_malloc_arenas(settings.malloc_arena_max)  # before the server starts its threads
     uvicorn.run(
         "frostgate.api:build_app",
         factory=True,

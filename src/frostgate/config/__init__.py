@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     max_string_bytes: int = Field(default=8 * 1024, ge=64)
     max_batch_events: int = Field(default=1000, ge=1)
     writer_max_batch: int = Field(default=4096, ge=1)
+    malloc_arena_max: int = Field(
+        default=2, ge=0, description="glibc malloc arenas for `serve` (0: glibc's default)"
+    )
     key_cache_seconds: float = Field(
         default=1.0, gt=0, le=1.0, description="Key-record cache life; bounds revocation lag"
     )

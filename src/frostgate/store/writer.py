@@ -189,13 +189,11 @@ class GroupCommitWriter:
             self._commit(jobs)
         except sa.exc.SQLAlchemyError:
             log.exception("group commit failed; %d requests fail closed", len(jobs))
-            for job in jobs:
-                self._settle(job, FrostGateError(ErrorCode.STORAGE_UNAVAILABLE))
+            self._settle([(job, FrostGateError(ErrorCode.STORAGE_UNAVAILABLE)) for job in jobs])
             return
         except Exception as exc:
             log.exception("group commit raised unexpectedly")
-            for job in jobs:
-                self._settle(job, exc)
+            self._settle([(job, exc) for job in jobs])
             return
         self.committed_entries += sum(
             1
@@ -213,28 +211,34 @@ class GroupCommitWriter:
         }:
             for listener in self._listeners:
                 listener(tenant_id)  # after the commit: what they then read includes it
-        for job in jobs:
-            if job.failure is not None:
-                self._settle(job, job.failure)
-            else:
-                self._settle(job, [r for r in job.results if r is not None])
+        self._settle(
+            [(job, job.failure or [r for r in job.results if r is not None]) for job in jobs]
+        )
 
     @staticmethod
-    def _settle(job: _Job, outcome: list[WriteResult] | BaseException) -> None:
-        def resolve() -> None:
-            if job.future.done():
-                return
-            if isinstance(outcome, BaseException):
-                job.future.set_exception(outcome)
-            else:
-                job.future.set_result(outcome)
+    def _settle(outcomes: list[tuple[_Job, list[WriteResult] | BaseException]]) -> None:
+        """Wake the waiting requests: one hand-off per event loop for the whole batch
+        (each ``call_soon_threadsafe`` writes to the loop's wake-up pipe)."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any]]] = {}
+        for job, outcome in outcomes:
+            by_loop.setdefault(job.loop, []).append((job, outcome))
 
-        try:
-            job.loop.call_soon_threadsafe(resolve)
-        except RuntimeError:
-            # The waiting event loop is gone (its process is shutting down). The batch
-            # is committed or rolled back either way; there is nobody left to answer.
-            log.warning("a writer client's event loop closed before its answer")
+        def resolve(batch: list[tuple[_Job, list[WriteResult] | BaseException]]) -> None:
+            for job, outcome in batch:
+                if job.future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    job.future.set_exception(outcome)
+                else:
+                    job.future.set_result(outcome)
+
+        for loop, batch in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(resolve, batch)
+            except RuntimeError:
+                # The waiting event loop is gone (its process is shutting down). The batch
+                # is committed or rolled back either way; there is nobody left to answer.
+                log.warning("a writer client's event loop closed before its answer")
 
     def _commit(self, jobs: list[_Job]) -> None:
         decisions: dict[str, list[tuple[_Job, int]]] = {}
