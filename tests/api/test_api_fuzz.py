@@ -32,6 +32,8 @@ def settings(tmp_path: Path, pg_url: str | None, receiver: Receiver) -> Settings
     return fuzz_settings(tmp_path, pg_url or f"sqlite:///{tmp_path / 'fuzz.db'}", receiver.port)
 
 
+# About 100 cases a second here; make fuzz runs 50,000 (docs/release-gate.md).
+@pytest.mark.timeout(max(600, CASES // 20))
 def test_every_operation_holds_its_contract_under_fuzzing(
     settings: Settings, db: Database, receiver: Receiver
 ) -> None:

@@ -76,6 +76,7 @@ def test_sigkill_mid_load_then_restart_keeps_every_invariant(tmp_path: Path, dat
     reason="every scenario, twice in a row, takes minutes: the release gate's chaos check"
     " runs it (frostgate chaos --rounds 2 does the same by hand)",
 )
+@pytest.mark.timeout(1800)  # two rounds of every scenario: about 3 minutes here
 def test_every_scenario_holds_twice_in_a_row() -> None:
     assert GATE_EVIDENCE is not None
     report = asyncio.run(run_chaos(Path(GATE_EVIDENCE), rounds=2, duration=8.0, concurrency=4))
