@@ -63,6 +63,7 @@ from frostgate.security.replay import MemoryReplayCache, RedisReplayCache, Repla
 from frostgate.security.secret_box import SecretBox
 from frostgate.store import GroupCommitWriter, open_database
 from frostgate.store.catalog import all_streams
+from frostgate.store.redis_pool import RedisProbe
 
 __all__ = ["build_app"]
 
@@ -186,6 +187,15 @@ def _replay_cache(settings: Settings) -> ReplayCache:
     return MemoryReplayCache()
 
 
+def _redis_probe(settings: Settings) -> RedisProbe | None:
+    backends = (
+        settings.rate_limit_backend,
+        settings.window_backend,
+        settings.replay_cache_backend,
+    )
+    return RedisProbe(settings.redis_url) if "redis" in backends else None
+
+
 def _egress(settings: Settings, audit: AuditRecorder) -> EgressClient:
     def refused(tenant_id: str | None, reason: str, host: str | None) -> None:
         audit.record(
@@ -286,6 +296,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         mitigations=mitigations,
         mitigation_index=mitigation_index,
         bouncer_cursors=CursorBook(db),
+        redis_probe=_redis_probe(settings),
     )
 
     @asynccontextmanager
@@ -320,6 +331,8 @@ def build_app(settings: Settings | None = None) -> AuthGate:
             await rate_limit.limiter.close()
             await replay.close()
             await windows.close()
+            if svc.redis_probe is not None:
+                await svc.redis_probe.close()
             db.dispose()
 
     app = FastAPI(

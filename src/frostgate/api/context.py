@@ -21,6 +21,7 @@ from frostgate.security.audit import AuditRecorder
 from frostgate.security.hook_sources import HookVerifier
 from frostgate.security.secret_box import SecretBox
 from frostgate.store import Database, GroupCommitWriter
+from frostgate.store.redis_pool import RedisProbe
 
 __all__ = ["Services", "services"]
 
@@ -44,6 +45,9 @@ class Services:
     mitigations: MitigationService
     mitigation_index: MitigationIndex
     bouncer_cursors: CursorBook
+    # Set when any state lives in Redis (rate limits, windows, replay ids): readiness
+    # then includes Redis.
+    redis_probe: RedisProbe | None = None
 
 
 def services(request: Request) -> Services:

@@ -356,6 +356,9 @@ async def health_ready(request: Request) -> Response:
         # A ledger gap or inconsistency takes the node out of service: it is logged and
         # recorded as a critical audit event; `frostgate verify` names the entry.
         raise FrostGateError(ErrorCode.NOT_READY)
-    return json_response(
-        {"status": "ready", "database": "ok", "schema": "current", "ledger": "consistent"}
-    )
+    body = {"status": "ready", "database": "ok", "schema": "current", "ledger": "consistent"}
+    if svc.redis_probe is not None:
+        if not await svc.redis_probe.ping():
+            raise FrostGateError(ErrorCode.NOT_READY, "redis unreachable")
+        body["redis"] = "ok"
+    return json_response(body)

@@ -10,12 +10,15 @@ dependency up (found by ``frostgate chaos``). They are turned off here.
 
 from __future__ import annotations
 
+import asyncio
+
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 from redis.maint_notifications import MaintNotificationsConfig
 
-__all__ = ["redis_client"]
+__all__ = ["RedisProbe", "redis_client"]
 
 
 def redis_client(
@@ -35,3 +38,26 @@ def redis_client(
         maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
     return Redis.from_pool(pool)
+
+
+class RedisProbe:
+    """Readiness for a process whose rate limits, windows or replay ids live in Redis:
+    with Redis down every write answers 503, so the node must not report itself ready
+    and keep receiving traffic a load balancer could send elsewhere."""
+
+    def __init__(self, url: str, *, timeout: float = 0.5) -> None:
+        self._client = redis_client(
+            url, connect_timeout=timeout, op_timeout=timeout, max_connections=2
+        )
+        self._timeout = timeout
+
+    async def ping(self) -> bool:
+        """True when Redis answered PING within the timeout; a failure is the answer."""
+        try:
+            async with asyncio.timeout(self._timeout * 2):
+                return bool(await self._client.ping())
+        except (TimeoutError, OSError, RedisError):
+            return False
+
+    async def close(self) -> None:
+        await self._client.aclose()
