@@ -52,6 +52,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from frostgate.api import build_app
+from frostgate.api.context import app_services
 from frostgate.config import Profile, Settings
 from frostgate.security import PLATFORM_SCOPES, TENANT_SCOPES, admin
 from frostgate.security.peppers import load_peppers
@@ -259,7 +260,7 @@ def served(settings: Settings, db: Database, receiver: Receiver) -> Iterator[Fuz
     """The real app, started once, with keys minted and tenant B seeded."""
     keys = _mint_keys(db, settings)
     app = build_app(settings)
-    svc = app.app.state.services
+    svc = app_services(app)
     svc.egress._resolver = _documentation_address
     client = ASGIClient(app, max_stream_events=1)
     try:

@@ -19,6 +19,7 @@ import pytest
 import uvicorn
 
 from frostgate.api import build_app
+from frostgate.api.context import app_services
 from frostgate.config import Settings
 from frostgate.security import TENANT_SCOPES, admin
 from frostgate.security.peppers import load_peppers
@@ -98,7 +99,7 @@ def serve(settings: Settings, db: Database, **overrides: Any) -> Iterator[Served
             port=port,
             settings=quiet,
             db=db,
-            services=gate.app.state.services,  # type: ignore[attr-defined]
+            services=app_services(gate),
             keys=keys,
         )
     finally:

@@ -9,6 +9,7 @@ import random
 import pytest
 import sqlalchemy as sa
 
+from frostgate.api.context import app_services
 from frostgate.ledger import entry_leaf_hash, verify_consistency, verify_inclusion
 from frostgate.ledger.note import Verifier, open_checkpoint
 from tests.conftest import Env
@@ -26,7 +27,8 @@ def _ingest(env: Env, count: int, prefix: str = "e", who: str = "acme") -> None:
 
 
 def _anchor(env: Env) -> list[object]:
-    return env.client.app.app.state.services.anchorer.run_once()  # type: ignore[attr-defined, no-any-return]
+    outcomes: list[object] = app_services(env.client.app).anchorer.run_once()
+    return outcomes
 
 
 def _checkpoint(env: Env, stream: str = "decisions") -> tuple[int, bytes]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from frostgate.api.context import Services
+from frostgate.api.context import Services, app_services
 from frostgate.config import Profile, Settings
 from tests.conftest import TEST_PEPPERS, Env
 from tests.egress.receivers import Receiver
@@ -42,8 +42,7 @@ def settings(tmp_path: Path, pg_url: str | None, receiver: Receiver) -> Settings
 
 
 def services_of(env: Env) -> Services:
-    svc: Services = env.client.app.app.state.services  # type: ignore[attr-defined]
-    return svc
+    return app_services(env.client.app)
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> Any:

@@ -26,6 +26,7 @@ from frostgate.api import (
     routers_webhooks,
 )
 from frostgate.api.context import Services
+from frostgate.api.direct import DirectRoutes, direct_handlers
 from frostgate.api.feed_notifier import FeedNotifier
 from frostgate.api.openapi import complete_openapi
 from frostgate.config import Settings, get_settings
@@ -83,12 +84,16 @@ def _error(request: Request, code: ErrorCode, reason: str | None = None) -> Resp
     )
 
 
+def _render_frostgate_error(request: Request, exc: FrostGateError) -> Response:
+    if exc.code.status >= 500:
+        log.warning("request failed: %s (%s)", exc.code.name, exc)
+    return _error(request, exc.code, exc.reason)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     async def on_frostgate_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, FrostGateError)
-        if exc.code.status >= 500:
-            log.warning("request failed: %s (%s)", exc.code.name, exc)
-        return _error(request, exc.code, exc.reason)
+        return _render_frostgate_error(request, exc)
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         return _error(request, ErrorCode.VALIDATION_FAILED)
@@ -101,6 +106,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
 
+
+# The decision routes, called without FastAPI's per-request machinery (api/direct.py).
+_DIRECT_ROUTES = (("POST", "/v1/defend"), ("POST", "/v1/ingest"))
 
 _MAINTENANCE_SECONDS = 5.0
 
@@ -372,8 +380,10 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     if problems:
         raise RuntimeError("route table disagrees with mounted routes: " + "; ".join(problems))
     app.openapi_schema = complete_openapi(app.openapi(), table)
+    handlers = direct_handlers(routers_decide.router, _DIRECT_ROUTES)
+    direct = DirectRoutes(app, handlers, _render_frostgate_error)
     return AuthGate(
-        app,
+        direct,
         routes=table,
         authenticator=authenticator,
         audit=audit,

@@ -23,7 +23,7 @@ from frostgate.security.secret_box import SecretBox
 from frostgate.store import Database, GroupCommitWriter
 from frostgate.store.redis_pool import RedisProbe
 
-__all__ = ["Services", "services"]
+__all__ = ["Services", "app_services", "services"]
 
 
 @dataclass(slots=True)
@@ -52,4 +52,14 @@ class Services:
 
 def services(request: Request) -> Services:
     svc: Services = request.app.state.services
+    return svc
+
+
+def app_services(app: object) -> Services:
+    """The services of a built application (what :func:`frostgate.api.build_app`
+    returns: the gate around the FastAPI app), for tests and harnesses."""
+    inner = app
+    while not hasattr(inner, "state"):
+        inner = inner.app  # type: ignore[attr-defined]
+    svc: Services = inner.state.services
     return svc
