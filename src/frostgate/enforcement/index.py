@@ -9,7 +9,7 @@ refreshes at most every ``max_age`` seconds, and at once after a change made by 
 process, so a change made elsewhere is visible within ``max_age``.
 
 Per tenant it keeps compact :class:`Entry` objects (the fields bouncers need, nothing
-pre-encoded: at 100,000 entries the encoded forms doubled the index's memory): the
+forensic, nothing pre-encoded: at 100,000 entries the encoded forms doubled the index's memory): the
 active ones by id, by exact value and as numeric ranges; a change log of (seq, id) for
 delta pulls; and the recently ended ones (for "deleted"). Expiry is also checked at read
 time, so a mitigation stops being served the instant it expires, before the expiry job
@@ -63,7 +63,8 @@ _CROWDSEC_TYPES = {"rate_limit": "throttle"}
 
 
 def native_json(row: repo.MitigationRow) -> bytes:
-    """The FrostGate wire form of one stored mitigation."""
+    """The FrostGate enforcement form of one stored mitigation (what bouncers are
+    served; the record adds the forensic fields)."""
     return _native(
         row,
         format_timestamp(row.created_at),
@@ -80,7 +81,6 @@ def _native(row: repo.MitigationRow | Entry, created: str, until: str | None) ->
             "value": row.value,
             "reason": row.reason,
             "origin": row.origin,
-            "origin_event_id": row.origin_event_id,
             "status": row.status,
             "created_at": created,
             "expires_at": until,
@@ -93,7 +93,8 @@ def _native(row: repo.MitigationRow | Entry, created: str, until: str | None) ->
 class Entry:
     """One mitigation as the index keeps it: what bouncers are served and nothing more.
 
-    Instants are microseconds since the epoch (ints, 32 bytes each) and nothing is kept
+    Instants are microseconds since the epoch (ints, 32 bytes each), nothing forensic is
+    kept (the origin event id, 80 bytes each, is on the record) and nothing is kept
     encoded: at 100,000 entries every field costs megabytes, and the wire forms are
     built per pull, in chunks (see :func:`crowdsec_parts`)."""
 
@@ -107,7 +108,6 @@ class Entry:
     reason_head: str
     reason_ends_with_value: bool
     origin: str
-    origin_event_id: str | None
     status: str
     activated: bool
     created_us: int
@@ -129,9 +129,7 @@ class Entry:
 
     @classmethod
     def from_page(cls, values: tuple[Any, ...]) -> Entry:
-        (mid, seq, action, scope, value, reason, origin, event_id, status, created, act, exp) = (
-            values
-        )
+        (mid, seq, action, scope, value, reason, origin, status, created, act, exp) = values
         # Repeated texts (actions, scopes, statuses, reasons up to the value) are shared,
         # not copied: a rendered rule reason is unique per target, its head is not.
         ends_with_value = len(reason) > len(value) and reason.endswith(value)
@@ -145,7 +143,6 @@ class Entry:
             sys.intern(head),
             ends_with_value,
             sys.intern(origin),
-            event_id,
             sys.intern(status),
             act is not None,
             epoch_micros(created),
