@@ -180,3 +180,50 @@ def test_index_forms_agree_with_the_stored_row(env: Env) -> None:
         "items"
     ]
     assert looked_up == served
+
+
+# What bouncers are served of a mitigation: what they enforce, when and why, and no
+# forensic field (the origin event is on the record, GET /v1/mitigations/{id}).
+ENFORCEMENT_FIELDS = {
+    "mitigation_id",
+    "action",
+    "scope",
+    "value",
+    "reason",
+    "origin",
+    "status",
+    "created_at",
+    "expires_at",
+    "seq",
+}
+
+
+def test_enforcement_forms_leave_the_origin_event_to_the_record(env: Env) -> None:
+    """The stream and address lookups serve the enforcement fields only; the mitigation
+    record, fetched by id, adds the origin event and the other forensic fields."""
+    defend(env, brute("203.0.113.88", "why-1"))
+    bouncer = second_key(env, {"enforcement:read"})
+    [served] = pull(env, bouncer, startup=True)["new"]
+    assert set(served) == ENFORCEMENT_FIELDS
+    [looked_up] = env.client.get("/v1/mitigations?ip=203.0.113.88", headers=env.headers()).json()[
+        "items"
+    ]
+    assert looked_up == served
+    r = env.client.get(f"/v1/mitigations/{served['mitigation_id']}", headers=bouncer)
+    assert r.status_code == 200, r.text
+    record = r.json()
+    assert record["origin_event_id"] == "why-1"
+    assert {k: record[k] for k in served} == served
+    assert {"status_reason", "ttl_seconds", "proposed_by"} <= set(record)
+
+
+def test_a_mitigation_record_is_its_tenants_alone(env: Env) -> None:
+    defend(env, brute("203.0.113.89", "why-2"))
+    [mine] = env.client.get("/v1/mitigations?ip=203.0.113.89", headers=env.headers()).json()[
+        "items"
+    ]
+    path = f"/v1/mitigations/{mine['mitigation_id']}"
+    other = env.client.get(path, headers=env.headers("globex"))
+    assert other.status_code == 404
+    assert other.json()["error_code"] == "NOT_FOUND"
+    assert env.client.get("/v1/mitigations/mit_unknown", headers=env.headers()).status_code == 404

@@ -53,8 +53,9 @@ def test_a_brute_force_decision_becomes_an_active_block(env: Env) -> None:
     [active] = lookup(env, "203.0.113.50")
     assert active["action"] == "block_ip"
     assert active["scope"] == "ip"
-    assert active["origin_event_id"] == "bf-1"
     assert active["status"] == "active"
+    record = env.client.get(f"/v1/mitigations/{active['mitigation_id']}", headers=env.headers())
+    assert record.json()["origin_event_id"] == "bf-1"
     assert lookup(env, "203.0.113.51") == []
     assert lookup(env, "203.0.113.50", who="globex") == []
 

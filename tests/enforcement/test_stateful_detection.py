@@ -182,7 +182,8 @@ def test_ten_failed_ssh_logins_one_per_event_yield_one_block_a_bouncer_sees(env:
     )
     active = env.client.get("/v1/mitigations?ip=198.51.100.200", headers=env.headers()).json()
     [mitigation] = active["items"]
-    assert mitigation["origin_event_id"] == "ssh-9"
+    path = f"/v1/mitigations/{mitigation['mitigation_id']}"
+    assert env.client.get(path, headers=env.headers()).json()["origin_event_id"] == "ssh-9"
 
     env.client.delete(f"/v1/mitigations/{mitigation['mitigation_id']}", headers=env.headers())
     gone = env.client.get("/crowdsec/v1/decisions/stream", headers=cs).json()

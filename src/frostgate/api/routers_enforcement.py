@@ -52,9 +52,12 @@ def _actor(request: Request) -> admin.Actor:
 
 
 def _view(row: repo.MitigationRow) -> dict[str, Any]:
+    """The mitigation record: what bouncers are served, plus the forensic fields (the
+    index keeps none of these: see ``enforcement.index``)."""
     out = orjson.loads(native_json(row))
     out.update(
         {
+            "origin_event_id": row.origin_event_id,
             "status_reason": row.status_reason,
             "ttl_seconds": row.ttl_seconds,
             "proposed_by": row.proposed_by,
@@ -202,6 +205,23 @@ async def mitigation_stream(request: Request, startup: str | None = None) -> Res
         native_parts(delta.deleted),
         (b',"seq":%d}' % delta.seq,),
     )
+
+
+@router.get("/v1/mitigations/{mitigation_id}")
+async def get_mitigation(request: Request, mitigation_id: str) -> Response:
+    """One mitigation's record, whatever its status: where an analyst finds what the
+    enforcement forms leave out (its origin event, who proposed and approved it)."""
+    svc = services(request)
+    tenant_id = _tenant(request)
+
+    def load() -> repo.MitigationRow | None:
+        with svc.db.read.connect() as conn:
+            return repo.get_mitigation(conn, tenant_id, mitigation_id)
+
+    row = await storage_call(load)
+    if row is None:
+        raise FrostGateError(ErrorCode.NOT_FOUND)
+    return json_response(_view(row))
 
 
 def _bulk_response(count: int, *pieces: Iterable[bytes]) -> Response:

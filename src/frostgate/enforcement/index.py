@@ -9,7 +9,8 @@ refreshes at most every ``max_age`` seconds, and at once after a change made by 
 process, so a change made elsewhere is visible within ``max_age``.
 
 Per tenant it keeps compact :class:`Entry` objects (the fields bouncers need, nothing
-pre-encoded: at 100,000 entries the encoded forms doubled the index's memory): the
+forensic, what a rule's entries share in one :class:`Kind`, nothing pre-encoded: at
+100,000 entries the encoded forms doubled the index's memory): the
 active ones by id, by exact value and as numeric ranges; a change log of (seq, id) for
 delta pulls; and the recently ended ones (for "deleted"). Expiry is also checked at read
 time, so a mitigation stops being served the instant it expires, before the expiry job
@@ -21,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import ipaddress
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +42,7 @@ __all__ = [
     "CHUNK",
     "Delta",
     "Entry",
+    "Kind",
     "MitigationIndex",
     "TenantView",
     "crowdsec_parts",
@@ -63,7 +64,8 @@ _CROWDSEC_TYPES = {"rate_limit": "throttle"}
 
 
 def native_json(row: repo.MitigationRow) -> bytes:
-    """The FrostGate wire form of one stored mitigation."""
+    """The FrostGate enforcement form of one stored mitigation (what bouncers are
+    served; the record adds the forensic fields)."""
     return _native(
         row,
         format_timestamp(row.created_at),
@@ -80,7 +82,6 @@ def _native(row: repo.MitigationRow | Entry, created: str, until: str | None) ->
             "value": row.value,
             "reason": row.reason,
             "origin": row.origin,
-            "origin_event_id": row.origin_event_id,
             "status": row.status,
             "created_at": created,
             "expires_at": until,
@@ -89,33 +90,98 @@ def _native(row: repo.MitigationRow | Entry, created: str, until: str | None) ->
     )
 
 
+# Every distinct kind seen lately, so that entries raised the same way share one. Read
+# and written from the refresh threads: a race costs at most a duplicate kind.
+_KINDS: dict[tuple[str, str, str, str, str, bool, bool], Kind] = {}
+_MAX_KINDS = 4_096
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """What an entry shares with every entry raised the same way: its action, scope,
+    origin, status and reason (up to the value). One object for a rule's thousands of
+    mitigations: as seven fields of every entry they cost 56 bytes an entry, 5.3 MiB at
+    100,000. It also holds the CrowdSec texts that follow from it, built once instead of
+    per entry and pull."""
+
+    action: str
+    scope: str
+    origin: str
+    status: str
+    # The reason, or when it ends with the value (as rule reasons do: "... from
+    # 203.0.113.9") the text before it.
+    reason_head: str
+    reason_ends_with_value: bool
+    activated: bool
+    crowdsec_type: str
+    crowdsec_scope: str
+    crowdsec_scenario_head: str
+
+    @classmethod
+    def of(
+        cls, action: str, scope: str, origin: str, status: str, head: str, ends: bool, act: bool
+    ) -> Kind:
+        """The shared kind for these fields (a new one after the cache is reset)."""
+        key = (action, scope, origin, status, head, ends, act)
+        kind = _KINDS.get(key)
+        if kind is None:
+            if len(_KINDS) >= _MAX_KINDS:
+                # Sharing saves memory, it is not needed for correctness: entries keep
+                # their kinds, and the cache is bounded whatever reasons analysts type.
+                _KINDS.clear()
+            kind = _KINDS.setdefault(
+                key,
+                cls(
+                    *key,
+                    crowdsec_type=_CROWDSEC_TYPES.get(action, "ban"),
+                    crowdsec_scope=_CROWDSEC_SCOPES[scope],
+                    crowdsec_scenario_head=f"frostgate/{action}: {head}",
+                ),
+            )
+        return kind
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One mitigation as the index keeps it: what bouncers are served and nothing more.
 
-    Instants are microseconds since the epoch (ints, 32 bytes each) and nothing is kept
-    encoded: at 100,000 entries every field costs megabytes, and the wire forms are
-    built per pull, in chunks (see :func:`crowdsec_parts`)."""
+    Instants are microseconds since the epoch (ints, 32 bytes each), the fields shared
+    by a rule's entries are one :class:`Kind`, nothing forensic is kept (the origin
+    event id, 80 bytes each, is on the record) and nothing is kept encoded: at 100,000
+    entries every field costs megabytes, and the wire forms are built per pull, in
+    chunks (see :func:`crowdsec_parts`)."""
 
     mitigation_id: str
     seq: int
-    action: str
-    scope: str
     value: str
-    # The reason, or when it ends with the value (as rule reasons do: "... from
-    # 203.0.113.9") the text before it, shared by every entry of the same rule.
-    reason_head: str
-    reason_ends_with_value: bool
-    origin: str
-    origin_event_id: str | None
-    status: str
-    activated: bool
+    kind: Kind
     created_us: int
     expires_us: int  # NEVER when it does not expire
 
     @property
+    def action(self) -> str:
+        return self.kind.action
+
+    @property
+    def scope(self) -> str:
+        return self.kind.scope
+
+    @property
+    def origin(self) -> str:
+        return self.kind.origin
+
+    @property
+    def status(self) -> str:
+        return self.kind.status
+
+    @property
+    def activated(self) -> bool:
+        return self.kind.activated
+
+    @property
     def reason(self) -> str:
-        return self.reason_head + self.value if self.reason_ends_with_value else self.reason_head
+        kind = self.kind
+        return kind.reason_head + self.value if kind.reason_ends_with_value else kind.reason_head
 
     @property
     def until(self) -> str | None:
@@ -129,43 +195,37 @@ class Entry:
 
     @classmethod
     def from_page(cls, values: tuple[Any, ...]) -> Entry:
-        (mid, seq, action, scope, value, reason, origin, event_id, status, created, act, exp) = (
-            values
-        )
-        # Repeated texts (actions, scopes, statuses, reasons up to the value) are shared,
-        # not copied: a rendered rule reason is unique per target, its head is not.
+        (mid, seq, action, scope, value, reason, origin, status, created, act, exp) = values
+        # A rendered rule reason is unique per target, its head is not: the head goes in
+        # the shared kind.
         ends_with_value = len(reason) > len(value) and reason.endswith(value)
         head = reason[: -len(value)] if ends_with_value else reason
+        kind = Kind.of(action, scope, origin, status, head, ends_with_value, act is not None)
         return cls(
             mid,
             seq,
-            sys.intern(action),
-            sys.intern(scope),
             value,
-            sys.intern(head),
-            ends_with_value,
-            sys.intern(origin),
-            event_id,
-            sys.intern(status),
-            act is not None,
+            kind,
             epoch_micros(created),
             NEVER if exp is None else epoch_micros(exp),
         )
 
     def crowdsec(self, now_us: int, *, deleted: bool = False) -> dict[str, Any]:
         """The CrowdSec LAPI decision object, with the time left as a Go duration."""
+        kind = self.kind
         forever = self.expires_us == NEVER
         remaining = 0 if deleted or forever else max(0, self.expires_us - now_us) // 1_000_000
         hours, rest = divmod(remaining, 3600)
         minutes, secs = divmod(rest, 60)
+        scenario = kind.crowdsec_scenario_head
         return {
             "id": int(self.mitigation_id[-15:], 16),
             "uuid": self.mitigation_id,
             "origin": "frostgate",
-            "type": _CROWDSEC_TYPES.get(self.action, "ban"),
-            "scope": _CROWDSEC_SCOPES[self.scope],
+            "type": kind.crowdsec_type,
+            "scope": kind.crowdsec_scope,
             "value": self.value,
-            "scenario": f"frostgate/{self.action}: {self.reason}",
+            "scenario": scenario + self.value if kind.reason_ends_with_value else scenario,
             "simulated": False,
             "until": self.until,
             "duration": f"{hours}h{minutes}m{secs}s",

@@ -129,6 +129,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     _tenant("POST", "/v1/mitigations", "mitigations:write"),
     _tenant("GET", "/v1/mitigations", "enforcement:read"),
     _tenant("GET", "/v1/mitigations/stream", "enforcement:read"),
+    _tenant("GET", "/v1/mitigations/{mitigation_id}", "enforcement:read"),
     _tenant("DELETE", "/v1/mitigations/{mitigation_id}", "mitigations:write"),
     _tenant("POST", "/v1/mitigations/{mitigation_id}/approve", "mitigations:approve"),
     _tenant("GET", "/v1/enforcement/envelope", "enforcement:read"),

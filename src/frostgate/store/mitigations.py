@@ -210,7 +210,6 @@ PAGE_COLUMNS = (
     _m.c.value,
     _m.c.reason,
     _m.c.origin,
-    _m.c.origin_event_id,
     _m.c.status,
     _m.c.created_at,
     _m.c.activated_at,
