@@ -274,3 +274,28 @@ def test_the_blast_radius_count_reads_only_what_took_effect_in_the_window(db: An
     with db.write.connect() as conn:
         plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params).fetchall()
     assert any("ix_mitigations_activated" in str(row) for row in plan), plan
+
+
+def test_expiry_in_bulk_skips_a_mitigation_lifted_meanwhile(env: Env) -> None:
+    """The expiry job reads what is due, then expires it in one statement: a mitigation
+    an analyst lifted in between stays lifted, and each expired row gets its own change
+    number after every earlier one (what a bouncer's delta pull relies on)."""
+    due = _insert_active_many(env, ["198.51.100.41", "198.51.100.42", "198.51.100.43"], 600)
+    now = datetime.now(UTC)
+    with env.db.write.begin() as conn:
+        lifted = repo.transition(
+            conn, "acme", due[1], from_status=("active",), values={"status": "lifted"}
+        )
+    assert lifted is not None
+    with env.db.write.begin() as conn:
+        assert repo.expire(conn, "acme", due, now) == 2
+    with env.db.read.connect() as conn:
+        rows = {mid: repo.get_mitigation(conn, "acme", mid) for mid in due}
+    assert {mid: r.status for mid, r in rows.items() if r} == {
+        due[0]: "expired",
+        due[1]: "lifted",
+        due[2]: "expired",
+    }
+    expired_seqs = sorted(r.seq for r in rows.values() if r and r.status == "expired")
+    assert expired_seqs[0] > lifted.seq
+    assert len(set(expired_seqs)) == 2

@@ -260,19 +260,8 @@ class MitigationService:
                 due = repo.due_expiries(conn, tenant_id, now)
             if not due:
                 continue  # no write transaction (and no SQLite write lock) when idle
-            moved = 0
             with self._db.write.begin() as conn:
-                for mitigation_id in due:
-                    moved += (
-                        repo.transition(
-                            conn,
-                            tenant_id,
-                            mitigation_id,
-                            from_status=("active",),
-                            values={"status": "expired", "ended_at": now},
-                        )
-                        is not None
-                    )
+                moved = repo.expire(conn, tenant_id, due, now)
             if moved:
                 expired += moved
                 self._on_change(tenant_id)

@@ -29,6 +29,7 @@ __all__ = [
     "changed_since",
     "count_recent_blocks",
     "due_expiries",
+    "expire",
     "get_cursor",
     "get_envelope",
     "get_mitigation",
@@ -174,6 +175,34 @@ def transition(
     if moved.rowcount != 1:
         return None  # changed by a concurrent transaction between the read and the update
     return get_mitigation(conn, tenant_id, mitigation_id)
+
+
+_EXPIRE = (
+    _m.update()
+    .where(
+        _m.c.tenant_id == sa.bindparam("tenant"),
+        _m.c.mitigation_id == sa.bindparam("mid"),
+        _m.c.status == "active",
+    )
+    .values(status="expired", ended_at=sa.bindparam("now"), seq=sa.bindparam("new_seq"))
+)
+
+
+def expire(conn: sa.Connection, tenant_id: str, mitigation_ids: list[str], now: datetime) -> int:
+    """Mark these active mitigations expired, each with its own change number, in one
+    statement sent with many parameter sets (one round trip per thousand on PostgreSQL,
+    not four per row as :func:`transition` would take). A row no longer active (lifted
+    meanwhile) is left alone; its reserved number stays unused, which a bouncer's
+    "everything after N" does not mind. Returns how many moved."""
+    if not mitigation_ids:
+        return 0
+    bind_tenant(conn, tenant_id)
+    first = _take_seq(conn, tenant_id, len(mitigation_ids))  # locks the head until commit
+    params = [
+        {"tenant": tenant_id, "mid": mid, "now": now, "new_seq": first + offset}
+        for offset, mid in enumerate(mitigation_ids)
+    ]
+    return int(conn.execute(_EXPIRE, params).rowcount)
 
 
 def get_mitigation(conn: sa.Connection, tenant_id: str, mitigation_id: str) -> MitigationRow | None:
