@@ -257,6 +257,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         origin_prefix=settings.ledger_origin,
         lock_path=settings.data_dir / "anchor.lock" if settings.is_sqlite else None,
         export_dir=settings.anchor_export_dir,
+        pause_seconds=0.004,  # about 2 ms of re-deriving, then 4 ms for requests
     )
     rate_limit = WriteRateLimit(
         _rate_limiter(settings),

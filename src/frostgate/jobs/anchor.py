@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +50,12 @@ log = logging.getLogger("frostgate.anchor")
 
 _ADVISORY_KEY = 0x46474E43  # "FGNC"
 _CHUNK = 2000
+# Re-deriving leaves is Python that holds the GIL (about 30 us an entry). Inside the
+# server, 10,000 of them in one stretch took a third of a second from the event loop
+# and the writer and /v1/defend's p99 from 20 to 55 ms (docs/benchmarks.md); there the
+# anchorer pauses after every this many entries, so it takes at most about a third of
+# the GIL while it runs. Anchoring is not urgent; answering is.
+_PACE_EVERY = 64
 
 
 def stream_origin(prefix: str, stream: str) -> str:
@@ -65,9 +72,10 @@ class AnchorOutcome:
 
 
 def _rows(
-    conn: sa.Connection, stream: str, tenant_id: str, start: int, end: int
+    conn: sa.Connection, stream: str, tenant_id: str, start: int, end: int, pause: float
 ) -> Iterator[tuple[int, bytes, bytes]]:
-    """(index, re-derived leaf hash, stored leaf node) for entries start..end-1."""
+    """(index, re-derived leaf hash, stored leaf node) for entries start..end-1, sleeping
+    ``pause`` seconds (GIL released) after every ``_PACE_EVERY`` entries when positive."""
     table, to_entry = stream_source(stream)
     nodes = schema.ledger_nodes
     position = start
@@ -95,6 +103,8 @@ def _rows(
                 yield expected, b"", b"missing row"
                 return
             yield expected, entry_leaf_hash(to_entry(mapping)), bytes(stored.get(expected, b""))
+            if pause > 0 and expected % _PACE_EVERY == 0:
+                time.sleep(pause)
             expected += 1
         if expected != upper:
             yield expected, b"", b"missing row"
@@ -111,8 +121,12 @@ class Anchorer:
         origin_prefix: str,
         lock_path: Path | None,
         export_dir: Path | None = None,
+        pause_seconds: float = 0.0,
     ) -> None:
+        """``pause_seconds``: see ``_PACE_EVERY`` (the server passes a few ms; the
+        one-shot ``frostgate anchor`` runs flat out)."""
         self._db = db
+        self._pause = pause_seconds
         self._signer = signer
         self._prefix = origin_prefix
         self._lock_path = lock_path
@@ -205,7 +219,8 @@ class Anchorer:
                     proof = consistency_proof(last.size, size, tree)
                     verify_consistency(last.size, size, proof, old_root, new_root)
                 start = 0 if last is None else last.size
-                for index, derived, stored in _rows(conn, stream, tenant_id, start, size):
+                rows = _rows(conn, stream, tenant_id, start, size, self._pause)
+                for index, derived, stored in rows:
                     if derived != stored:
                         return self._problem(
                             tenant_id,
