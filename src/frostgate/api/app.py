@@ -107,8 +107,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http_error)
 
 
-# The decision routes, called without FastAPI's per-request machinery (api/direct.py).
-_DIRECT_ROUTES = (("POST", "/v1/defend"), ("POST", "/v1/ingest"))
+# The hot routes, called without FastAPI's per-request machinery (api/direct.py): the
+# decision routes and what enforcement points poll.
+_DIRECT_DECISIONS = (("POST", "/v1/defend"), ("POST", "/v1/ingest"))
+_DIRECT_BOUNCERS = (
+    ("GET", "/v1/mitigations/stream"),
+    ("GET", "/crowdsec/v1/decisions/stream"),
+    ("GET", "/crowdsec/v1/decisions"),
+)
 
 _MAINTENANCE_SECONDS = 5.0
 
@@ -381,7 +387,8 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     if problems:
         raise RuntimeError("route table disagrees with mounted routes: " + "; ".join(problems))
     app.openapi_schema = complete_openapi(app.openapi(), table)
-    handlers = direct_handlers(routers_decide.router, _DIRECT_ROUTES)
+    handlers = direct_handlers(routers_decide.router, _DIRECT_DECISIONS)
+    handlers.update(direct_handlers(routers_enforcement.router, _DIRECT_BOUNCERS))
     direct = DirectRoutes(app, handlers, _render_frostgate_error)
     return AuthGate(
         direct,

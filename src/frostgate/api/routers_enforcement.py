@@ -194,9 +194,21 @@ def _startup_flag(value: str | None) -> bool:
     return lowered in ("true", "1")
 
 
-@router.get("/v1/mitigations/stream")
-async def mitigation_stream(request: Request, startup: str | None = None) -> Response:
-    delta, _now = await _pull(request, _startup_flag(startup))
+# The bouncer routes read their query themselves (declared here for OpenAPI): taking
+# only the request, they are served without FastAPI's per-request machinery
+# (api/direct.py), which was most of a delta pull's or a lookup's cost.
+def _query_params(*names: str) -> dict[str, Any]:
+    return {
+        "parameters": [
+            {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+            for n in names
+        ]
+    }
+
+
+@router.get("/v1/mitigations/stream", openapi_extra=_query_params("startup"))
+async def mitigation_stream(request: Request) -> Response:
+    delta, _now = await _pull(request, _startup_flag(request.query_params.get("startup")))
     return _bulk_response(
         len(delta.new) + len(delta.deleted),
         (b'{"new":',),
@@ -244,12 +256,11 @@ def _scopes(value: str | None) -> set[str]:
     return {mapping[s] for s in wanted if s in mapping}
 
 
-@router.get("/crowdsec/v1/decisions/stream")
-async def crowdsec_stream(
-    request: Request, startup: str | None = None, scopes: str | None = None
-) -> Response:
-    delta, now = await _pull(request, _startup_flag(startup))
-    wanted = _scopes(scopes)
+@router.get("/crowdsec/v1/decisions/stream", openapi_extra=_query_params("startup", "scopes"))
+async def crowdsec_stream(request: Request) -> Response:
+    query = request.query_params
+    delta, now = await _pull(request, _startup_flag(query.get("startup")))
+    wanted = _scopes(query.get("scopes"))
     new = [e for e in delta.new if e.scope in wanted]
     deleted = [e for e in delta.deleted if e.scope in wanted]
     return _bulk_response(
@@ -262,13 +273,11 @@ async def crowdsec_stream(
     )
 
 
-@router.get("/crowdsec/v1/decisions")
-async def crowdsec_decisions(
-    request: Request, ip: str | None = None, range: str | None = None, scope: str | None = None
-) -> Response:
-    del scope  # every scope is answered for the probed value
+@router.get("/crowdsec/v1/decisions", openapi_extra=_query_params("ip", "range", "scope"))
+async def crowdsec_decisions(request: Request) -> Response:
+    # every scope is answered for the probed value, so ``scope`` is not read
     svc = services(request)
-    probe = ip or range
+    probe = request.query_params.get("ip") or request.query_params.get("range")
     if probe is None or len(probe) > 256:
         raise FrostGateError(ErrorCode.FILTER_INVALID)
     view = await svc.mitigation_index.view(_tenant(request))
