@@ -10,7 +10,9 @@ from typing import Any
 import orjson
 import pytest
 from standardwebhooks.webhooks import Webhook
+from starlette.testclient import TestClient
 
+from frostgate.api import build_app
 from tests.conftest import Env
 from tests.webhooks.conftest import audit_items, settle_audit
 
@@ -142,3 +144,40 @@ def test_another_tenant_cannot_touch_my_source(env: Env) -> None:
     r = env.client.delete(f"/v1/hook-sources/{sid}/secrets/{source['secret_id']}", headers=g)
     assert r.status_code == 404
     assert env.client.get("/v1/hook-sources", headers=g).json()["items"] == []
+
+
+def test_a_flood_from_one_address_is_cut_off_before_the_handler(env: Env) -> None:
+    """A keyless route is limited by client address: after its burst, an address that
+    sprays unsigned deliveries gets 429 without reaching the signature check (no more
+    lookups or audit failures for it), while a signed delivery from another address
+    still becomes a decision. Addresses come from X-Forwarded-For via a trusted proxy."""
+    settings = env.settings.model_copy(
+        update={
+            "hook_rate_limit_burst": 3,
+            "hook_rate_limit_per_second": 0.001,
+            "trusted_proxy_cidrs": "10.0.0.1/32",
+        }
+    )
+    source = _source(env)
+    body = orjson.dumps(EVENT)
+    with TestClient(build_app(settings), client=("10.0.0.1", 40000)) as proxied:
+
+        def post(address: str, headers: dict[str, str]) -> Any:
+            return proxied.post(
+                f"/v1/hooks/{source['source_id']}",
+                content=body,
+                headers={**headers, "x-forwarded-for": address},
+            )
+
+        unsigned = {"content-type": "application/json"}
+        codes = [post("203.0.113.50", unsigned).status_code for _ in range(5)]
+        assert codes == [401, 401, 401, 429, 429]
+        refused = post("203.0.113.50", unsigned)
+        assert refused.json()["error_code"] == "RATE_LIMITED"
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.headers["ratelimit-policy"].startswith('"address";q=3')
+        # the flooding address spent its own bucket, nobody else's
+        signed = _signed(source["secret"], body, "okta-other-address")
+        accepted = post("203.0.113.51", signed)
+        assert accepted.status_code == 200, accepted.text
+        assert accepted.json()["event_id"] == "okta-other-address"

@@ -54,6 +54,7 @@ from frostgate.security.hook_sources import HookVerifier
 from frostgate.security.ledger_key import load_ledger_signer
 from frostgate.security.peppers import load_peppers
 from frostgate.security.ratelimit import (
+    AddressRateLimit,
     BucketPolicy,
     MemoryRateLimiter,
     RateLimiter,
@@ -265,13 +266,20 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         export_dir=settings.anchor_export_dir,
         pause_seconds=0.004,  # about 2 ms of re-deriving, then 4 ms for requests
     )
+    limiter = _rate_limiter(settings)
     rate_limit = WriteRateLimit(
-        _rate_limiter(settings),
+        limiter,
         per_key=BucketPolicy(
             settings.rate_limit_key_burst, settings.rate_limit_key_per_second, name="key"
         ),
         per_tenant=BucketPolicy(
             settings.rate_limit_tenant_burst, settings.rate_limit_tenant_per_second, name="tenant"
+        ),
+    )
+    hook_rate_limit = AddressRateLimit(
+        limiter,
+        per_address=BucketPolicy(
+            settings.hook_rate_limit_burst, settings.hook_rate_limit_per_second, name="address"
         ),
     )
     svc = Services(
@@ -407,5 +415,6 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         trusted_proxies=TrustedProxies.parse(settings.trusted_proxy_cidrs),
         cors_origins=frozenset(o.strip() for o in settings.cors_origins.split(",") if o.strip()),
         rate_limit=rate_limit,
+        address_rate_limit=hook_rate_limit,
         honeypots=frozenset(p.strip() for p in settings.honeypot_paths.split(",") if p.strip()),
     )

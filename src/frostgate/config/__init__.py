@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     rate_limit_key_burst: int = Field(default=10000, ge=1)
     rate_limit_tenant_per_second: float = Field(default=20000.0, gt=0)
     rate_limit_tenant_burst: int = Field(default=40000, ge=1)
+    hook_rate_limit_per_second: float = Field(
+        default=50.0, gt=0, description="Inbound webhook requests per client address"
+    )
+    hook_rate_limit_burst: int = Field(default=500, ge=1)
     ledger_signing_key: str = Field(
         default="", description="PRIVATE+KEY+<name>+<id>+<key> note key; dev generates one"
     )

@@ -42,6 +42,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 RateLimitHook = Callable[[str, str | None], Awaitable[Headers]]
+AddressLimitHook = Callable[[str], Awaitable[Headers]]
 
 log = logging.getLogger("frostgate.gate")
 
@@ -82,6 +83,7 @@ class AuthGate:
         trusted_proxies: TrustedProxies,
         cors_origins: frozenset[str] = frozenset(),
         rate_limit: RateLimitHook | None = None,
+        address_rate_limit: AddressLimitHook | None = None,
         honeypots: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
@@ -92,6 +94,7 @@ class AuthGate:
         self.trusted_proxies = trusted_proxies
         self.cors_origins = cors_origins
         self.rate_limit = rate_limit
+        self.address_rate_limit = address_rate_limit
         self.honeypots = frozenset(_honeypot_form(p) for p in honeypots)
         self._in_flight = 0
         # Request ids: a random per-process prefix and a counter (unique, and cheaper
@@ -182,6 +185,11 @@ class AuthGate:
         if length is not None and (not digits or int(length) > limits.max_body_bytes):
             return ErrorCode.BODY_TOO_LARGE, None
         if spec.public:
+            if spec.signed and self.address_rate_limit is not None:
+                # Keyless but costly to refuse (a lookup, signature checks): limited by
+                # the client address before the handler runs.
+                source = address.ip or address.peer or "unknown"
+                return await _limited(self.address_rate_limit(source), extra_headers)
             return None, None
 
         route = f"{spec.method} {spec.path}"
@@ -225,12 +233,9 @@ class AuthGate:
             return ErrorCode.TENANT_MISMATCH, None
         state["principal"] = principal
         if spec.writes and self.rate_limit is not None:
-            try:
-                extra_headers.extend(await self.rate_limit(principal.key_id, principal.tenant_id))
-            except RateLimitRefused as refused:
-                return ErrorCode.RATE_LIMITED, refused.headers
-            except FrostGateError as exc:
-                return exc.code, None
+            return await _limited(
+                self.rate_limit(principal.key_id, principal.tenant_id), extra_headers
+            )
         return None, None
 
     def _record_denial(
@@ -315,6 +320,20 @@ class AuthGate:
             if started():
                 raise
             await _send_error(send, ErrorCode.INTERNAL, request_id)
+
+
+async def _limited(
+    check: Awaitable[Headers], extra_headers: Headers
+) -> tuple[ErrorCode | None, Headers | None]:
+    """Run a rate-limit check: its headers join the answer when allowed; refused is 429
+    with its headers; a backend failure is its own error (fail closed)."""
+    try:
+        extra_headers.extend(await check)
+    except RateLimitRefused as refused:
+        return ErrorCode.RATE_LIMITED, refused.headers
+    except FrostGateError as exc:
+        return exc.code, None
+    return None, None
 
 
 def _honeypot_form(path: str) -> str:

@@ -41,6 +41,7 @@ from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.store.redis_pool import redis_client
 
 __all__ = [
+    "AddressRateLimit",
     "BucketPolicy",
     "MemoryRateLimiter",
     "RateDecision",
@@ -472,6 +473,28 @@ class WriteRateLimit:
             checks.append((f"tenant:{tenant_id}", self.per_tenant))
         try:
             decision = await self.limiter.acquire(checks)
+        except RateLimiterUnavailable as exc:
+            raise FrostGateError(ErrorCode.RATE_LIMITER_UNAVAILABLE, str(exc)) from exc
+        if not decision.allowed:
+            raise RateLimitRefused(decision.headers())
+        return decision.headers()
+
+
+class AddressRateLimit:
+    """The gate's hook for signed, keyless routes (inbound webhooks): one token from the
+    client address's bucket. Without a key the address is all there is to limit, and
+    every refused delivery still costs a database lookup and signature checks, so a
+    flood of unsigned requests from one address is cut off here, before the handler.
+    Same answers as :class:`WriteRateLimit` (headers, 429, 503 when the backend is down).
+    """
+
+    def __init__(self, limiter: RateLimiter, *, per_address: BucketPolicy) -> None:
+        self.limiter = limiter
+        self.per_address = per_address
+
+    async def __call__(self, address: str) -> list[tuple[bytes, bytes]]:
+        try:
+            decision = await self.limiter.acquire([(f"addr:{address}", self.per_address)])
         except RateLimiterUnavailable as exc:
             raise FrostGateError(ErrorCode.RATE_LIMITER_UNAVAILABLE, str(exc)) from exc
         if not decision.allowed:
