@@ -1,18 +1,21 @@
-"""Serving the decision routes straight from ASGI.
+"""Serving the hot routes straight from ASGI.
 
-``POST /v1/defend`` and ``POST /v1/ingest`` are most of the traffic. Their handlers take
-the request and nothing else (they read and bound the body themselves) and return a
+``POST /v1/defend`` and ``POST /v1/ingest`` are most of the traffic, and enforcement
+points poll ``/v1/mitigations/stream``, ``/crowdsec/v1/decisions/stream`` and
+``/crowdsec/v1/decisions`` every few seconds. Their handlers take the request and
+nothing else (they read and bound the body, or read the query, themselves) and return a
 finished response, so FastAPI's per-request work for them (its middleware stack,
 routing through the included routers, dependency solving, the exit stack) does nothing
-but cost: about a third of the event loop's time per ``/v1/defend`` in a py-spy profile
-(docs/benchmarks.md). :class:`DirectRoutes` sits between the gate and FastAPI and calls
-those handlers itself; every other route goes to FastAPI as before, and FastAPI still
-declares these two (OpenAPI, the route-table check at startup).
+but cost: about a third of the event loop's time per ``/v1/defend``, and most of a
+delta pull's (docs/benchmarks.md). :class:`DirectRoutes` sits between the gate and
+FastAPI and calls those handlers itself; every other route goes to FastAPI as before,
+and FastAPI still declares these (OpenAPI, the route-table check at startup).
 
 Nothing the gate does is skipped: it runs before this layer for every request. A route
 is taken only if its handler really needs no FastAPI machinery (:func:`direct_handlers`
-refuses one with parameters, dependencies or a response model), so a later change to
-such a handler fails at startup instead of being served without what it declared.
+refuses one with parameters, dependencies, a path template or a response model), so a
+later change to such a handler fails at startup instead of being served without what
+it declared.
 """
 
 from __future__ import annotations
