@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from fastapi import Request
 from fastapi.responses import Response
 
-from frostgate.api.context import services
+from frostgate.api.context import Services, services
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.security import Principal, parse_json
 from frostgate.store.decisions import DecisionFilter
@@ -52,6 +52,17 @@ def json_body(
             "required": not optional_body,
             "content": {"application/json": {"schema": schema}},
         }
+    }
+
+
+def query_params(*names: str) -> dict[str, Any]:
+    """``openapi_extra`` declaring optional string query parameters, for handlers that
+    read their query themselves (the direct routes, api/direct.py)."""
+    return {
+        "parameters": [
+            {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+            for n in names
+        ]
     }
 
 
@@ -155,3 +166,17 @@ async def storage_call(fn: Callable[..., T], *args: Any) -> T:
             raise FrostGateError(ErrorCode.STORAGE_UNAVAILABLE, "storage call failed") from exc
 
     return await anyio.to_thread.run_sync(run)
+
+
+async def read_call(
+    svc: Services, owner: str, fn: Callable[..., T], *args: Any, **kwargs: Any
+) -> T:
+    """``fn(conn, owner, …)`` on a read connection, through :func:`storage_call` (a
+    database failure is 503 ``STORAGE_UNAVAILABLE``); ``owner`` is the tenant whose
+    rows ``fn`` reads."""
+
+    def run() -> T:
+        with svc.db.read.connect() as conn:
+            return fn(conn, owner, *args, **kwargs)
+
+    return await storage_call(run)

@@ -19,7 +19,9 @@ from fastapi.responses import Response, StreamingResponse
 from frostgate.api._common import (
     json_body,
     json_response,
+    query_params,
     raw_json_response,
+    read_call,
     read_json,
     storage_call,
 )
@@ -194,19 +196,10 @@ def _startup_flag(value: str | None) -> bool:
     return lowered in ("true", "1")
 
 
-# The bouncer routes read their query themselves (declared here for OpenAPI): taking
-# only the request, they are served without FastAPI's per-request machinery
-# (api/direct.py), which was most of a delta pull's or a lookup's cost.
-def _query_params(*names: str) -> dict[str, Any]:
-    return {
-        "parameters": [
-            {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-            for n in names
-        ]
-    }
-
-
-@router.get("/v1/mitigations/stream", openapi_extra=_query_params("startup"))
+# The bouncer routes read their query themselves (declared for OpenAPI): taking only
+# the request, they are served without FastAPI's per-request machinery (api/direct.py),
+# which was most of a delta pull's or a lookup's cost.
+@router.get("/v1/mitigations/stream", openapi_extra=query_params("startup"))
 async def mitigation_stream(request: Request) -> Response:
     delta, _now = await _pull(request, _startup_flag(request.query_params.get("startup")))
     return _bulk_response(
@@ -223,14 +216,7 @@ async def mitigation_stream(request: Request) -> Response:
 async def get_mitigation(request: Request, mitigation_id: str) -> Response:
     """One mitigation's record, whatever its status: where an analyst finds what the
     enforcement forms leave out (its origin event, who proposed and approved it)."""
-    svc = services(request)
-    tenant_id = _tenant(request)
-
-    def load() -> repo.MitigationRow | None:
-        with svc.db.read.connect() as conn:
-            return repo.get_mitigation(conn, tenant_id, mitigation_id)
-
-    row = await storage_call(load)
+    row = await read_call(services(request), _tenant(request), repo.get_mitigation, mitigation_id)
     if row is None:
         raise FrostGateError(ErrorCode.NOT_FOUND)
     return json_response(_view(row))
@@ -256,7 +242,7 @@ def _scopes(value: str | None) -> set[str]:
     return {mapping[s] for s in wanted if s in mapping}
 
 
-@router.get("/crowdsec/v1/decisions/stream", openapi_extra=_query_params("startup", "scopes"))
+@router.get("/crowdsec/v1/decisions/stream", openapi_extra=query_params("startup", "scopes"))
 async def crowdsec_stream(request: Request) -> Response:
     query = request.query_params
     delta, now = await _pull(request, _startup_flag(query.get("startup")))
@@ -273,7 +259,7 @@ async def crowdsec_stream(request: Request) -> Response:
     )
 
 
-@router.get("/crowdsec/v1/decisions", openapi_extra=_query_params("ip", "range", "scope"))
+@router.get("/crowdsec/v1/decisions", openapi_extra=query_params("ip", "range", "scope"))
 async def crowdsec_decisions(request: Request) -> Response:
     # every scope is answered for the probed value, so ``scope`` is not read
     svc = services(request)

@@ -23,10 +23,10 @@ from frostgate.api._common import (
     json_response,
     parse_cursor,
     parse_time,
-    storage_call,
+    read_call,
     tenant_of,
 )
-from frostgate.api.context import Services, services
+from frostgate.api.context import services
 from frostgate.decisions import verify_chain
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.store import decisions as repo
@@ -36,17 +36,6 @@ from frostgate.store.entries import decision_stream
 __all__ = ["router"]
 
 router = APIRouter()
-
-
-async def _read(svc: Services, tenant_id: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """``fn(conn, tenant_id, …)`` on a read connection, through the one storage helper
-    (a database failure is 503 ``STORAGE_UNAVAILABLE``, as on every other router)."""
-
-    def run() -> Any:
-        with svc.db.read.connect() as conn:
-            return fn(conn, tenant_id, *args, **kwargs)
-
-    return await storage_call(run)
 
 
 def _limit(value: int | None, default: int, maximum: int) -> int:
@@ -73,7 +62,7 @@ async def list_decisions(
         threat_level=threat_level, event_type=event_type, source=source, since=since, until=until
     )
     size = _limit(limit, 50, 500)
-    rows = await _read(
+    rows = await read_call(
         services(request),
         tenant_id,
         repo.list_page,
@@ -88,7 +77,7 @@ async def list_decisions(
 @router.get("/v1/decisions/{event_id}")
 async def get_decision(request: Request, event_id: str) -> Response:
     tenant_id = tenant_of(request)
-    row = await _read(services(request), tenant_id, repo.get_decision, event_id)
+    row = await read_call(services(request), tenant_id, repo.get_decision, event_id)
     if row is None:
         raise FrostGateError(ErrorCode.NOT_FOUND)
     body = decision_summary(row)
@@ -129,7 +118,7 @@ async def feed_live(
     flt = _feed_filter(threat_level, event_type, source, only_changed, only_actionable)
     size = _limit(limit, 100, 500)
     after = parse_cursor(since)
-    rows = await _read(
+    rows = await read_call(
         services(request),
         tenant_id,
         repo.feed_page,
@@ -192,7 +181,7 @@ async def feed_stream(
         mitigation_cursor = mitigations.seq
         yield b"retry: 2000\n\n"
         while True:
-            rows = await _read(svc, tenant_id, repo.feed_page, flt, after_seq=cursor, limit=200)
+            rows = await read_call(svc, tenant_id, repo.feed_page, flt, after_seq=cursor, limit=200)
             for row in rows:
                 cursor = int(row["seq"])
                 data = orjson.dumps(decision_summary(row))
@@ -229,8 +218,8 @@ async def _stats(request: Request, since: str | None, until: str | None) -> Any:
     svc = services(request)
     start, end = _window(since, until, datetime.now(UTC))
     previous_start = start - (end - start)
-    current = await _read(svc, tenant_id, repo.stats, since=start, until=end)
-    previous = await _read(svc, tenant_id, repo.stats, since=previous_start, until=start)
+    current = await read_call(svc, tenant_id, repo.stats, since=start, until=end)
+    previous = await read_call(svc, tenant_id, repo.stats, since=previous_start, until=start)
     seconds = (end - start).total_seconds()
     levels = {level: current["by_threat_level"].get(level, 0) for level in THREAT_LEVELS}
     current["by_threat_level"] = levels
@@ -288,7 +277,7 @@ async def get_stats_summary(
 @router.get("/v1/forensics/snapshot/{event_id}")
 async def forensics_snapshot(request: Request, event_id: str) -> Response:
     tenant_id = tenant_of(request)
-    row = await _read(services(request), tenant_id, repo.get_decision, event_id)
+    row = await read_call(services(request), tenant_id, repo.get_decision, event_id)
     if row is None:
         raise FrostGateError(ErrorCode.NOT_FOUND)
     summary = decision_summary(row)
@@ -333,7 +322,7 @@ async def chain_verify(
         )
         return report.as_dict()
 
-    return json_response(await _read(svc, tenant_id, run))
+    return json_response(await read_call(svc, tenant_id, run))
 
 
 @router.get("/health/live")

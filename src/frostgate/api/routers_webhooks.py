@@ -18,6 +18,7 @@ from frostgate.api._common import (
     json_body,
     json_response,
     raw_json_response,
+    read_call,
     read_json,
     storage_call,
 )
@@ -180,14 +181,7 @@ async def patch_webhook(request: Request, endpoint_id: str) -> Response:
 
 
 async def _endpoint(request: Request, endpoint_id: str) -> repo.Endpoint:
-    svc = services(request)
-    owner = _owner(request)
-
-    def load() -> repo.Endpoint | None:
-        with svc.db.read.connect() as conn:
-            return repo.get_endpoint(conn, owner, endpoint_id)
-
-    endpoint = await storage_call(load)
+    endpoint = await read_call(services(request), _owner(request), repo.get_endpoint, endpoint_id)
     if endpoint is None:
         raise FrostGateError(ErrorCode.NOT_FOUND)
     return endpoint
