@@ -65,8 +65,12 @@ def client_address(scope: MutableMapping[str, Any], trusted: TrustedProxies) -> 
     client = scope.get("client")
     peer = str(client[0]) if client else None
     claimed = _forwarded_for(scope.get("headers", ()))
+    if claimed is None or not trusted.networks:
+        # nobody to believe a forwarded address from: the peer, unparsed (the common
+        # case, taken per request without parsing an address)
+        return ClientAddress(peer, peer, claimed, via_trusted_proxy=False)
     peer_ip = _parse(peer) if peer else None
-    if peer_ip is None or claimed is None or peer_ip not in trusted:
+    if peer_ip is None or peer_ip not in trusted:
         return ClientAddress(peer, peer, claimed, via_trusted_proxy=False)
     hops = [h for h in claimed.split(",")][-_MAX_HOPS:]
     believed = str(peer_ip)
