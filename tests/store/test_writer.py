@@ -1,10 +1,13 @@
 """The group-commit writer: contiguous chains under concurrency, survival of vanished
-clients, failing closed when it cannot run."""
+clients, failing closed when it cannot run, gathering concurrent requests into one
+commit without making a lone client wait."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -13,6 +16,7 @@ import sqlalchemy as sa
 from frostgate.errors import FrostGateError
 from frostgate.security import admin
 from frostgate.store import Database, GroupCommitWriter, PendingDecision, schema
+from frostgate.store.writer import _RecentPeak
 
 
 def _pending(event_id: str, tenant: str = "acme") -> PendingDecision:
@@ -131,3 +135,103 @@ def test_one_tenants_failure_does_not_fail_the_others_in_the_same_commit(db: Dat
     with db.read.connect() as conn:
         stored = set(conn.execute(sa.select(d.c.event_id)).scalars())
     assert stored == {"s1", "a1"}
+
+
+@contextmanager
+def commits_counted(db: Database) -> Iterator[list[int]]:
+    """Counts the transactions committed on the write engine meanwhile."""
+    counted = [0]
+
+    def count(conn: sa.Connection) -> None:
+        counted[0] += 1
+
+    sa.event.listen(db.write, "commit", count)
+    try:
+        yield counted
+    finally:
+        sa.event.remove(db.write, "commit", count)
+
+
+# Far longer than any test waits for an answer: a write that lingered until it ran out
+# would time out first.
+LONG_LINGER = 60.0
+
+
+def test_a_lone_client_is_answered_without_lingering(db: Database) -> None:
+    admin.create_tenant(db, "acme")
+    w = GroupCommitWriter(db.write, linger=LONG_LINGER)
+    w.start()
+
+    async def one_after_another() -> None:
+        for i in range(5):
+            await asyncio.wait_for(w.write([_pending(f"lone{i}")]), timeout=10)
+
+    try:
+        with commits_counted(db) as commits:
+            asyncio.run(one_after_another())
+    finally:
+        w.stop()
+    assert commits[0] == 5
+
+
+@pytest.mark.parametrize(("linger", "commits_apart"), [(LONG_LINGER, 1), (0.0, 4)])
+def test_clients_that_waited_together_share_one_commit_when_they_come_back(
+    db: Database, linger: float, commits_apart: int
+) -> None:
+    """Four clients once waited on one commit; when they next arrive 50 ms apart, the
+    batch waits for all four (and no longer: each answer comes long before the linger
+    runs out), so the commit's fixed cost is paid once, not four times. With the linger
+    off (``FG_WRITER_LINGER_MS=0``) each commits on its own."""
+    for tenant in ("acme", "slow"):
+        admin.create_tenant(db, tenant)
+    hold = threading.Event()
+
+    def hook(conn: sa.Connection, tenant_id: str, stored: object, now: datetime) -> None:
+        if tenant_id == "slow":
+            hold.wait(5)  # keeps the writer busy while four requests queue up
+
+    w = GroupCommitWriter(db.write, linger=linger, decision_hooks=[hook])
+    w.start()
+
+    async def four_queue_behind_a_slow_commit() -> None:
+        first = asyncio.ensure_future(w.write([_pending("s1", "slow")]))
+        await asyncio.sleep(0.1)
+        four = asyncio.gather(*(w.write([_pending(f"a{i}")]) for i in range(4)))
+        await asyncio.sleep(0.1)
+        hold.set()
+        await first
+        await four
+
+    async def four_arrive_apart() -> None:
+        async def client(i: int) -> None:
+            await asyncio.sleep(0.05 * i)
+            await w.write([_pending(f"b{i}")])
+
+        await asyncio.wait_for(asyncio.gather(*(client(i) for i in range(4))), timeout=10)
+
+    try:
+        with commits_counted(db) as together:
+            asyncio.run(four_queue_behind_a_slow_commit())
+        with commits_counted(db) as apart:
+            asyncio.run(four_arrive_apart())
+    finally:
+        w.stop()
+    assert together[0] == 2  # the slow one, then the four queued behind it
+    assert apart[0] == commits_apart
+
+
+def test_the_expected_gathering_is_the_recent_peak_and_falls_when_clients_leave() -> None:
+    now = [100.0]
+    peak = _RecentPeak(window=1.0, clock=lambda: now[0])
+    assert peak.expected() == 0
+    peak.observe(3)
+    peak.observe(16)
+    peak.observe(5)
+    assert peak.expected() == 16
+    now[0] += 1.5  # the next window: the last one's peak still counts
+    assert peak.expected() == 16
+    peak.observe(2)
+    now[0] += 1.0  # one window on: only what was seen in the last one
+    assert peak.expected() == 2
+    now[0] += 5.0  # idle for longer than two windows: nothing is expected
+    assert peak.expected() == 0

@@ -243,6 +243,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     writer = GroupCommitWriter(
         db.write,
         max_batch=settings.writer_max_batch,
+        linger=settings.writer_linger_ms / 1000,
         alert_window=timedelta(seconds=settings.alert_aggregate_seconds),
         decision_hooks=[mitigations.record_from_decisions],
         commit_listeners=[mitigation_index.mark_changed],

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     max_string_bytes: int = Field(default=8 * 1024, ge=64)
     max_batch_events: int = Field(default=1000, ge=1)
     writer_max_batch: int = Field(default=4096, ge=1)
+    writer_linger_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=50,
+        description="How long a group commit may wait for concurrent requests (0: never)",
+    )
     malloc_arena_max: int = Field(
         default=2, ge=0, description="glibc malloc arenas for `serve` (0: glibc's default)"
     )

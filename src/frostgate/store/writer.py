@@ -8,6 +8,12 @@ the commit returns wakes the waiting requests. A request is therefore acknowledg
 once its decision is durable; if the commit fails, every request in the batch fails
 with ``STORAGE_UNAVAILABLE`` and nothing of the batch is stored (fail closed).
 
+A batch holds every request already waiting and, under concurrency, lingers up to
+``linger`` seconds (default 2 ms) for as many requests as lately waited on one commit:
+a commit costs about 17 statements whatever its size, and with 16 clients gathering
+them all cut the CPU per decision by a quarter (``docs/benchmarks.md``). A lone client
+never waits for anyone.
+
 The thread is the only place the event loop hands work to; the hot path hops threads
 exactly once. Idempotency (same tenant + event_id) is settled here, inside the same
 transaction that would insert the row, so two racing requests cannot both insert.
@@ -20,6 +26,7 @@ import hashlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -94,6 +101,42 @@ class _Job:
 
 
 _STOP = object()
+# A batch this large already spreads a commit's fixed cost thin: it does not wait.
+_LINGER_ITEMS = 256
+
+
+class _RecentPeak:
+    """The most requests that waited on one commit lately (in this window of
+    ``window`` seconds or the one before): how many a batch can expect to gather.
+
+    Under steady load every request in flight ends up waiting on one commit, so the
+    peak converges to the number of concurrent clients, and a batch that waits for that
+    many waits only as long as it takes them to arrive; when clients leave, the peak
+    falls within two windows.
+    """
+
+    def __init__(self, window: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._window = window
+        self._clock = clock
+        self._started = clock()
+        self._current = 0
+        self._previous = 0
+
+    def expected(self) -> int:
+        self._roll()
+        return max(self._current, self._previous)
+
+    def observe(self, waiting: int) -> None:
+        self._roll()
+        self._current = max(self._current, waiting)
+
+    def _roll(self) -> None:
+        now = self._clock()
+        elapsed = now - self._started
+        if elapsed >= self._window:
+            self._previous = self._current if elapsed < 2 * self._window else 0
+            self._current = 0
+            self._started = now
 
 
 def _sha256(text: str) -> str:
@@ -125,6 +168,7 @@ class GroupCommitWriter:
         engine: sa.Engine,
         *,
         max_batch: int = 4096,
+        linger: float = 0.002,
         alert_window: timedelta = DEFAULT_AGGREGATE_WINDOW,
         decision_hooks: Sequence[DecisionHook] = (),
         commit_listeners: Sequence[Callable[[str], None]] = (),
@@ -133,6 +177,8 @@ class GroupCommitWriter:
         self._hooks = tuple(decision_hooks)
         self._listeners = tuple(commit_listeners)
         self._max_batch = max_batch
+        self._linger = linger
+        self._waiters = _RecentPeak()
         self._alert_window = alert_window
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -166,23 +212,39 @@ class GroupCommitWriter:
             if first is _STOP:
                 return
             assert isinstance(first, _Job)
-            jobs = [first]
-            count = len(first.items)
-            stop_after = False
-            while count < self._max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop_after = True
-                    break
-                assert isinstance(nxt, _Job)
-                jobs.append(nxt)
-                count += len(nxt.items)
+            jobs, stop_after = self._gather(first)
+            self._waiters.observe(len(jobs))
             self._commit_and_answer(jobs)
             if stop_after:
                 return
+
+    def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
+        """The batch that starts with ``first``, and whether the writer was told to stop.
+
+        Every job already queued joins. While fewer requests wait on the batch than
+        lately waited on one commit, and it is small, it lingers for more until
+        ``linger`` seconds after it started."""
+        jobs = [first]
+        count = len(first.items)
+        expected = self._waiters.expected()
+        deadline = time.monotonic() + self._linger
+        while count < self._max_batch:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                left = deadline - time.monotonic()
+                if len(jobs) >= expected or count >= _LINGER_ITEMS or left <= 0:
+                    break
+                try:
+                    nxt = self._queue.get(timeout=left)
+                except queue.Empty:
+                    break
+            if nxt is _STOP:
+                return jobs, True
+            assert isinstance(nxt, _Job)
+            jobs.append(nxt)
+            count += len(nxt.items)
+        return jobs, False
 
     def _commit_and_answer(self, jobs: list[_Job]) -> None:
         try:
