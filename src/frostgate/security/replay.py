@@ -6,11 +6,20 @@ message that could still pass the timestamp check. ``MemoryReplayCache`` serves 
 process; ``RedisReplayCache`` (``SET key 1 NX PX ttl``: atomic first-writer-wins) serves
 several. Both fail closed: a full memory cache or an unreachable Redis refuses the
 delivery (the sender retries) rather than risk accepting a replay.
+
+A ``SET`` whose reply is lost may still have been applied: the id would then be
+remembered for a message that was refused (503), and the sender's retry refused as a
+replay of it, so a legitimate delivery was lost for good. Each sighting therefore
+stores a random token, and after a failed ``SET`` the cache deletes the key if, and
+only if, it holds that token (one Lua script, atomic): a sighting another request made
+is never taken back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import secrets
 import time
 from collections import OrderedDict
 from typing import Protocol
@@ -21,6 +30,16 @@ from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.store.redis_pool import redis_client
 
 __all__ = ["MemoryReplayCache", "RedisReplayCache", "ReplayCache"]
+
+log = logging.getLogger(__name__)
+
+# Delete KEYS[1] only while it holds ARGV[1]: the token of this request's own SET.
+_TAKE_BACK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 
 class ReplayCache(Protocol):
@@ -67,14 +86,25 @@ class RedisReplayCache:
         self._timeout = timeout
 
     async def first_sighting(self, key: str, ttl_seconds: float) -> bool:
+        name = self._prefix + key
+        token = secrets.token_hex(16)
         try:
             async with asyncio.timeout(self._timeout * 2):
-                stored = await self._client.set(
-                    self._prefix + key, b"1", nx=True, px=int(ttl_seconds * 1000)
-                )
+                stored = await self._client.set(name, token, nx=True, px=int(ttl_seconds * 1000))
         except (RedisError, OSError) as exc:
+            await self._take_back(name, token)
             raise FrostGateError(ErrorCode.STORAGE_UNAVAILABLE, "replay cache down") from exc
         return bool(stored)
+
+    async def _take_back(self, name: str, token: str) -> None:
+        """Undo this request's ``SET`` if it was applied although its reply was lost."""
+        try:
+            async with asyncio.timeout(self._timeout * 2):
+                await self._client.eval(_TAKE_BACK, 1, name, token)
+        except (RedisError, OSError) as exc:
+            # Still down: if the SET was applied, the id stays until its TTL and the
+            # sender's retries are refused meanwhile (closed, not open).
+            log.warning("could not take back a replay-cache sighting of %s: %r", name, exc)
 
     async def forget(self, key: str) -> None:
         try:
