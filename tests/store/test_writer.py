@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from frostgate.errors import FrostGateError
 from frostgate.security import admin
-from frostgate.store import Database, GroupCommitWriter, PendingDecision, schema
+from frostgate.store import Database, GroupCommitWriter, PendingDecision, WriteResult, schema
 from frostgate.store.writer import _RecentPeak
 
 
@@ -174,64 +174,143 @@ def test_a_lone_client_is_answered_without_lingering(db: Database) -> None:
     assert commits[0] == 5
 
 
+class SlowTenantWriter:
+    """A writer whose commits hold while they include tenant ``slow``, so that requests
+    can be queued behind one commit at will (deterministic batches)."""
+
+    def __init__(self, db: Database, linger: float) -> None:
+        for tenant in ("acme", "slow"):
+            admin.create_tenant(db, tenant)
+        self.hold = threading.Event()
+        self.writer = GroupCommitWriter(db.write, linger=linger, decision_hooks=[self._hook])
+        self.writer.start()
+
+    def _hook(self, conn: sa.Connection, tenant_id: str, stored: object, now: datetime) -> None:
+        if tenant_id == "slow":
+            self.hold.wait(10)
+
+    async def four_wait_on_one_commit(self, tag: str) -> None:
+        """Four requests queue behind a held commit and are then committed together:
+        four waited on one commit."""
+        self.hold.clear()
+        first = asyncio.ensure_future(self.writer.write([_pending(f"{tag}-s", "slow")]))
+        await asyncio.sleep(0.1)
+        four = asyncio.gather(*(self.writer.write([_pending(f"{tag}-{i}")]) for i in range(4)))
+        await asyncio.sleep(0.1)
+        self.hold.set()
+        await first
+        await four
+
+
 @pytest.mark.parametrize(("linger", "commits_apart"), [(LONG_LINGER, 1), (0.0, 4)])
 def test_clients_that_waited_together_share_one_commit_when_they_come_back(
     db: Database, linger: float, commits_apart: int
 ) -> None:
-    """Four clients once waited on one commit; when they next arrive 50 ms apart, the
+    """Four clients once waited on one commit; when they next arrive 200 ms apart, the
     batch waits for all four (and no longer: each answer comes long before the linger
     runs out), so the commit's fixed cost is paid once, not four times. With the linger
     off (``FG_WRITER_LINGER_MS=0``) each commits on its own."""
-    for tenant in ("acme", "slow"):
-        admin.create_tenant(db, tenant)
-    hold = threading.Event()
-
-    def hook(conn: sa.Connection, tenant_id: str, stored: object, now: datetime) -> None:
-        if tenant_id == "slow":
-            hold.wait(5)  # keeps the writer busy while four requests queue up
-
-    w = GroupCommitWriter(db.write, linger=linger, decision_hooks=[hook])
-    w.start()
-
-    async def four_queue_behind_a_slow_commit() -> None:
-        first = asyncio.ensure_future(w.write([_pending("s1", "slow")]))
-        await asyncio.sleep(0.1)
-        four = asyncio.gather(*(w.write([_pending(f"a{i}")]) for i in range(4)))
-        await asyncio.sleep(0.1)
-        hold.set()
-        await first
-        await four
+    slow = SlowTenantWriter(db, linger)
 
     async def four_arrive_apart() -> None:
         async def client(i: int) -> None:
-            await asyncio.sleep(0.05 * i)
-            await w.write([_pending(f"b{i}")])
+            await asyncio.sleep(0.2 * i)
+            await slow.writer.write([_pending(f"b{i}")])
 
         await asyncio.wait_for(asyncio.gather(*(client(i) for i in range(4))), timeout=10)
 
-    try:
+    async def both() -> tuple[int, int]:
+        # one event loop for both, so the second starts at once (the writer remembers
+        # a peak for a quarter to half a second)
         with commits_counted(db) as together:
-            asyncio.run(four_queue_behind_a_slow_commit())
+            await slow.four_wait_on_one_commit("a")
         with commits_counted(db) as apart:
-            asyncio.run(four_arrive_apart())
+            await four_arrive_apart()
+        return together[0], apart[0]
+
+    try:
+        together, apart = asyncio.run(both())
     finally:
-        w.stop()
-    assert together[0] == 2  # the slow one, then the four queued behind it
-    assert apart[0] == commits_apart
+        slow.writer.stop()
+    assert together == 2  # the held one, then the four queued behind it
+    assert apart == commits_apart
 
 
-def test_the_expected_gathering_is_the_recent_peak_and_falls_when_clients_leave() -> None:
+def test_a_large_batch_does_not_wait_for_company(db: Database) -> None:
+    """An ingest-sized job already spreads a commit's cost thin: it is committed at once
+    even when four requests lately shared a commit and the linger is a minute."""
+    slow = SlowTenantWriter(db, LONG_LINGER)
+
+    async def one_large_batch() -> None:
+        await slow.four_wait_on_one_commit("a")
+        items = [_pending(f"big{i}") for i in range(300)]
+        await asyncio.wait_for(slow.writer.write(items), timeout=10)
+
+    try:
+        asyncio.run(one_large_batch())
+    finally:
+        slow.writer.stop()
+
+
+def test_stopping_commits_a_lingering_batch_and_answers_it(db: Database) -> None:
+    slow = SlowTenantWriter(db, LONG_LINGER)
+
+    async def one_lingers_then_stop() -> list[object]:
+        await slow.four_wait_on_one_commit("a")
+        lingering = asyncio.ensure_future(slow.writer.write([_pending("last")]))
+        await asyncio.sleep(0.2)
+        stopping = asyncio.ensure_future(asyncio.to_thread(slow.writer.stop))
+        results = await asyncio.wait_for(lingering, timeout=10)
+        await asyncio.wait_for(stopping, timeout=10)
+        return list(results)
+
+    (result,) = asyncio.run(one_lingers_then_stop())
+    assert isinstance(result, WriteResult)
+    assert result.status == "created"
+
+
+def test_a_write_that_comes_while_the_writer_stops_is_refused_not_lost(db: Database) -> None:
+    """``stop()`` is waiting for a commit in progress: a write arriving then must fail
+    closed at once, not sit behind the stop marker where nobody would answer it."""
+    slow = SlowTenantWriter(db, 0.0)
+
+    async def write_during_stop() -> BaseException | None:
+        held = asyncio.ensure_future(slow.writer.write([_pending("held", "slow")]))
+        await asyncio.sleep(0.1)
+        stopping = asyncio.ensure_future(asyncio.to_thread(slow.writer.stop))
+        await asyncio.sleep(0.1)  # stop() has queued its marker and waits for the commit
+        try:
+            await asyncio.wait_for(slow.writer.write([_pending("late")]), timeout=5)
+            outcome: BaseException | None = None
+        except (FrostGateError, TimeoutError) as exc:
+            outcome = exc
+        slow.hold.set()
+        await held
+        await stopping
+        return outcome
+
+    try:
+        outcome = asyncio.run(write_during_stop())
+    finally:
+        slow.hold.set()
+        slow.writer.stop()
+    assert isinstance(outcome, FrostGateError)
+    assert outcome.code.name == "STORAGE_UNAVAILABLE"
+
+
+def test_the_expected_gathering_is_the_recent_peak_and_falls_within_two_windows() -> None:
+    """One stall that queued hundreds, or clients that left, stop setting the target
+    within two windows."""
     now = [100.0]
-    peak = _RecentPeak(window=1.0, clock=lambda: now[0])
+    peak = _RecentPeak(window=0.25, clock=lambda: now[0])
     assert peak.expected() == 0
-    peak.observe(3)
-    peak.observe(16)
-    peak.observe(5)
-    assert peak.expected() == 16
-    now[0] += 1.5  # the next window: the last one's peak still counts
-    assert peak.expected() == 16
+    for size in (3, 400, 5):
+        peak.observe(size)
+    assert peak.expected() == 400
+    now[0] += 0.3  # the next window: the last one's peak still counts
+    assert peak.expected() == 400
     peak.observe(2)
-    now[0] += 1.0  # one window on: only what was seen in the last one
+    now[0] += 0.25  # one window on: only what was seen in the last one
     assert peak.expected() == 2
-    now[0] += 5.0  # idle for longer than two windows: nothing is expected
+    now[0] += 1.0  # idle for longer than two windows: nothing is expected
     assert peak.expected() == 0

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.store import Database
 from frostgate.store import mitigations as repo
-from frostgate.store.entries import epoch_micros, format_epoch_micros, format_timestamp
+from frostgate.store.entries import epoch_micros, format_epoch_second_head, format_timestamp
 
 __all__ = [
     "CHUNK",
@@ -124,8 +124,11 @@ def native_json(row: repo.MitigationRow) -> bytes:
 
 
 class _Instants:
-    """RFC 3339 texts of instants, for one answer: the text of each second is made once
-    (a burst's mitigations are created, and expire, within the same seconds)."""
+    """RFC 3339 texts of instants, for one chunk of an answer: the text of each second
+    is made once (a burst's mitigations are created, and expire, within the same seconds,
+    and a pull lists them in change order, so a burst shares a chunk). Per chunk, not
+    per pull: mitigations made over days have a second each, and a 100,000-entry pull's
+    texts would be 30 MiB held until the last byte is sent."""
 
     def __init__(self) -> None:
         self._seconds: dict[int, str] = {}
@@ -134,8 +137,7 @@ class _Instants:
         second, fraction = divmod(micros, 1_000_000)
         head = self._seconds.get(second)
         if head is None:
-            # "...T12:34:56." from the one formatter of instants
-            head = self._seconds[second] = format_epoch_micros(second * 1_000_000)[:-7]
+            head = self._seconds[second] = format_epoch_second_head(second)
         return f"{head}{fraction:06d}Z"
 
 
@@ -273,9 +275,8 @@ class Entry:
 class CrowdSecForm:
     """Turns entries into CrowdSec decisions for one pull at one instant.
 
-    What many entries share is made once per pull: the text of each expiry second (a
-    burst's mitigations expire within the same seconds) and each time left (LAPI's Go
-    duration, whole seconds here)."""
+    What many entries share is made once per chunk (see :class:`_Instants`): the text
+    of each expiry second and each time left (LAPI's Go duration, whole seconds here)."""
 
     def __init__(self, now_us: int, *, deleted: bool = False) -> None:
         self._now_us = now_us
@@ -313,6 +314,8 @@ class CrowdSecForm:
 
     def encode(self, chunk: list[Entry]) -> bytes:
         """The chunk's decisions as JSON array members (no brackets)."""
+        self._instants = _Instants()
+        self._durations = {}
         decision = self.decision
         return _ENCODER.encode([decision(e) for e in chunk])[1:-1]
 
@@ -325,9 +328,9 @@ def crowdsec_parts(entries: list[Entry], now_us: int, *, deleted: bool = False) 
 
 def native_parts(entries: list[Entry]) -> Iterator[bytes]:
     """A JSON array of mitigations in the FrostGate wire form, piece by piece."""
-    instants = _Instants()
 
     def encode(chunk: list[Entry]) -> bytes:
+        instants = _Instants()
         return _ENCODER.encode([e.native_form(instants) for e in chunk])[1:-1]
 
     return _array_parts(entries, encode, empty=b"[]")

@@ -12,7 +12,11 @@ remembered for a message that was refused (503), and the sender's retry refused 
 replay of it, so a legitimate delivery was lost for good. Each sighting therefore
 stores a random token, and after a failed ``SET`` the cache deletes the key if, and
 only if, it holds that token (one Lua script, atomic): a sighting another request made
-is never taken back.
+is never taken back by it. The take-back gets one operation's timeout, so with Redis
+gone silent a delivery is refused after 1.5 times the usual budget rather than twice.
+(``forget`` undoes a sighting on behalf of the request that made it, which has already
+processed nothing.) A ``SET`` interrupted by cancellation, at shutdown, is not taken
+back: its id stays until the TTL, closed.
 """
 
 from __future__ import annotations
@@ -99,7 +103,7 @@ class RedisReplayCache:
     async def _take_back(self, name: str, token: str) -> None:
         """Undo this request's ``SET`` if it was applied although its reply was lost."""
         try:
-            async with asyncio.timeout(self._timeout * 2):
+            async with asyncio.timeout(self._timeout):
                 await self._client.eval(_TAKE_BACK, 1, name, token)
         except (RedisError, OSError) as exc:
             # Still down: if the SET was applied, the id stays until its TTL and the

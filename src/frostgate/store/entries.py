@@ -23,6 +23,7 @@ __all__ = [
     "decision_stream",
     "epoch_micros",
     "format_epoch_micros",
+    "format_epoch_second_head",
     "format_timestamp",
 ]
 
@@ -62,8 +63,14 @@ def format_epoch_micros(micros: int) -> str:
     minute cached this is about three times as fast as ``strftime``.
     """
     seconds, fraction = divmod(micros, 1_000_000)
+    return f"{format_epoch_second_head(seconds)}{fraction:06d}Z"
+
+
+def format_epoch_second_head(seconds: int) -> str:
+    """:func:`format_epoch_micros` up to its fraction (``...T12:34:56.``), for callers
+    that format many instants within the same seconds and keep each second's text."""
     minutes, second = divmod(seconds, 60)
-    return f"{_minute_text(minutes)}{second:02d}.{fraction:06d}Z"
+    return f"{_minute_text(minutes)}{second:02d}."
 
 
 @lru_cache(maxsize=4096)

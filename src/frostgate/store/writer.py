@@ -9,10 +9,11 @@ once its decision is durable; if the commit fails, every request in the batch fa
 with ``STORAGE_UNAVAILABLE`` and nothing of the batch is stored (fail closed).
 
 A batch holds every request already waiting and, under concurrency, lingers up to
-``linger`` seconds (default 2 ms) for as many requests as lately waited on one commit:
-a commit costs about 17 statements whatever its size, and with 16 clients gathering
-them all cut the CPU per decision by a quarter (``docs/benchmarks.md``). A lone client
-never waits for anyone.
+``linger`` seconds (default 2 ms) for as many requests as lately waited on one commit
+(the peak of the last quarter to half a second): a commit costs about 17 statements
+whatever its size, and with 16 clients gathering them all cut the CPU per decision by
+a quarter (``docs/benchmarks.md``). A client that has been alone for half a second
+never waits, and a batch never waits while more requests are queued.
 
 The thread is the only place the event loop hands work to; the hot path hops threads
 exactly once. Idempotency (same tenant + event_id) is settled here, inside the same
@@ -106,16 +107,17 @@ _LINGER_ITEMS = 256
 
 
 class _RecentPeak:
-    """The most requests that waited on one commit lately (in this window of
-    ``window`` seconds or the one before): how many a batch can expect to gather.
+    """How many requests a batch can expect to gather: the most that waited on one
+    commit lately (in this window of ``window`` seconds or the one before).
 
     Under steady load every request in flight ends up waiting on one commit, so the
     peak converges to the number of concurrent clients, and a batch that waits for that
-    many waits only as long as it takes them to arrive; when clients leave, the peak
-    falls within two windows.
+    many waits only as long as they take to arrive. After a stall that queued hundreds,
+    or when clients leave, the peak falls within two windows; until then a batch waits
+    at most the linger, and only when nothing else is queued.
     """
 
-    def __init__(self, window: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, window: float = 0.25, clock: Callable[[], float] = time.monotonic) -> None:
         self._window = window
         self._clock = clock
         self._started = clock()
@@ -182,26 +184,34 @@ class GroupCommitWriter:
         self._alert_window = alert_window
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        # Admission and the stop marker go through one lock, so no job can be queued
+        # behind the marker, where nobody would ever answer it.
+        self._admission = threading.Lock()
+        self._stopping = False
         self.committed_entries = 0
 
     def start(self) -> None:
         if self._thread is None:
+            self._stopping = False
             self._thread = threading.Thread(target=self._run, name="fg-writer", daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
         if self._thread is not None:
-            self._queue.put(_STOP)
+            with self._admission:
+                self._stopping = True
+                self._queue.put(_STOP)
             self._thread.join()
             self._thread = None
 
     async def write(self, items: Sequence[PendingDecision | PendingAudit]) -> list[WriteResult]:
         """Store ``items`` (in order) and return one result each once committed."""
-        if self._thread is None or not self._thread.is_alive():
-            raise FrostGateError(ErrorCode.STORAGE_UNAVAILABLE, "writer not running")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[WriteResult]] = loop.create_future()
-        self._queue.put(_Job(items=items, loop=loop, future=future))
+        with self._admission:
+            if self._stopping or self._thread is None or not self._thread.is_alive():
+                raise FrostGateError(ErrorCode.STORAGE_UNAVAILABLE, "writer not running")
+            self._queue.put(_Job(items=items, loop=loop, future=future))
         return await future
 
     # -- writer thread -------------------------------------------------------------
@@ -222,7 +232,7 @@ class GroupCommitWriter:
         """The batch that starts with ``first``, and whether the writer was told to stop.
 
         Every job already queued joins. While fewer requests wait on the batch than
-        lately waited on one commit, and it is small, it lingers for more until
+        waited on one of the last commits, and it is small, it lingers for more until
         ``linger`` seconds after it started."""
         jobs = [first]
         count = len(first.items)
@@ -272,7 +282,13 @@ class GroupCommitWriter:
             if isinstance(item, PendingDecision)
         }:
             for listener in self._listeners:
-                listener(tenant_id)  # after the commit: what they then read includes it
+                try:
+                    listener(tenant_id)  # after the commit: what they then read includes it
+                except Exception:
+                    # The batch is committed and must be answered; a listener's readers
+                    # refresh on their own within their bound (the mitigation index:
+                    # 0.25 s), so a failing listener costs freshness, never an answer.
+                    log.exception("commit listener failed for tenant %s", tenant_id)
         self._settle(
             [(job, job.failure or [r for r in job.results if r is not None]) for job in jobs]
         )
