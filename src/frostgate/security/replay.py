@@ -3,7 +3,7 @@
 The signature check bounds a message's timestamp to ±tolerance, so remembering every
 accepted id for twice the tolerance (plus a margin) refuses every replay of a signed
 message that could still pass the timestamp check. ``MemoryReplayCache`` serves one
-process; ``RedisReplayCache`` (``SET key 1 NX PX ttl``: atomic first-writer-wins) serves
+process; ``RedisReplayCache`` (``SET key token NX PX ttl``: atomic first-writer-wins) serves
 several. Both fail closed: a full memory cache or an unreachable Redis refuses the
 delivery (the sender retries) rather than risk accepting a replay.
 

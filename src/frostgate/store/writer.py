@@ -231,8 +231,8 @@ class GroupCommitWriter:
     def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
         """The batch that starts with ``first``, and whether the writer was told to stop.
 
-        Every job already queued joins. While fewer requests wait on the batch than
-        waited on one of the last commits, and it is small, it lingers for more until
+        Every job already queued joins. While fewer requests wait on the batch than the
+        recent peak (:class:`_RecentPeak`), and it is small, it lingers for more until
         ``linger`` seconds after it started."""
         jobs = [first]
         count = len(first.items)
