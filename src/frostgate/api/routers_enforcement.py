@@ -119,7 +119,7 @@ async def list_mitigations(
             raise FrostGateError(ErrorCode.FILTER_INVALID)
         view = await svc.mitigation_index.view(tenant_id)
         hits = view.lookup(probe, svc.mitigation_index.now())
-        return raw_json_response(b'{"items":[' + b",".join(h.native for h in hits) + b"]}")
+        return raw_json_response(b'{"items":' + b"".join(native_parts(hits)) + b"}")
     if (status is not None and status not in _STATUSES) or not 1 <= limit <= 500:
         raise FrostGateError(ErrorCode.FILTER_INVALID)
 

@@ -88,7 +88,7 @@ class CrowdSecDecision(msgspec.Struct, gc=False):
     ``simulated`` are the fields later LAPI versions added; older bouncers ignore them).
 
     A struct rather than a dict: a startup pull builds 100,000 of them, and building and
-    encoding structs took 115 ms where dicts took 213 (``docs/benchmarks.md``)."""
+    encoding structs took 116 ms where dicts took 213 (``docs/benchmarks.md``)."""
 
     id: int
     uuid: str
@@ -273,10 +273,11 @@ class Entry:
 
 
 class CrowdSecForm:
-    """Turns entries into CrowdSec decisions for one pull at one instant.
+    """Turns one chunk of a pull's entries into CrowdSec decisions at one instant.
 
-    What many entries share is made once per chunk (see :class:`_Instants`): the text
-    of each expiry second and each time left (LAPI's Go duration, whole seconds here)."""
+    What its entries share is made once (see :class:`_Instants`, and why per chunk):
+    the text of each expiry second and each time left (LAPI's Go duration, whole
+    seconds here)."""
 
     def __init__(self, now_us: int, *, deleted: bool = False) -> None:
         self._now_us = now_us
@@ -314,8 +315,6 @@ class CrowdSecForm:
 
     def encode(self, chunk: list[Entry]) -> bytes:
         """The chunk's decisions as JSON array members (no brackets)."""
-        self._instants = _Instants()
-        self._durations = {}
         decision = self.decision
         return _ENCODER.encode([decision(e) for e in chunk])[1:-1]
 
@@ -323,7 +322,11 @@ class CrowdSecForm:
 def crowdsec_parts(entries: list[Entry], now_us: int, *, deleted: bool = False) -> Iterator[bytes]:
     """A JSON array of CrowdSec decisions, piece by piece, or ``null`` for none (LAPI's
     answer for an empty list, which bouncers expect)."""
-    return _array_parts(entries, CrowdSecForm(now_us, deleted=deleted).encode, empty=b"null")
+
+    def encode(chunk: list[Entry]) -> bytes:
+        return CrowdSecForm(now_us, deleted=deleted).encode(chunk)
+
+    return _array_parts(entries, encode, empty=b"null")
 
 
 def native_parts(entries: list[Entry]) -> Iterator[bytes]:
