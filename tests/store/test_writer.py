@@ -314,3 +314,95 @@ def test_the_expected_gathering_is_the_recent_peak_and_falls_within_two_windows(
     assert peak.expected() == 2
     now[0] += 1.0  # idle for longer than two windows: nothing is expected
     assert peak.expected() == 0
+
+
+def _write_one(w: GroupCommitWriter, event_id: str) -> str:
+    """The writer's answer for one event: its status, or the error code it refused with."""
+    try:
+        (result,) = asyncio.run(asyncio.wait_for(w.write([_pending(event_id)]), timeout=10))
+    except FrostGateError as refused:
+        return refused.code.name
+    return result.status
+
+
+def test_a_connection_broken_under_a_commit_is_not_used_again(db: Database) -> None:
+    """The writer keeps its connection between commits; one that broke under a commit
+    must cost that commit only, never every commit after it."""
+    admin.create_tenant(db, "acme")
+    break_next = [True]
+
+    def break_connection(conn: sa.Connection, *_: object) -> None:
+        if break_next[0]:
+            break_next[0] = False
+            conn.connection.dbapi_connection.close()  # type: ignore[union-attr]
+
+    w = GroupCommitWriter(db.write, decision_hooks=[break_connection])
+    w.start()
+    try:
+        answers = [_write_one(w, f"b{i}") for i in range(3)]
+    finally:
+        w.stop()
+    assert answers == ["STORAGE_UNAVAILABLE", "created", "created"]
+    d = schema.decisions
+    with db.read.connect() as conn:
+        assert set(conn.execute(sa.select(d.c.event_id)).scalars()) == {"b1", "b2"}
+
+
+def test_a_server_side_disconnect_between_commits_costs_at_most_one_batch(db: Database) -> None:
+    """PostgreSQL ends the writer's idle session (a restart, an idle timeout, an
+    operator's pg_terminate_backend): the writer reconnects, refusing at most the batch
+    that found the connection gone, and acknowledges nothing it did not store."""
+    if db.dialect != "postgresql":
+        pytest.skip("a server-side disconnect needs a server")
+    admin.create_tenant(db, "acme")
+    backends: list[int] = []
+
+    def note_backend(conn: sa.Connection, *_: object) -> None:
+        backends.append(int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()))
+
+    w = GroupCommitWriter(db.write, decision_hooks=[note_backend])
+    w.start()
+    try:
+        assert _write_one(w, "before") == "created"
+        with db.read.connect() as admin_conn:
+            admin_conn.exec_driver_sql(f"SELECT pg_terminate_backend({backends[-1]})")
+        after = [_write_one(w, f"after{i}") for i in range(3)]
+    finally:
+        w.stop()
+    assert after[1:] == ["created", "created"]
+    assert after[0] in ("created", "STORAGE_UNAVAILABLE")
+    created = {"before"} | {f"after{i}" for i, status in enumerate(after) if status == "created"}
+    d = schema.decisions
+    with db.read.connect() as conn:
+        assert set(conn.execute(sa.select(d.c.event_id)).scalars()) == created
+
+
+@pytest.mark.parametrize("failure", ["sql", "bug"])
+def test_a_connection_left_in_an_unknown_state_by_a_failed_commit_is_thrown_away(
+    db: Database, failure: str
+) -> None:
+    """A rollback undoes the data of a failed commit but not every session setting: the
+    writer starts the next commit on a fresh connection instead of trusting that one,
+    whether the commit failed in the database or in the code around it."""
+    if db.dialect != "sqlite":
+        pytest.skip("PostgreSQL rolls session settings back with the transaction")
+    admin.create_tenant(db, "acme")
+    poison_next = [True]
+
+    def poison_then_fail(conn: sa.Connection, *_: object) -> None:
+        if poison_next[0]:
+            poison_next[0] = False
+            conn.exec_driver_sql("PRAGMA query_only = ON")  # survives the rollback
+            if failure == "sql":
+                conn.exec_driver_sql("SELECT * FROM no_such_table")
+            raise RuntimeError("enforcement bug")
+
+    w = GroupCommitWriter(db.write, decision_hooks=[poison_then_fail])
+    w.start()
+    try:
+        with pytest.raises(FrostGateError if failure == "sql" else RuntimeError):
+            asyncio.run(asyncio.wait_for(w.write([_pending("p0")]), timeout=10))
+        answers = [_write_one(w, f"p{i}") for i in (1, 2)]
+    finally:
+        w.stop()
+    assert answers == ["created", "created"]

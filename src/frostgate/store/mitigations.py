@@ -7,6 +7,7 @@ commit order, so "everything after N" is a complete answer for a bouncer at N.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -109,6 +110,7 @@ _LIVE_PAIRS = sa.select(_m.c.action, _m.c.value).where(
 )
 _ENVELOPE = sa.select(_e.c.envelope).where(_e.c.tenant_id == sa.bindparam("tenant"))
 _INSERT_COLUMNS = tuple(c.name for c in _m.columns)
+_insert_values = operator.itemgetter(*_INSERT_COLUMNS)  # a row's values, in that order
 
 
 def _take_seq(conn: sa.Connection, tenant_id: str, count: int) -> int:
@@ -130,7 +132,7 @@ def insert_mitigations(conn: sa.Connection, tenant_id: str, rows: list[dict[str,
     for offset, row in enumerate(rows):
         row["seq"] = first + offset
         row["tenant_id"] = tenant_id
-    insert_rows(conn, _m, _INSERT_COLUMNS, [tuple(r[c] for c in _INSERT_COLUMNS) for r in rows])
+    insert_rows(conn, _m, _INSERT_COLUMNS, list(map(_insert_values, rows)))
 
 
 def live_pairs(
