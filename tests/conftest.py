@@ -17,6 +17,7 @@ from frostgate.config import Profile, Settings
 from frostgate.security import PLATFORM_SCOPES, TENANT_SCOPES, admin
 from frostgate.security.peppers import load_peppers
 from frostgate.store import Database, open_database, upgrade
+from frostgate.store.roles import DEFAULT_APP, DEFAULT_OWNER, init_roles
 
 PG_URL = os.environ.get("FG_TEST_DB_URL", "")
 TEST_PEPPERS = "t1:" + "11" * 32
@@ -43,34 +44,45 @@ _TABLES = (
 )
 
 
-def _pg_database_url() -> str:
-    base = sa.make_url(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
-    name = f"frostgate_test_{os.getpid()}"
-    admin_engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin_engine.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin_engine.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
+def _pg_admin_url() -> sa.URL:
+    return sa.make_url(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+
+
+@dataclass(frozen=True)
+class PgUrls:
+    """The session's scratch database, as the test sees it (a superuser: it seeds and
+    inspects every tenant's rows) and as the service runs on it in production (the
+    unprivileged application role, held to row-level security)."""
+
+    admin: str
+    app: str
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str | None]:
+def pg_urls() -> Iterator[PgUrls | None]:
     if not PG_URL:
         yield None
         return
-    url = _pg_database_url()
-    db = open_database(url)
-    upgrade(db.write)
-    db.dispose()
-    yield url
-    engine = sa.create_engine(
-        sa.make_url(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)),
-        isolation_level="AUTOCOMMIT",
+    name = f"frostgate_test_{os.getpid()}"
+    server = sa.create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    # Roles, migrations as the owner and the app role's grants: `frostgate db init`.
+    init_roles(PG_URL, name, DEFAULT_OWNER, DEFAULT_APP, create_database=True)
+    target = _pg_admin_url().set(database=name)
+    yield PgUrls(
+        admin=target.render_as_string(hide_password=False),
+        app=target.set(username=DEFAULT_APP, password=None).render_as_string(hide_password=False),
     )
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)')
-    engine.dispose()
+    with server.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    server.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_urls: PgUrls | None) -> str | None:
+    """The URL the service under test uses: on PostgreSQL, the application role."""
+    return None if pg_urls is None else pg_urls.app
 
 
 @pytest.fixture
@@ -82,8 +94,10 @@ def settings(tmp_path: Path, pg_url: str | None) -> Settings:
 
 
 @pytest.fixture
-def db(settings: Settings) -> Iterator[Database]:
-    database = open_database(settings.database_url)
+def db(settings: Settings, pg_urls: PgUrls | None) -> Iterator[Database]:
+    """The test's own view of the database (on PostgreSQL a superuser, so fixtures can
+    seed any tenant and assertions see every row)."""
+    database = open_database(pg_urls.admin if pg_urls is not None else settings.database_url)
     if database.dialect == "postgresql":
         with database.write.begin() as conn:
             conn.exec_driver_sql("TRUNCATE " + ", ".join(_TABLES) + " CASCADE")

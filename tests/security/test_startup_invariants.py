@@ -14,6 +14,7 @@ from frostgate.api import build_app
 from frostgate.config import Profile, Settings, startup_problems
 from frostgate.ledger.note import generate_signing_key
 from frostgate.security.startup import all_problems
+from tests.conftest import PgUrls
 
 _LEDGER_KEY = generate_signing_key("frostgate.test")[0]
 GOOD_PEPPER = "p1:" + "5f1c9a0be37d4e2681f0c3a97b6d52e4" * 2
@@ -69,11 +70,13 @@ def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
     assert len(problems) >= 4
 
 
-def test_prod_refuses_a_role_that_bypasses_rls(tmp_path: Path, pg_url: str | None) -> None:
-    if pg_url is None:
+def test_prod_refuses_a_role_that_bypasses_rls(tmp_path: Path, pg_urls: PgUrls | None) -> None:
+    if pg_urls is None:
         pytest.skip("needs PostgreSQL (FG_TEST_DB_URL)")
-    problems = all_problems(_prod(tmp_path, db_url=pg_url))
+    problems = all_problems(_prod(tmp_path, db_url=pg_urls.admin))  # a superuser
     assert any("bypasses row-level security" in p for p in problems), problems
+    problems = all_problems(_prod(tmp_path, db_url=pg_urls.app))  # `db init`'s app role
+    assert not any("row-level security" in p for p in problems), problems
 
 
 def test_prod_refuses_an_unreachable_redis(tmp_path: Path) -> None:
