@@ -12,7 +12,6 @@ import itertools
 from collections.abc import Iterable
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
@@ -26,7 +25,7 @@ from frostgate.api._common import (
     storage_call,
 )
 from frostgate.api.context import services
-from frostgate.enforcement.index import CHUNK, Delta, crowdsec_parts, native_json, native_parts
+from frostgate.enforcement.index import CHUNK, Delta, crowdsec_parts, native_fields, native_parts
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.security import Principal, admin
 from frostgate.store import mitigations as repo
@@ -56,7 +55,7 @@ def _actor(request: Request) -> admin.Actor:
 def _view(row: repo.MitigationRow) -> dict[str, Any]:
     """The mitigation record: what bouncers are served, plus the forensic fields (the
     index keeps none of these: see ``enforcement.index``)."""
-    out = orjson.loads(native_json(row))
+    out = native_fields(row)
     out.update(
         {
             "origin_event_id": row.origin_event_id,
@@ -67,7 +66,7 @@ def _view(row: repo.MitigationRow) -> dict[str, Any]:
             "lifted_by": row.lifted_by,
         }
     )
-    return dict(out)
+    return out
 
 
 @router.post(

@@ -49,7 +49,7 @@ __all__ = [
     "NativeMitigation",
     "TenantView",
     "crowdsec_parts",
-    "native_json",
+    "native_fields",
     "native_parts",
 ]
 
@@ -105,9 +105,10 @@ class CrowdSecDecision(msgspec.Struct, gc=False):
 _ENCODER = msgspec.json.Encoder()
 
 
-def native_json(row: repo.MitigationRow) -> bytes:
-    """The enforcement form of one stored mitigation."""
-    return _ENCODER.encode(
+def native_fields(row: repo.MitigationRow) -> dict[str, Any]:
+    """The enforcement form of one stored mitigation, as fields (the record view adds
+    the forensic ones to them)."""
+    return msgspec.structs.asdict(
         NativeMitigation(
             row.mitigation_id,
             row.action,
