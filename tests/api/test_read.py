@@ -130,3 +130,60 @@ def test_chain_verify_detects_tail_truncation(env: Env) -> None:
 def test_health(env: Env) -> None:
     assert env.client.get("/health/live").json() == {"status": "ok"}
     assert env.client.get("/health/ready").status_code == 200
+
+
+def test_windows_at_the_ends_of_the_calendar_are_refused_not_a_server_error(env: Env) -> None:
+    """The stats trend compares against the window before the one asked for; near year 1
+    that window cannot exist (this was an OverflowError, a 500). A time whose UTC form
+    leaves the calendar is no timestamp at all."""
+    _post(env, [BRUTE])
+    refused = {
+        "/v1/stats?until=0001-01-02T00:00:00Z": "RANGE_INVALID",
+        "/v1/stats?since=0001-01-01T00:00:00Z": "RANGE_INVALID",
+        "/v1/stats/summary?until=0001-01-01T00:30:00%2B00:00": "RANGE_INVALID",
+        "/v1/stats?since=0001-01-01T00:00:00%2B01:00": "TIMESTAMP_INVALID",
+        "/v1/decisions?until=9999-12-31T23:59:59-01:00": "TIMESTAMP_INVALID",
+        "/v1/decisions?since=0001-01-01T00:00:00%2B00:01": "TIMESTAMP_INVALID",
+    }
+    for url, code in refused.items():
+        r = env.client.get(url, headers=env.headers())
+        assert r.status_code == 422, (url, r.text)
+        assert r.json()["error_code"] == code, url
+    everything = env.client.get(
+        "/v1/decisions?since=0001-01-01T00:00:00Z&until=9999-12-31T23:59:59Z",
+        headers=env.headers(),
+    )
+    assert [i["event_id"] for i in everything.json()["items"]] == ["acme-0"]
+
+
+def test_a_reversed_or_empty_window_is_refused_on_every_listing(env: Env) -> None:
+    """``since`` is inclusive and ``until`` exclusive; ``/v1/stats`` already refused a
+    window that ends before it starts, while ``/v1/decisions`` answered an empty page."""
+    _post(env, [BRUTE])
+    for route in ("/v1/decisions", "/v1/stats", "/v1/stats/summary"):
+        for since, until in (
+            ("2026-12-08T00:00:00Z", "2026-12-01T00:00:00Z"),
+            ("2026-12-01T00:00:00Z", "2026-12-01T00:00:00Z"),
+        ):
+            r = env.client.get(f"{route}?since={since}&until={until}", headers=env.headers())
+            assert r.status_code == 422, (route, since, r.text)
+            assert r.json()["error_code"] == "RANGE_INVALID"
+
+
+def test_chain_verify_refuses_positions_no_chain_can_have(env: Env) -> None:
+    """Integers past what the database holds were an OverflowError in the query (a 500);
+    a start past the chain's end answered ``ok`` over zero entries."""
+    _post(env, [BRUTE, QUIET, LLM])
+    for query in (
+        "start=0&end=999999999999999999999",
+        "start=9223372036854775808",
+        "start=3",
+        "start=2&end=2",
+        "start=-1",
+        "start=%C2%B2",
+    ):
+        r = env.client.get(f"/v1/forensics/chain/verify?{query}", headers=env.headers())
+        assert r.status_code == 422, (query, r.text)
+        assert r.json()["error_code"] == "RANGE_INVALID", query
+    tail = env.client.get("/v1/forensics/chain/verify?start=2", headers=env.headers()).json()
+    assert tail == {"ok": True, "checked": 1, "first_bad_index": None, "reason": None}

@@ -24,6 +24,7 @@ from frostgate.errors import ErrorCode
 from frostgate.security import AuthGate, admin
 from frostgate.security.peppers import load_peppers
 from frostgate.security.webhook_signature import decode_secret, signed_headers
+from frostgate.store import decisions as decisions_repo
 from tests.conftest import Env
 
 EVENT = {"source": "sshd", "event_type": "auth.failed", "payload": {"src_ip": "203.0.113.9"}}
@@ -43,10 +44,24 @@ def _nested(depth: int) -> Any:
     return value
 
 
-def _stub_gate(env: Env, behaviour: str, **limits: Any) -> TestClient:
+def _failing_route(env: Env) -> httpx.Response:
+    """An unexpected exception inside a FastAPI route (the stats query fails). Starlette's
+    error middleware answers it before the gate sees it, so the contract must hold there
+    too: this answered ``text/plain`` "Internal Server Error" until the app had its own
+    handler for it."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("db password is hunter2")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(decisions_repo, "stats", broken)
+        return env.client.get("/v1/stats", headers=env.headers())
+
+
+def _stub_gate(env: Env, **limits: Any) -> TestClient:
+    """The real gate with ``limits`` in front of an app that never answers."""
+
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        if behaviour == "raise":
-            raise RuntimeError("boom")
         await asyncio.sleep(5)
 
     real: AuthGate = env.client.app  # type: ignore[assignment]
@@ -255,10 +270,10 @@ TRIGGERS: dict[ErrorCode, Trigger] = {
     ErrorCode.STORAGE_UNAVAILABLE: _storage_down,
     ErrorCode.NOT_READY: _not_ready,
     ErrorCode.RATE_LIMITER_UNAVAILABLE: _limiter_down,
-    ErrorCode.OVERLOADED: lambda env: _stub_gate(env, "ok", max_concurrent_requests=0).get(
+    ErrorCode.OVERLOADED: lambda env: _stub_gate(env, max_concurrent_requests=0).get(
         "/health/live"
     ),
-    ErrorCode.REQUEST_TIMEOUT: lambda env: _stub_gate(env, "hang", request_timeout_seconds=0.1).get(
+    ErrorCode.REQUEST_TIMEOUT: lambda env: _stub_gate(env, request_timeout_seconds=0.1).get(
         "/v1/stats", headers=env.headers()
     ),
     ErrorCode.WEBHOOK_URL_REFUSED: lambda env: env.client.post(
@@ -274,9 +289,7 @@ TRIGGERS: dict[ErrorCode, Trigger] = {
     ),
     ErrorCode.MITIGATION_STATE: _lift_twice,
     ErrorCode.APPROVAL_BY_PROPOSER: _approve_own,
-    ErrorCode.INTERNAL: lambda env: _stub_gate(env, "raise").get(
-        "/v1/stats", headers=env.headers()
-    ),
+    ErrorCode.INTERNAL: _failing_route,
 }
 
 

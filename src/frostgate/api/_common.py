@@ -19,6 +19,7 @@ from frostgate.store.decisions import DecisionFilter
 from frostgate.store.entries import format_timestamp
 
 THREAT_LEVELS = ("none", "low", "medium", "high", "critical")
+MAX_INDEX = 2**62
 T = TypeVar("T")
 
 
@@ -86,13 +87,35 @@ def raw_json_response(
 
 
 def parse_time(value: str | None) -> datetime | None:
+    """A query timestamp (ISO 8601; naive means UTC) as an instant in UTC. A time whose
+    UTC form falls outside years 1-9999 (``0001-01-01T00:00:00+01:00``) is refused here
+    rather than overflowing in a comparison or a query later (a 500)."""
     if value is None:
         return None
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError as exc:
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
         raise FrostGateError(ErrorCode.TIMESTAMP_INVALID, "bad query timestamp") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_window(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    """``since`` (inclusive) and ``until`` (exclusive); both given, ``since`` must come
+    first, on every route that takes the pair (an empty window is a mistake, not a page)."""
+    start, end = parse_time(since), parse_time(until)
+    if start is not None and end is not None and start >= end:
+        raise FrostGateError(ErrorCode.RANGE_INVALID, "since must precede until")
+    return start, end
+
+
+def parse_index(value: str | None, name: str) -> int | None:
+    """A ledger position or size from the query: ASCII digits, at most 2**62 (beyond
+    what any database integer holds, so never an overflow in the query)."""
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()) or len(value) > 19 or int(value) > MAX_INDEX:
+        raise FrostGateError(ErrorCode.RANGE_INVALID, f"{name} must be a non-negative integer")
+    return int(value)
 
 
 def parse_cursor(value: str | None) -> int | None:
@@ -123,12 +146,13 @@ def decision_filter(
     for text in (event_type, source):
         if text is not None and (not text or len(text) > 256):
             raise FrostGateError(ErrorCode.FILTER_INVALID)
+    start, end = parse_window(since, until)
     return DecisionFilter(
         threat_levels=levels,
         event_type=event_type,
         source=source,
-        since=parse_time(since),
-        until=parse_time(until),
+        since=start,
+        until=end,
         only_changed=only_changed,
         only_actionable=only_actionable,
     )

@@ -103,9 +103,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         return _error(request, _HTTP_CODES.get(exc.status_code, ErrorCode.INTERNAL))
 
+    async def on_unexpected_error(request: Request, exc: Exception) -> Response:
+        # Starlette answers an unhandled exception itself, in plain text, before the gate
+        # can; this makes that answer the contract's INTERNAL body. The exception goes on
+        # to the gate, which logs it with the request id.
+        return _error(request, ErrorCode.INTERNAL)
+
     app.add_exception_handler(FrostGateError, on_frostgate_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected_error)
 
 
 # The hot routes, called without FastAPI's per-request machinery (api/direct.py): the

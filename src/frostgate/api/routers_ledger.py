@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from frostgate.api._common import json_response, tenant_of
+from frostgate.api._common import json_response, parse_index, tenant_of
 from frostgate.api.context import services
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.jobs.anchor import stream_origin
@@ -28,7 +28,6 @@ __all__ = ["router"]
 router = APIRouter()
 
 _MAX_ENTRIES = 1000
-_MAX_INDEX = 2**62
 
 
 def _stream(request: Request, stream: str) -> tuple[str, str]:
@@ -38,14 +37,6 @@ def _stream(request: Request, stream: str) -> tuple[str, str]:
     if stream == "audit":
         return tenant_id, audit_stream(tenant_id)
     raise FrostGateError(ErrorCode.NOT_FOUND)
-
-
-def _int(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    if not (value.isascii() and value.isdigit()) or len(value) > 19 or int(value) > _MAX_INDEX:
-        raise FrostGateError(ErrorCode.RANGE_INVALID, f"{name} must be a non-negative integer")
-    return int(value)
 
 
 async def _in_tenant(request: Request, tenant_id: str, fn: Any) -> Any:
@@ -89,7 +80,7 @@ async def checkpoint(request: Request, stream: str) -> Response:
 @router.get("/v1/ledger/{stream}/checkpoints")
 async def checkpoints(request: Request, stream: str, since: str | None = None) -> Response:
     tenant_id, name = _stream(request, stream)
-    since_size = _int(since, "since") or 0
+    since_size = parse_index(since, "since") or 0
     found = await _in_tenant(
         request, tenant_id, lambda c: checkpoints_since(c, tenant_id, name, since_size)
     )
@@ -118,8 +109,8 @@ async def proof_inclusion(
     event_id: str | None = None,
 ) -> Response:
     tenant_id, name = _stream(request, stream)
-    wanted_index = _int(index, "index")
-    tree_size = _int(size, "size")
+    wanted_index = parse_index(index, "index")
+    tree_size = parse_index(size, "size")
     if (wanted_index is None) == (event_id is None):
         raise FrostGateError(ErrorCode.RANGE_INVALID, "give index or event_id")
 
@@ -154,8 +145,8 @@ async def proof_consistency(
     request: Request, stream: str, first: str | None = None, second: str | None = None
 ) -> Response:
     tenant_id, name = _stream(request, stream)
-    size1 = _int(first, "first")
-    size2 = _int(second, "second")
+    size1 = parse_index(first, "first")
+    size2 = parse_index(second, "second")
     if size1 is None or size2 is None:
         raise FrostGateError(ErrorCode.RANGE_INVALID, "first and second are required")
 
@@ -174,8 +165,8 @@ async def entries(
     request: Request, stream: str, start: str | None = None, end: str | None = None
 ) -> Response:
     tenant_id, name = _stream(request, stream)
-    first = _int(start, "start") or 0
-    last = _int(end, "end")
+    first = parse_index(start, "start") or 0
+    last = parse_index(end, "end")
     if last is None:
         last = first + _MAX_ENTRIES
     if last <= first or last - first > _MAX_ENTRIES:

@@ -22,7 +22,8 @@ from frostgate.api._common import (
     decision_summary,
     json_response,
     parse_cursor,
-    parse_time,
+    parse_index,
+    parse_window,
     read_call,
     tenant_of,
 )
@@ -205,19 +206,29 @@ async def feed_stream(
     return EventStreamResponse(events(), headers={"x-accel-buffering": "no"})
 
 
-def _window(since: str | None, until: str | None, now: datetime) -> tuple[datetime, datetime]:
-    end = parse_time(until) or now
-    start = parse_time(since) or end - timedelta(hours=24)
-    if start >= end:
-        raise FrostGateError(ErrorCode.RANGE_INVALID, "since must precede until")
-    return start, end
+def _windows(
+    since: str | None, until: str | None, now: datetime
+) -> tuple[datetime, datetime, datetime]:
+    """``(previous_start, start, end)``: the window asked for (default the last 24 h)
+    and the equal one before it, which the trend compares against. Both must lie in the
+    calendar: a trend against a window that cannot exist is refused, not invented."""
+    given_start, given_end = parse_window(since, until)
+    try:
+        end = given_end or now
+        start = given_start or end - timedelta(hours=24)
+        if start >= end:
+            raise FrostGateError(ErrorCode.RANGE_INVALID, "since must precede until")
+        return start - (end - start), start, end
+    except OverflowError as exc:
+        raise FrostGateError(
+            ErrorCode.RANGE_INVALID, "the window and the one before it must lie after year 1"
+        ) from exc
 
 
 async def _stats(request: Request, since: str | None, until: str | None) -> Any:
     tenant_id = tenant_of(request)
     svc = services(request)
-    start, end = _window(since, until, datetime.now(UTC))
-    previous_start = start - (end - start)
+    previous_start, start, end = _windows(since, until, datetime.now(UTC))
     current = await read_call(svc, tenant_id, repo.stats, since=start, until=end)
     previous = await read_call(svc, tenant_id, repo.stats, since=previous_start, until=start)
     seconds = (end - start).total_seconds()
@@ -302,18 +313,22 @@ async def forensics_snapshot(request: Request, event_id: str) -> Response:
 
 @router.get("/v1/forensics/chain/verify")
 async def chain_verify(
-    request: Request, start: int | None = None, end: int | None = None
+    request: Request, start: str | None = None, end: str | None = None
 ) -> Response:
     tenant_id = tenant_of(request)
-    first = 0 if start is None else start
-    if first < 0 or (end is not None and end <= first):
-        raise FrostGateError(ErrorCode.RANGE_INVALID)
+    first = parse_index(start, "start") or 0
+    last = parse_index(end, "end")
+    if last is not None and last <= first:
+        raise FrostGateError(ErrorCode.RANGE_INVALID, "end must be greater than start")
     svc = services(request)
 
     def run(conn: Any, tenant: str) -> dict[str, Any]:
         head = repo.ledger_head(conn, decision_stream(tenant), tenant)
-        rows = repo.chain_rows(conn, tenant, first, end)
-        to_tip = end is None or (head is not None and end >= head[0])
+        if first > 0 and (head is None or first >= head[0]):
+            # Nothing there to check: "ok" over zero entries would read as a clean bill.
+            raise FrostGateError(ErrorCode.RANGE_INVALID, "start is beyond the chain's end")
+        rows = repo.chain_rows(conn, tenant, first, last)
+        to_tip = last is None or (head is not None and last >= head[0])
         report = verify_chain(
             rows,
             start=first,
