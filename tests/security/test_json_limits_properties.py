@@ -70,3 +70,22 @@ def test_documents_within_the_limits_read_back_and_others_are_refused(value: Any
         with pytest.raises(FrostGateError) as info:
             parse_json(body, LIMITS)
         assert info.value.code in BODY_CODES - {ErrorCode.MALFORMED_JSON}
+
+
+@given(
+    items=st.lists(json_values, max_size=12),
+    rest=st.dictionaries(st.text(max_size=20).filter(lambda k: k != "events"), json_values),
+)
+def test_a_batch_is_bounded_by_its_caller_not_the_array_limit_and_its_items_are_checked(
+    items: list[Any], rest: dict[str, Any]
+) -> None:
+    """``/v1/ingest``'s ``events`` may be longer than the array limit (the batch limit
+    answers for it, as ``BATCH_TOO_LARGE``); everything in and around it keeps the limits."""
+    value = {**rest, "events": items}
+    body = orjson.dumps(value)
+    if _within(rest) and all(_within(item, 3) for item in items):
+        assert parse_json(body, LIMITS, batch_field="events") == value
+    else:
+        with pytest.raises(FrostGateError) as info:
+            parse_json(body, LIMITS, batch_field="events")
+        assert info.value.code in BODY_CODES - {ErrorCode.MALFORMED_JSON}

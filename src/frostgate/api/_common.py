@@ -31,12 +31,13 @@ def tenant_of(request: Request) -> str:
     return principal.tenant_id
 
 
-async def read_json(request: Request) -> Any:
+async def read_json(request: Request, *, batch_field: str | None = None) -> Any:
+    """The JSON body within the input limits (see :func:`parse_json` for ``batch_field``)."""
     content_type = request.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() != "application/json":
         raise FrostGateError(ErrorCode.UNSUPPORTED_MEDIA_TYPE)
     body = await request.body()
-    return parse_json(body, services(request).json_limits)
+    return parse_json(body, services(request).json_limits, batch_field=batch_field)
 
 
 def json_body(

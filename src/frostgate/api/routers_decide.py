@@ -72,7 +72,7 @@ async def defend(request: Request) -> Response:
 )
 async def ingest(request: Request) -> Response:
     tenant_id = tenant_of(request)
-    raw = await read_json(request)
+    raw = await read_json(request, batch_field="events")
     svc = services(request)
     if not isinstance(raw, dict) or not isinstance(raw.get("events"), list):
         raise FrostGateError(ErrorCode.VALIDATION_FAILED, "body must be {'events': [...]}")

@@ -28,13 +28,23 @@ def _too_long(text: str, limit: int) -> bool:
     return len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit)
 
 
-def parse_json(body: bytes, limits: JsonLimits) -> Any:
-    """Decode ``body`` and enforce ``limits``; raise FrostGateError on any violation."""
+def parse_json(body: bytes, limits: JsonLimits, *, batch_field: str | None = None) -> Any:
+    """Decode ``body`` and enforce ``limits``; raise FrostGateError on any violation.
+
+    ``batch_field`` names the root object's list of items (``/v1/ingest``'s ``events``):
+    its length is bounded by the caller's batch limit, with its own code, so the array
+    limit does not apply to that one list; every item in it is checked as usual.
+    """
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise FrostGateError(ErrorCode.MALFORMED_JSON, str(exc)) from exc
     stack: list[tuple[Any, int]] = [(value, 1)]
+    if batch_field is not None and isinstance(value, dict):
+        items = value.get(batch_field)
+        if isinstance(items, list):
+            rest = {k: v for k, v in value.items() if k != batch_field}
+            stack = [(rest, 1), *((item, 3) for item in items)]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, dict):
