@@ -156,8 +156,28 @@ def test_bad_input_gets_its_own_code_and_stores_nothing(
     assert r.status_code == status, r.text
     body = r.json()
     assert body["error_code"] == code
-    assert set(body) == {"error_code", "detail", "request_id"}
+    assert set(body) - {"reason"} == {"error_code", "detail", "request_id"}
+    # A reason names the field in FrostGate's words; the client's value is never echoed.
+    assert not any(value in body.get("reason", "") for value in _strings(raw))
     assert _count(env) == 0
+
+
+def _strings(raw: bytes) -> list[str]:
+    """Every string value in a JSON document (none when it is not JSON)."""
+    try:
+        stack = [orjson.loads(raw)]
+    except orjson.JSONDecodeError:
+        return []
+    found = []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str):
+            found.append(node)
+    return found
 
 
 def test_depth_sixteen_is_accepted(env: Env) -> None:
@@ -257,4 +277,43 @@ def test_storage_down_answers_503_and_acknowledges_nothing(env: Env) -> None:
     assert set(r.json()) == {"error_code", "detail", "request_id"}
     with env.db.write.begin() as conn:
         conn.exec_driver_sql("ALTER TABLE decisions_away RENAME TO decisions")
+    assert _count(env) == 0
+
+
+def test_a_refused_batch_names_the_event_and_the_field(env: Env) -> None:
+    """One bad event refuses the whole batch (nothing is stored); the answer says which
+    event and what is wrong with it, in FrostGate's words, never echoing the client's text."""
+    cases = [
+        (
+            {"event_id": "v-2", "timestamp": "<script>"},
+            "TIMESTAMP_INVALID",
+            "events[1]: timestamp is not ISO 8601",
+        ),
+        (
+            {"event_id": "v-2", "payload": {"src_ip": "999.1.1.1"}},
+            "EVENT_INVALID",
+            "events[1]: src_ip is not an IP address",
+        ),
+        (
+            {"event_id": "v-2", "payload": {"failed_auths": "many"}},
+            "EVENT_INVALID",
+            "events[1]: failed_auths is not a decimal count",
+        ),
+        ({"payload": {}}, "EVENT_ID_REQUIRED", "events[1]"),
+        ("not an object", "EVENT_INVALID", "events[1]: event must be an object"),
+        (
+            {"event_id": "v-1"},
+            "DUPLICATE_EVENT_IN_BATCH",
+            "events[1] repeats the event_id of events[0]",
+        ),
+    ]
+    for bad, code, reason in cases:
+        events = [{"event_id": "v-1", "source": "s"}, bad]
+        r = env.client.post("/v1/ingest", json={"events": events}, headers=env.headers())
+        assert r.status_code == 422, r.text
+        assert (r.json()["error_code"], r.json()["reason"]) == (code, reason)
+    single = env.client.post(
+        "/v1/defend", json={"payload": {"src_ip": "999.1.1.1"}}, headers=env.headers()
+    )
+    assert single.json()["reason"] == "src_ip is not an IP address"
     assert _count(env) == 0

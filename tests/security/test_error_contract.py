@@ -296,6 +296,11 @@ TRIGGERS: dict[ErrorCode, Trigger] = {
 REASONED = {
     ErrorCode.WEBHOOK_URL_REFUSED: {"forbidden address: loopback"},
     ErrorCode.MITIGATION_INVALID: {"not an IP address: 'nope'"},
+    ErrorCode.EVENT_INVALID: {"event_type must be a string"},
+    ErrorCode.EVENT_ID_REQUIRED: {"events[0]"},
+    ErrorCode.EVENT_ID_INVALID: {"event_id has a bad length or character"},
+    ErrorCode.TIMESTAMP_INVALID: {"timestamp is not ISO 8601"},
+    ErrorCode.DUPLICATE_EVENT_IN_BATCH: {"events[1] repeats the event_id of events[0]"},
 }
 
 
@@ -321,7 +326,7 @@ def test_each_code_is_produced_with_the_exact_contract(env: Env, code: ErrorCode
         "request_id": response.headers["x-request-id"],
     }
     if code in REASONED:
-        # policy refusals also say which rule refused (our wording, never exception text)
+        # refusals whose wording is ours say why (which rule, field or batch item)
         expected["reason"] = response.json()["reason"]
         assert expected["reason"] in REASONED[code]
     assert response.json() == expected

@@ -49,7 +49,9 @@ class DecisionService:
     def admit(self, tenant_id: str, raw: Any, *, require_event_id: bool) -> tuple[Event, str]:
         """Normalize one raw event and settle its id; no I/O. Raises FrostGateError."""
         if not isinstance(raw, dict):
-            raise FrostGateError(ErrorCode.EVENT_INVALID, "event is not an object")
+            raise FrostGateError(
+                ErrorCode.EVENT_INVALID, "event is not an object", reason="event must be an object"
+            )
         event = normalize(raw)
         if event.claimed_tenant is not None and event.claimed_tenant != tenant_id:
             raise FrostGateError(ErrorCode.TENANT_MISMATCH, "event names another tenant")
@@ -128,12 +130,20 @@ class DecisionService:
         """A batch (``/v1/ingest``): every event needs an event_id; all or nothing is
         validated before anything is written, and the batch is written in one commit."""
         now = self._clock()
-        admitted = [self.admit(tenant_id, raw, require_event_id=True) for raw in events]
-        seen: set[str] = set()
-        for _, event_id in admitted:
-            if event_id in seen:
-                raise FrostGateError(ErrorCode.DUPLICATE_EVENT_IN_BATCH)
-            seen.add(event_id)
+        admitted = []
+        for index, raw in enumerate(events):
+            try:
+                admitted.append(self.admit(tenant_id, raw, require_event_id=True))
+            except FrostGateError as exc:
+                raise _in_batch(exc, index) from exc
+        seen: dict[str, int] = {}
+        for index, (_, event_id) in enumerate(admitted):
+            first = seen.setdefault(event_id, index)
+            if first != index:
+                raise FrostGateError(
+                    ErrorCode.DUPLICATE_EVENT_IN_BATCH,
+                    reason=f"events[{index}] repeats the event_id of events[{first}]",
+                )
         pending = []
         for raw, (event, event_id) in zip(events, admitted, strict=True):
             windows = await self.observe(tenant_id, event, event_id, now)
@@ -145,3 +155,11 @@ class DecisionService:
             Outcome(r.status, p.event_id, r.response_json.encode())
             for p, r in zip(pending, results, strict=True)
         ]
+
+
+def _in_batch(exc: FrostGateError, index: int) -> FrostGateError:
+    """``exc`` raised for item ``index`` of a batch, with a reason that says which item:
+    one bad event refuses the whole batch, so the sensor must be told which one it was."""
+    where = f"events[{index}]"
+    reason = where if exc.reason is None else f"{where}: {exc.reason}"
+    return FrostGateError(exc.code, str(exc), reason=reason)

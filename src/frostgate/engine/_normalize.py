@@ -73,7 +73,9 @@ _INVALID: Final = ErrorCode.EVENT_INVALID
 
 
 def _fail(code: ErrorCode, why: str) -> NoReturn:
-    raise FrostGateError(code, why)
+    # ``why`` names a field by the alias the code looked up, never by a client's text,
+    # so it can go to the client as the refusal's reason.
+    raise FrostGateError(code, why, reason=why)
 
 
 def _text(value: object, what: str) -> str | None:
