@@ -127,6 +127,39 @@ def test_rotate_gives_a_new_key_and_the_old_one_a_grace_period(env: Env) -> None
     assert timedelta(hours=23) < new_expiry - datetime.now(UTC) <= timedelta(days=1)
 
 
+def test_rotating_cannot_escalate(env: Env) -> None:
+    """Rotating hands the caller a new token holding the target's scopes: a key holding
+    only ``keys:admin`` rotated the tenant's all-scopes key and read its decisions. Now
+    a key rotates only what it could mint, and the target is left untouched."""
+    small = str(_mint(env, {"scopes": ["keys:admin"]})["key"])
+    full = _mint(env, {"scopes": ["keys:admin", "decisions:read", "feed:read"]})
+    r = env.client.post(f"/v1/keys/{full['key_id']}/rotate", headers=_bearer(small))
+    assert r.status_code == 403
+    assert r.json()["error_code"] == "SCOPE_ESCALATION"
+    assert env.client.get("/v1/decisions", headers=_bearer(str(full["key"]))).status_code == 200
+    with env.db.read.connect() as conn:
+        record = key_repo.get_key(conn, str(full["key_id"]))
+    assert record is not None
+    assert record.expires_at is None
+    # Within its grant it rotates; a peer with the same scopes too.
+    peer = _mint(env, {"scopes": ["keys:admin"]})
+    ok = env.client.post(f"/v1/keys/{peer['key_id']}/rotate", headers=_bearer(small))
+    assert ok.status_code == 201, ok.text
+    assert ok.json()["scopes"] == ["keys:admin"]
+
+
+def test_a_platform_key_cannot_rotate_a_stronger_platform_key(env: Env) -> None:
+    weak = str(_mint(env, {"scopes": ["keys:admin"], "kind": "platform"}, who="platform")["key"])
+    strong = _mint(env, {"scopes": ["keys:admin", "tenants:admin"]}, who="platform")
+    r = env.client.post(f"/v1/keys/{strong['key_id']}/rotate", headers=_bearer(weak))
+    assert r.status_code == 403
+    assert r.json()["error_code"] == "SCOPE_ESCALATION"
+    # Tenant keys are the platform's to administer, whatever their scopes.
+    tenant_key = _mint(env, {"tenant_id": "globex", "scopes": ["stats:read"]}, who="platform")
+    ok = env.client.post(f"/v1/keys/{tenant_key['key_id']}/rotate", headers=_bearer(weak))
+    assert ok.status_code == 201, ok.text
+
+
 def test_expired_key_is_refused(env: Env) -> None:
     issued = _mint(env, {"scopes": ["feed:read"]})
     with env.db.write.begin() as conn:

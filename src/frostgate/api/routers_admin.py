@@ -100,6 +100,15 @@ def _seconds(value: Any, default: timedelta | None, maximum: timedelta) -> timed
     return timedelta(seconds=value)
 
 
+def _within_grant(principal: Principal, kind: str, scopes: frozenset[str]) -> bool:
+    """Whether ``principal`` may issue a ``kind`` key holding ``scopes`` (by minting or
+    by rotating a key that holds them): never more than it holds itself, except that a
+    platform key issues tenant keys, which it administers."""
+    if principal.kind == "platform" and kind == "tenant":
+        return True
+    return scopes <= principal.scopes
+
+
 async def _visible_key(request: Request, key_id: str) -> key_repo.KeyRecord:
     """The key, if the caller may manage it; otherwise 404 (foreign looks absent)."""
     principal = _principal(request)
@@ -150,10 +159,10 @@ async def mint_key(request: Request) -> Response:
         if kind != "tenant":
             raise FrostGateError(ErrorCode.SCOPE_ESCALATION, "tenant key minting another kind")
         tenant_id = principal.tenant_id
-        if not scopes <= principal.scopes:
+        if not _within_grant(principal, kind, scopes):
             raise FrostGateError(ErrorCode.SCOPE_ESCALATION)
     elif kind == "platform":
-        if tenant_id is not None or not scopes <= principal.scopes:
+        if tenant_id is not None or not _within_grant(principal, kind, scopes):
             raise FrostGateError(ErrorCode.SCOPE_ESCALATION)
     elif kind == "tenant":
         if not isinstance(tenant_id, str) or not scopes <= TENANT_SCOPES:
@@ -207,7 +216,11 @@ async def list_keys(request: Request, tenant_id: str | None = None) -> Response:
     ),
 )
 async def rotate_key(request: Request, key_id: str) -> Response:
-    await _visible_key(request, key_id)
+    target = await _visible_key(request, key_id)
+    # The successor holds the target's scopes and its token goes to the caller: rotating
+    # is issuing, so a key may rotate only what it could have minted.
+    if not _within_grant(_principal(request), target.kind, target.scopes):
+        raise FrostGateError(ErrorCode.SCOPE_ESCALATION, "rotating a key with more scopes")
     raw = await request.body()
     body = _object(await read_json(request)) if raw else {}
     grace = _seconds(body.get("grace_seconds"), DEFAULT_ROTATION_GRACE, MAX_ROTATION_GRACE)
