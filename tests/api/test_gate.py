@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from frostgate.security import admin
 from frostgate.security.peppers import load_peppers
+from frostgate.store import schema
 from tests.conftest import Env
 
 
@@ -60,6 +62,28 @@ def test_key_in_query_string_is_refused(env: Env) -> None:
     r = env.client.get(f"/v1/decisions?api_key={env.keys['acme']}")
     assert r.status_code == 400
     assert r.json()["error_code"] == "KEY_IN_QUERY"
+
+
+def test_a_key_in_the_query_is_found_however_it_is_encoded(env: Env) -> None:
+    """The check read the raw query for ``fgk_``: ``fgk%5F…`` (and ``+``-spaced or
+    upper-case forms) slipped past, was served, and left the key in access logs."""
+    token = env.keys["acme"]
+    encoded = token.replace("_", "%5F")
+    for query in (
+        f"x={encoded}",
+        f"x={encoded.replace('fgk', '%66gk')}",
+        f"note=see+{token.upper()}",
+        f"{encoded}=1",
+        f"q=%20{encoded}",
+    ):
+        r = env.client.get(f"/v1/decisions?{query}", headers=env.headers())
+        assert r.status_code == 400, query
+        assert r.json()["error_code"] == "KEY_IN_QUERY"
+    ordinary = env.client.get("/v1/decisions?source=fgk-sensor", headers=env.headers())
+    assert ordinary.status_code == 200
+    with env.db.read.connect() as conn:
+        kinds = [k for (k,) in conn.execute(sa.select(schema.audit_events.c.kind))]
+    assert kinds.count("key_in_query") >= 1
 
 
 def test_missing_scope_is_403(env: Env) -> None:

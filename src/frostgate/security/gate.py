@@ -360,13 +360,17 @@ def _presented_key(headers: dict[str, str]) -> str | None:
 
 
 def _key_in_query(query: str) -> bool:
+    """A key, or a parameter meant for one, anywhere in the query: in the raw text and in
+    the decoded names and values (``fgk%5F…`` is the same key to whoever logs it)."""
     if not query:
         return False
-    if "fgk_" in query:
+    if "fgk_" in query.lower():
         return True
-    return any(
-        name.lower() in _KEY_QUERY_PARAMS for name, _ in parse_qsl(query, keep_blank_values=True)
-    )
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        lowered = name.lower()
+        if lowered in _KEY_QUERY_PARAMS or "fgk_" in lowered or "fgk_" in value.lower():
+            return True
+    return False
 
 
 def _named_tenants(query: str, headers: dict[str, str]) -> list[str]:
