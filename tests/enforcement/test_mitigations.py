@@ -85,10 +85,27 @@ def test_ranges_cover_their_addresses_and_broad_ones_wait_for_approval(env: Env)
     assert lookup(env, "10.1.2.3") == []
 
 
+def test_a_manual_block_drops_the_ipv6_zone_so_lookups_match(env: Env) -> None:
+    """``fe80::1%eth0`` was stored with its zone: no lookup (``ip=fe80::1``) and no
+    CrowdSec query matched it, while bouncers were served the zoned literal."""
+    for value, stored in (("fe80::1%eth0", "fe80::1"), ("fe80::%eth1/64", "fe80::/64")):
+        r = env.client.post(
+            "/v1/mitigations",
+            json={"action": "block_ip", "value": value, "ttl_seconds": 600},
+            headers=env.headers(),
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["value"] == stored
+    assert sorted(m["value"] for m in lookup(env, "fe80::1")) == ["fe80::/64", "fe80::1"]
+    crowdsec = env.client.get("/crowdsec/v1/decisions?ip=fe80::1", headers=env.headers())
+    assert sorted(d["value"] for d in crowdsec.json()) == ["fe80::/64", "fe80::1"]
+
+
 @pytest.mark.parametrize(
     "body",
     [
         {"action": "block_ip", "value": "999.1.1.1"},
+        {"action": "block_ip", "value": "fe80::1%"},
         {"action": "block_ip", "value": "10.0.0.1/8"},
         {"action": "block_user", "value": "bad user"},
         {"action": "quarantine_host", "value": "a..b"},

@@ -44,6 +44,18 @@ class Target:
     broad: bool = False
 
 
+def _without_zone(text: str) -> str:
+    """``text`` without an IPv6 zone (``fe80::1%eth0``, ``fe80::%eth0/64``), as the
+    normalizer drops it from events: a zone names an interface of the sender's host,
+    means nothing to an enforcement point, and a stored ``fe80::1%eth0`` would never
+    match a lookup of ``fe80::1``."""
+    address, percent, rest = text.partition("%")
+    zone, slash, prefix = rest.partition("/")
+    if not percent or not zone:
+        return text  # no zone; or an empty one, which the parser refuses
+    return f"{address}/{prefix}" if slash else address
+
+
 def parse_target(action: str, value: object) -> Target:
     family = ACTIONS.get(action)
     if family is None:
@@ -51,6 +63,7 @@ def parse_target(action: str, value: object) -> Target:
     if not isinstance(value, str) or not value or len(value) > 256:
         raise TargetInvalid("the target must be a non-empty string")
     if family == "address":
+        value = _without_zone(value)
         if "/" in value:
             try:
                 network = ipaddress.ip_network(value, strict=True)

@@ -99,7 +99,7 @@ class FrostGateError(Exception):
     ``reason`` is the exception to that rule for refusals whose wording FrostGate itself
     owns: why a webhook URL is refused, which field of an event is wrong and, in a batch,
     which event. It is added to the body as ``reason``. Nothing from an exception, a
-    library, the database or the client's own text may be passed as a reason.
+    library or the database may be passed as a reason.
     """
 
     def __init__(self, code: ErrorCode, log_message: str = "", *, reason: str | None = None):
