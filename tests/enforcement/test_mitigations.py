@@ -150,6 +150,40 @@ def test_doctrine_gated_block_waits_for_a_different_approver(env: Env) -> None:
     assert again.json()["error_code"] == "MITIGATION_STATE"
 
 
+def test_a_key_the_proposer_issued_cannot_approve(env: Env) -> None:
+    """The proposer minted itself an approving key (it holds mitigations:approve, so
+    minting was no escalation) and approved its own proposal with it. Every key the
+    proposer issued, directly, through another key it issued, or by rotating, is refused;
+    a key issued elsewhere approves."""
+    r = env.client.post(
+        "/v1/mitigations",
+        json={"action": "block_ip", "value": "10.0.0.0/8", "ttl_seconds": 600},
+        headers=env.headers(),
+    )
+    mid = r.json()["mitigation_id"]
+    assert r.json()["status"] == "pending"
+
+    def mint(issuer: dict[str, str], scopes: list[str]) -> dict[str, str]:
+        issued = env.client.post("/v1/keys", json={"scopes": scopes}, headers=issuer)
+        assert issued.status_code == 201, issued.text
+        return {"Authorization": f"Bearer {issued.json()['key']}"}
+
+    child = mint(env.headers(), ["mitigations:approve", "keys:admin"])
+    grandchild = mint(child, ["mitigations:approve"])
+    proposer_id = env.keys["acme"].split("_")[1]
+    rotated = env.client.post(f"/v1/keys/{proposer_id}/rotate", headers=env.headers())
+    successor = {"Authorization": f"Bearer {rotated.json()['key']}"}
+    for approver in (child, grandchild, successor):
+        refused = env.client.post(f"/v1/mitigations/{mid}/approve", headers=approver)
+        assert refused.status_code == 403
+        assert refused.json()["error_code"] == "APPROVAL_BY_PROPOSER"
+    assert lookup(env, "10.1.2.3") == []
+    independent = second_key(env, {"mitigations:approve"})
+    ok = env.client.post(f"/v1/mitigations/{mid}/approve", headers=independent)
+    assert ok.status_code == 200, ok.text
+    assert [m["mitigation_id"] for m in lookup(env, "10.1.2.3")] == [mid]
+
+
 def test_lifting_is_audited_and_foreign_mitigations_do_not_exist(env: Env) -> None:
     defend(env, brute("203.0.113.80", "lift-me"))
     [active] = lookup(env, "203.0.113.80")

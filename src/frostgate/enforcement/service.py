@@ -32,6 +32,7 @@ from frostgate.enforcement.targets import Target, TargetInvalid, parse_target
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.security.admin import Actor, audit_change
 from frostgate.store import Database, PendingDecision
+from frostgate.store import keys as key_repo
 from frostgate.store import mitigations as repo
 from frostgate.store.catalog import all_streams
 from frostgate.store.outbox import enqueue_notice
@@ -199,7 +200,15 @@ class MitigationService:
                 raise FrostGateError(ErrorCode.NOT_FOUND)
             if current.status != "pending":
                 raise FrostGateError(ErrorCode.MITIGATION_STATE, current.status)
-            if current.proposed_by is not None and current.proposed_by == actor.key_id:
+            if (
+                current.proposed_by is not None
+                and actor.key_id is not None
+                and current.proposed_by
+                in {actor.key_id, *key_repo.issuers(conn, tenant_id, actor.key_id)}
+            ):
+                # Two keys, one holder: a key minted or rotated by the proposer (or by a
+                # key it issued) is the proposer's to use, so its approval is the
+                # proposer's own.
                 raise FrostGateError(ErrorCode.APPROVAL_BY_PROPOSER)
             # Approval lifts the doctrine, broad-range and cap holds, never the envelope:
             # an action removed or a target allowlisted since the proposal stays out.

@@ -132,6 +132,25 @@ def get_key(conn: sa.Connection, key_id: str) -> KeyRecord | None:
     return None if row is None else _record(row)
 
 
+def issuers(conn: sa.Connection, tenant_id: str, key_id: str) -> set[str]:
+    """``key_id`` and every key of ``tenant_id`` that issued it, directly or through
+    others: its ``created_by`` chain (minting, and rotating, record the issuing key). The
+    holder of any of them has held this key's token. A recursive query with UNION, which
+    ends on a repeated row, so even a corrupted cycle terminates."""
+    bind_tenant(conn, tenant_id)
+    chain = (
+        sa.select(_k.c.key_id, _k.c.created_by)
+        .where(_k.c.key_id == key_id, _k.c.tenant_id == tenant_id)
+        .cte("issuers", recursive=True)
+    )
+    chain = chain.union(
+        sa.select(_k.c.key_id, _k.c.created_by).where(
+            _k.c.key_id == chain.c.created_by, _k.c.tenant_id == tenant_id
+        )
+    )
+    return set(conn.execute(sa.select(chain.c.key_id)).scalars())
+
+
 def list_keys(conn: sa.Connection, tenant_id: str | None = None) -> list[KeyRecord]:
     query = _select().order_by(_k.c.created_at, _k.c.key_id)
     if tenant_id is not None:
