@@ -270,6 +270,9 @@ TRIGGERS: dict[ErrorCode, Trigger] = {
     ErrorCode.STORAGE_UNAVAILABLE: _storage_down,
     ErrorCode.NOT_READY: _not_ready,
     ErrorCode.RATE_LIMITER_UNAVAILABLE: _limiter_down,
+    ErrorCode.CONCURRENCY_LIMITED: lambda env: _stub_gate(env, max_concurrent_per_address=0).get(
+        "/health/live"
+    ),
     ErrorCode.OVERLOADED: lambda env: _stub_gate(env, max_concurrent_requests=0).get(
         "/health/live"
     ),

@@ -419,6 +419,8 @@ def build_app(settings: Settings | None = None) -> AuthGate:
             max_query_bytes=settings.max_query_bytes,
             request_timeout_seconds=settings.request_timeout_seconds,
             max_concurrent_requests=settings.max_concurrent_requests,
+            max_concurrent_per_address=settings.max_concurrent_per_address,
+            max_concurrent_per_tenant=settings.max_concurrent_per_tenant,
         ),
         trusted_proxies=TrustedProxies.parse(settings.trusted_proxy_cidrs),
         cors_origins=frozenset(o.strip() for o in settings.cors_origins.split(",") if o.strip()),

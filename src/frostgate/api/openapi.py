@@ -47,6 +47,7 @@ _PUBLIC_ERRORS = frozenset(
         ErrorCode.STORAGE_UNAVAILABLE,
         ErrorCode.NOT_READY,
         ErrorCode.OVERLOADED,
+        ErrorCode.CONCURRENCY_LIMITED,
         ErrorCode.REQUEST_TIMEOUT,
     }
 )

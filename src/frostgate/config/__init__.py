@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="Until the response starts (streams are exempt after)"
     )
     max_concurrent_requests: int = Field(default=1024, ge=1)
+    max_concurrent_per_address: int = Field(
+        default=256, ge=1, description="In flight from one client address (streams count)"
+    )
+    max_concurrent_per_tenant: int = Field(
+        default=256, ge=1, description="In flight for one tenant, all its keys together"
+    )
     cors_origins: str = Field(
         default="", description="Comma-separated allowed origins; empty = off"
     )

@@ -76,6 +76,9 @@ class ErrorCode(enum.Enum):
     )
     RATE_LIMITED = _Spec(429, "Too many requests; retry later.")
     QUOTA_EXCEEDED = _Spec(429, "The tenant's daily event quota is used up.")
+    CONCURRENCY_LIMITED = _Spec(
+        429, "Too many requests from this client or tenant are in progress; retry later."
+    )
     # Server side (fail closed)
     STORAGE_UNAVAILABLE = _Spec(503, "Storage is unavailable; nothing was recorded.")
     NOT_READY = _Spec(503, "The service is not ready.")

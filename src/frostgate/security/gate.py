@@ -58,6 +58,7 @@ _HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
 _KEY_QUERY_PARAMS = frozenset({"api_key", "apikey", "key", "token", "access_token", "x-api-key"})
 _TENANT_QUERY_PARAMS = frozenset({"tenant", "tenant_id"})
 _BEARER = [(b"www-authenticate", b"Bearer")]
+_RETRY_SOON = [(b"retry-after", b"1")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,10 @@ class GateLimits:
     max_query_bytes: int = 4096
     request_timeout_seconds: float = 30.0
     max_concurrent_requests: int = 1024
+    # Shares of the process-wide cap: an open stream or a slowly sent body holds its
+    # place, so without them one client (even keyless) or one tenant could hold them all.
+    max_concurrent_per_address: int = 256
+    max_concurrent_per_tenant: int = 256
 
 
 class AuthGate:
@@ -97,6 +102,9 @@ class AuthGate:
         self.address_rate_limit = address_rate_limit
         self.honeypots = frozenset(_honeypot_form(p) for p in honeypots)
         self._in_flight = 0
+        # In-flight requests per holder ("address <ip>", "tenant <id>"); a holder's entry
+        # exists only while it has requests in flight.
+        self._holders: dict[str, int] = {}
         # Request ids: a random per-process prefix and a counter (unique, and cheaper
         # than a UUID per request; they identify, they do not authorise).
         self._id_prefix = secrets.token_hex(10)
@@ -125,8 +133,9 @@ class AuthGate:
             await _send_error(send_with_headers, ErrorCode.OVERLOADED, request_id)
             return
         self._in_flight += 1
+        held: list[str] = []
         try:
-            code, deny_headers = await self._admit(scope, state, extra_headers)
+            code, deny_headers = await self._admit(scope, state, extra_headers, held)
             if code is not None:
                 await _send_error(send_with_headers, code, request_id, deny_headers)
                 return
@@ -139,11 +148,30 @@ class AuthGate:
             await self._call_app(scope, receive, send_with_headers, request_id, lambda: started)
         finally:
             self._in_flight -= 1
+            for holder in held:
+                self._release(holder)
+
+    def _hold(self, holder: str, limit: int, held: list[str]) -> bool:
+        """Take one of ``holder``'s ``limit`` places (recorded in ``held`` for release)."""
+        count = self._holders.get(holder, 0)
+        if count >= limit:
+            return False
+        self._holders[holder] = count + 1
+        held.append(holder)
+        return True
+
+    def _release(self, holder: str) -> None:
+        count = self._holders[holder] - 1
+        if count:
+            self._holders[holder] = count
+        else:
+            del self._holders[holder]
 
     async def _admit(
-        self, scope: Scope, state: dict[str, Any], extra_headers: Headers
+        self, scope: Scope, state: dict[str, Any], extra_headers: Headers, held: list[str]
     ) -> tuple[ErrorCode | None, Headers | None]:
-        """Decide whether the request may reach the application."""
+        """Decide whether the request may reach the application; the in-flight places
+        it takes are added to ``held``."""
         limits = self.limits
         raw_headers = scope.get("headers", ())
         if (
@@ -159,6 +187,9 @@ class AuthGate:
         headers = _headers(raw_headers)
         address = client_address(scope, self.trusted_proxies)
         state["client"] = address
+        source = address.ip or address.peer or "unknown"
+        if not self._hold(f"address {source}", limits.max_concurrent_per_address, held):
+            return ErrorCode.CONCURRENCY_LIMITED, _RETRY_SOON
         if address.via_trusted_proxy and headers.get("x-forwarded-proto") == "https":
             extra_headers.append(_HSTS)
         self._cors(scope, headers, extra_headers)
@@ -188,7 +219,6 @@ class AuthGate:
             if spec.signed and self.address_rate_limit is not None:
                 # Keyless but costly to refuse (a lookup, signature checks): limited by
                 # the client address before the handler runs.
-                source = address.ip or address.peer or "unknown"
                 return await _limited(self.address_rate_limit(source), extra_headers)
             return None, None
 
@@ -232,6 +262,10 @@ class AuthGate:
             self._record_denial("tenant_mismatch", principal, address, route)
             return ErrorCode.TENANT_MISMATCH, None
         state["principal"] = principal
+        if principal.tenant_id is not None and not self._hold(
+            f"tenant {principal.tenant_id}", limits.max_concurrent_per_tenant, held
+        ):
+            return ErrorCode.CONCURRENCY_LIMITED, _RETRY_SOON
         if spec.writes and self.rate_limit is not None:
             return await _limited(
                 self.rate_limit(principal.key_id, principal.tenant_id), extra_headers

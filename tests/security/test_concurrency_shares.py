@@ -1,0 +1,86 @@
+"""No single client address and no single tenant can hold every in-flight place.
+
+An open SSE stream, or a body sent one byte at a time, holds its place in the process-wide
+cap (``FG_MAX_CONCURRENT_REQUESTS``) for as long as it lasts. With only that cap, one
+tenant's streams or one keyless address's slow bodies answered every other tenant
+``OVERLOADED``. Each address and each tenant now has its own share; the next request past
+it is 429 ``CONCURRENCY_LIMITED`` for that holder alone. Real sockets, a real server.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import httpx
+import pytest
+
+from frostgate.config import Settings
+from frostgate.store import Database
+from tests.ledger_store.served import Served, serve
+
+
+@pytest.fixture
+def served(settings: Settings, db: Database) -> Iterator[Served]:
+    yield from serve(settings, db, max_concurrent_per_tenant=2, max_concurrent_per_address=4)
+
+
+def _bearer(served: Served, who: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {served.keys[who]}"}
+
+
+def _until(check: object, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "the place was never given back"
+        time.sleep(0.05)
+
+
+def test_one_tenants_streams_cannot_crowd_out_another_tenant(served: Served) -> None:
+    acme = _bearer(served, "acme:write")
+    with httpx.Client(base_url=served.url, timeout=10) as client, ExitStack() as streams:
+        for _ in range(2):
+            stream = streams.enter_context(client.stream("GET", "/v1/feed/stream", headers=acme))
+            assert stream.status_code == 200
+        with httpx.Client(base_url=served.url, timeout=10) as other:
+            refused = other.get("/v1/decisions", headers=acme)
+            assert refused.status_code == 429
+            assert refused.json()["error_code"] == "CONCURRENCY_LIMITED"
+            assert refused.headers["retry-after"] == "1"
+            globex = other.get("/v1/decisions", headers=_bearer(served, "globex:write"))
+            assert globex.status_code == 200
+    # Closing the streams gives the places back.
+    _until(lambda: httpx.get(f"{served.url}/v1/decisions", headers=acme).status_code == 200)
+
+
+def _slow_body(port: int, source: str) -> socket.socket:
+    """A keyless request whose body never finishes arriving, from ``source``."""
+    sock = socket.create_connection(("127.0.0.1", port), source_address=(source, 0))
+    sock.sendall(
+        b"POST /v1/hooks/hsrc_nobody HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    )
+    return sock
+
+
+def test_one_address_cannot_hold_every_place_with_slow_bodies(served: Served) -> None:
+    slow = [_slow_body(served.port, "127.0.0.1") for _ in range(4)]
+    try:
+        local = httpx.Client(base_url=served.url, timeout=10)
+        _until(lambda: local.get("/health/live").status_code == 429)
+        assert local.get("/health/live").json()["error_code"] == "CONCURRENCY_LIMITED"
+        elsewhere = httpx.Client(
+            base_url=served.url,
+            timeout=10,
+            transport=httpx.HTTPTransport(local_address="127.0.0.2"),
+        )
+        assert elsewhere.get("/health/live").status_code == 200
+        assert (
+            elsewhere.get("/v1/decisions", headers=_bearer(served, "acme:write")).status_code == 200
+        )
+    finally:
+        for sock in slow:
+            sock.close()
+    _until(lambda: local.get("/health/live").status_code == 200)
