@@ -306,6 +306,45 @@ def _brute_force() -> list[Spec]:
             _x("high", 90, BF, actions=_block(), et="auth", n=5),
         ),
     ]
+    # Failed logins as sensors name them, none of them in auth_event_types: brute force
+    # through auth_failure (policy 2026.3; before, each scored none).
+    out += [
+        Spec(
+            f"bf-named-failure-{t}",
+            f"{t!r} names a failed login: with 5 failures and an IP it is brute force",
+            _auth(t),
+            _x("high", 90, BF, actions=_block(), et=t, n=5),
+        )
+        for t in (
+            "auth.failure",
+            "login.failed",
+            "ssh_login_failed",
+            "sshd.auth.failed",
+            "authentication_failed",
+            "user_login_failed",
+            "signin.denied",
+        )
+    ]
+    out += [
+        Spec(
+            "bf-ecs-outcome-failure",
+            "a login-like type with ECS outcome failure is a failed login",
+            _auth("user_login", event={"outcome": "failure"}),
+            _x("high", 90, BF, actions=_block(), et="user_login", n=5),
+        ),
+        Spec(
+            "bf-ecs-outcome-success-not-brute",
+            "the same type with outcome success says the login worked: below implicit's 10",
+            _auth("user_login", event={"outcome": "success"}),
+            _x("none", 0, ALLOW, et="user_login"),
+        ),
+        Spec(
+            "bf-login-success-not-brute",
+            "a login name that does not say it failed is not a failed login",
+            _auth("login.success"),
+            _x("none", 0, ALLOW, et="login.success"),
+        ),
+    ]
     return out
 
 
