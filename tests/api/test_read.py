@@ -187,3 +187,36 @@ def test_chain_verify_refuses_positions_no_chain_can_have(env: Env) -> None:
         assert r.json()["error_code"] == "RANGE_INVALID", query
     tail = env.client.get("/v1/forensics/chain/verify?start=2", headers=env.headers()).json()
     assert tail == {"ok": True, "checked": 1, "first_bad_index": None, "reason": None}
+
+
+def _walk(env: Env, route: str, limit: int) -> tuple[list[int], int]:
+    """Every seq of ``route`` page by page, and how many pages it took."""
+    seqs: list[int] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        query = f"limit={limit}" + (f"&cursor={cursor}" if cursor else "")
+        page = env.client.get(f"{route}?{query}", headers=env.headers()).json()
+        pages += 1
+        assert page["items"], f"a cursor led to an empty page ({route}, limit {limit})"
+        seqs += [item["seq"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return seqs, pages
+
+
+def test_a_full_last_page_says_there_is_no_next_page(env: Env) -> None:
+    """A page that happened to be full always carried a cursor, which led to an empty
+    page: with limit=1, one request more than there were items."""
+    _post(env, [BRUTE, QUIET, LLM, QUIET])
+    for _ in range(3):
+        minted = env.client.post("/v1/keys", json={"scopes": ["feed:read"]}, headers=env.headers())
+        assert minted.status_code == 201
+    audit_total = len(env.client.get("/v1/audit?limit=500", headers=env.headers()).json()["items"])
+    assert audit_total >= 3
+    for route, total in (("/v1/decisions", 4), ("/v1/audit", audit_total)):
+        for limit in sorted({1, 2, total, total + 1}):
+            seqs, pages = _walk(env, route, limit)
+            assert sorted(seqs, reverse=True) == seqs
+            assert len(set(seqs)) == len(seqs) == total
+            assert pages == -(-total // limit), (route, limit)

@@ -119,6 +119,15 @@ def parse_index(value: str | None, name: str) -> int | None:
     return int(value)
 
 
+def keyset_page(rows: list[dict[str, Any]], size: int) -> tuple[list[dict[str, Any]], str | None]:
+    """A page from ``size + 1`` rows read newest first: the first ``size`` rows, and the
+    next page's cursor only when the extra row proves there is one (a last page that
+    happens to be full must not send the client on to an empty page)."""
+    if len(rows) > size:
+        return rows[:size], str(rows[size - 1]["seq"])
+    return rows, None
+
+
 def parse_cursor(value: str | None) -> int | None:
     if value is None:
         return None

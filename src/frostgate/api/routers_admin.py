@@ -17,7 +17,14 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from frostgate.api._common import json_body, json_response, parse_cursor, parse_time, read_json
+from frostgate.api._common import (
+    json_body,
+    json_response,
+    keyset_page,
+    parse_cursor,
+    parse_time,
+    read_json,
+)
 from frostgate.api.context import services
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.security import PLATFORM_SCOPES, TENANT_SCOPES, Principal, admin
@@ -389,10 +396,10 @@ async def list_audit(
                 severity=severity,
                 since=start,
                 before_seq=before,
-                limit=size,
+                limit=size + 1,
             )
 
-    rows = await anyio.to_thread.run_sync(load)
+    rows, next_cursor = keyset_page(await anyio.to_thread.run_sync(load), size)
     items = [
         {
             "seq": r["seq"],
@@ -411,5 +418,4 @@ async def list_audit(
         }
         for r in rows
     ]
-    next_cursor = str(rows[-1]["seq"]) if len(rows) == size else None
     return json_response({"items": items, "next_cursor": next_cursor})

@@ -21,6 +21,7 @@ from frostgate.api._common import (
     decision_filter,
     decision_summary,
     json_response,
+    keyset_page,
     parse_cursor,
     parse_index,
     parse_window,
@@ -69,10 +70,10 @@ async def list_decisions(
         repo.list_page,
         flt,
         before_seq=parse_cursor(cursor),
-        limit=size,
+        limit=size + 1,
     )
-    next_cursor = str(rows[-1]["seq"]) if len(rows) == size else None
-    return json_response({"items": [decision_summary(r) for r in rows], "next_cursor": next_cursor})
+    page, next_cursor = keyset_page(rows, size)
+    return json_response({"items": [decision_summary(r) for r in page], "next_cursor": next_cursor})
 
 
 @router.get("/v1/decisions/{event_id}")
