@@ -220,3 +220,23 @@ def test_a_full_last_page_says_there_is_no_next_page(env: Env) -> None:
             assert sorted(seqs, reverse=True) == seqs
             assert len(set(seqs)) == len(seqs) == total
             assert pages == -(-total // limit), (route, limit)
+
+
+def test_a_feed_cursor_ahead_of_the_newest_decision_is_refused(env: Env) -> None:
+    """A resume position the feed never reached (a cursor kept across a restore of the
+    database, or made up) connected and waited in silence, then skipped every decision
+    up to it. The live page and the stream refuse it; the newest position is fine."""
+    _post(env, [BRUTE, QUIET, LLM])
+    at_head = env.client.get("/v1/feed/live?since=2", headers=env.headers())
+    assert at_head.status_code == 200
+    assert at_head.json() == {"items": [], "next_since": "2"}
+    for request in (
+        lambda: env.client.get("/v1/feed/live?since=3", headers=env.headers()),
+        lambda: env.client.get("/v1/feed/stream?since=3", headers=env.headers()),
+        lambda: env.client.get("/v1/feed/stream", headers={**env.headers(), "Last-Event-ID": "3"}),
+        lambda: env.client.get("/v1/feed/live?since=0", headers=env.headers("globex")),
+    ):
+        r = request()
+        assert r.status_code == 422, r.text
+        assert r.json()["error_code"] == "CURSOR_INVALID"
+        assert r.json()["reason"] == "the cursor is ahead of the feed's newest decision"

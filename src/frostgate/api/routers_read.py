@@ -119,7 +119,7 @@ async def feed_live(
     tenant_id = tenant_of(request)
     flt = _feed_filter(threat_level, event_type, source, only_changed, only_actionable)
     size = _limit(limit, 100, 500)
-    after = parse_cursor(since)
+    after = await _feed_cursor(request, tenant_id, since)
     rows = await read_call(
         services(request),
         tenant_id,
@@ -130,6 +130,25 @@ async def feed_live(
     )
     cursor = str(rows[-1]["seq"]) if rows else (since or None)
     return json_response({"items": [decision_summary(r) for r in rows], "next_since": cursor})
+
+
+async def _feed_cursor(request: Request, tenant_id: str, value: str | None) -> int | None:
+    """The feed position a client resumes after, which must be one the feed has reached.
+    A position ahead of the newest decision (a cursor from before a restore, or made up)
+    would wait in silence and then skip every decision up to it: refused instead."""
+    after = parse_cursor(value)
+    if after is None:
+        return None
+
+    def newest(conn: Any, tenant: str) -> int:
+        head = repo.ledger_head(conn, decision_stream(tenant), tenant)
+        return -1 if head is None else head[0] - 1
+
+    if after > await read_call(services(request), tenant_id, newest):
+        raise FrostGateError(
+            ErrorCode.CURSOR_INVALID, reason="the cursor is ahead of the feed's newest decision"
+        )
+    return after
 
 
 class EventStreamResponse(StreamingResponse):
@@ -171,7 +190,9 @@ async def feed_stream(
     tenant_id = tenant_of(request)
     flt = _feed_filter(threat_level, event_type, source, only_changed, only_actionable)
     last_event_id = request.headers.get("last-event-id")
-    after = parse_cursor(last_event_id if last_event_id is not None else since)
+    after = await _feed_cursor(
+        request, tenant_id, last_event_id if last_event_id is not None else since
+    )
     svc = services(request)
     heartbeat = svc.settings.sse_heartbeat_seconds
 
