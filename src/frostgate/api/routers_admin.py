@@ -9,7 +9,7 @@ Rules enforced here (the gate has already checked key kind and scope):
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio.to_thread
@@ -53,27 +53,6 @@ def _actor(request: Request) -> admin.Actor:
     return admin.Actor(key_id=principal.key_id, address=request.state.client, via="api")
 
 
-def _dt(value: datetime | None) -> str | None:
-    return None if value is None else key_repo.aware(value).isoformat()
-
-
-def _key_view(record: key_repo.KeyRecord) -> dict[str, Any]:
-    """A key as listed: never its secret or hash."""
-    now = datetime.now(UTC)
-    return {
-        "key_id": record.key_id,
-        "tenant_id": record.tenant_id,
-        "kind": record.kind,
-        "scopes": sorted(record.scopes),
-        "label": record.label,
-        "created_at": _dt(record.created_at),
-        "expires_at": _dt(record.expires_at),
-        "revoked_at": _dt(record.revoked_at),
-        "last_used_at": _dt(record.last_used_at),
-        "active": key_repo.is_active(record, now),
-    }
-
-
 def _issued_view(issued: admin.IssuedKey) -> dict[str, Any]:
     return {
         "key_id": issued.key_id,
@@ -81,7 +60,7 @@ def _issued_view(issued: admin.IssuedKey) -> dict[str, Any]:
         "tenant_id": issued.tenant_id,
         "kind": issued.kind,
         "scopes": sorted(issued.scopes),
-        "expires_at": _dt(issued.expires_at),
+        "expires_at": admin.instant(issued.expires_at),
     }
 
 
@@ -212,7 +191,7 @@ async def list_keys(request: Request, tenant_id: str | None = None) -> Response:
 
     records = await anyio.to_thread.run_sync(load)
     visible = [r for r in records if r.kind != "canary"]
-    return json_response({"items": [_key_view(r) for r in visible]})
+    return json_response({"items": [admin.key_view(r) for r in visible]})
 
 
 @router.post(
@@ -262,16 +241,6 @@ async def revoke_key(request: Request, key_id: str) -> Response:
     return json_response({"key_id": key_id, "revoked": True})
 
 
-def _tenant_view(tenant: tenant_repo.Tenant) -> dict[str, Any]:
-    return {
-        "tenant_id": tenant.tenant_id,
-        "name": tenant.name,
-        "status": tenant.status,
-        "daily_event_quota": tenant.daily_event_quota,
-        "created_at": _dt(tenant.created_at),
-    }
-
-
 def _quota(value: Any) -> int | None:
     if value is None:
         return None
@@ -312,7 +281,7 @@ async def create_tenant(request: Request) -> Response:
             raise FrostGateError(ErrorCode.TENANT_EXISTS) from exc
 
     tenant = await anyio.to_thread.run_sync(create)
-    return json_response(_tenant_view(tenant), status_code=201)
+    return json_response(admin.tenant_view(tenant), status_code=201)
 
 
 @router.get("/v1/tenants")
@@ -324,7 +293,7 @@ async def list_tenants(request: Request) -> Response:
             return tenant_repo.list_tenants(conn)
 
     tenants = await anyio.to_thread.run_sync(load)
-    return json_response({"items": [_tenant_view(t) for t in tenants]})
+    return json_response({"items": [admin.tenant_view(t) for t in tenants]})
 
 
 async def _set_status(request: Request, tenant_id: str, status: str) -> Response:
@@ -413,7 +382,7 @@ async def list_audit(
             "route": r["route"],
             "count": r["count"],
             "detail": orjson.loads(r["detail"]),
-            "created_at": _dt(r["created_at"]),
+            "created_at": admin.instant(r["created_at"]),
             "chain_hash": r["chain_hash"],
         }
         for r in rows

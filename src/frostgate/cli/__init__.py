@@ -6,8 +6,9 @@ import asyncio
 import os
 import re
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+import orjson
 import sqlalchemy as sa
 import typer
 from rich.console import Console
@@ -165,15 +166,39 @@ def tenants_create(tenant_id: str, name: str = typer.Option(None, help="Display 
     out.print(f"created tenant {tenant.tenant_id}")
 
 
+_JSON_OPTION = typer.Option(False, "--json", help="One JSON array on stdout, every field")
+
+
 @tenants_app.command("list")
-def tenants_list() -> None:
+def tenants_list(as_json: bool = _JSON_OPTION) -> None:
     """List tenants."""
     with _db().read.connect() as conn:
-        rows = tenant_repo.list_tenants(conn)
-    table = Table("tenant", "name", "status", "created")
-    for t in rows:
-        table.add_row(t.tenant_id, t.name, t.status, t.created_at.isoformat())
+        views = [admin.tenant_view(t) for t in tenant_repo.list_tenants(conn)]
+    if as_json:
+        _print_json(views)
+        return
+    table = Table("tenant", "name", "status", "quota", "created")
+    for v in views:
+        quota = v["daily_event_quota"]
+        table.add_row(
+            v["tenant_id"],
+            v["name"],
+            v["status"],
+            "-" if quota is None else str(quota),
+            v["created_at"],
+        )
     out.print(table)
+
+
+def _table_time(instant: str | None) -> str:
+    """An instant from a view, to the second and in UTC (``--json`` has it in full)."""
+    if instant is None:
+        return "-"
+    return datetime.fromisoformat(instant).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _print_json(value: object) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 @keys_app.command("mint")
@@ -206,21 +231,34 @@ def keys_mint(
 
 
 @keys_app.command("list")
-def keys_list(tenant: str = typer.Option(None, help="Only this tenant's keys")) -> None:
+def keys_list(
+    tenant: str = typer.Option(None, help="Only this tenant's keys"), as_json: bool = _JSON_OPTION
+) -> None:
     """List keys (never secrets or hashes)."""
     with _db().read.connect() as conn:
-        rows = key_repo.list_keys(conn, tenant)
-    table = Table("tenant", "kind", "scopes", "expires", "revoked", "label")
-    table.columns.insert(0, Column("key_id", no_wrap=True, min_width=16))
-    for k in rows:
+        views = [admin.key_view(k) for k in key_repo.list_keys(conn, tenant)]
+    if as_json:
+        _print_json(views)
+        return
+    table = Table(
+        Column("key_id", no_wrap=True, min_width=16),
+        "tenant",
+        "kind",
+        # Spaces between scopes so a narrow terminal wraps the list instead of cutting it.
+        Column("scopes", overflow="fold"),
+        "expires",
+        "revoked",
+        "label",
+    )
+    for v in views:
         table.add_row(
-            k.key_id,
-            k.tenant_id or "-",
-            k.kind,
-            ",".join(sorted(k.scopes)),
-            k.expires_at.isoformat() if k.expires_at else "-",
-            k.revoked_at.isoformat() if k.revoked_at else "-",
-            k.label,
+            v["key_id"],
+            v["tenant_id"] or "-",
+            v["kind"],
+            " ".join(v["scopes"]),
+            _table_time(v["expires_at"]),
+            _table_time(v["revoked_at"]),
+            v["label"],
         )
     out.print(table)
 

@@ -28,12 +28,15 @@ __all__ = [
     "IssuedKey",
     "audit_change",
     "create_tenant",
+    "instant",
+    "key_view",
     "mint_key",
     "revoke_key",
     "rotate_key",
     "set_tenant_quota",
     "set_tenant_status",
     "tenant_count",
+    "tenant_view",
 ]
 
 
@@ -251,3 +254,35 @@ def tenant_count(db: Database) -> int:
         return int(
             conn.execute(sa.select(sa.func.count()).select_from(schema.tenants)).scalar_one()
         )
+
+
+def instant(value: datetime | None) -> str | None:
+    """A stored instant as shown to operators: ISO 8601 with its UTC offset (SQLite
+    hands back naive datetimes; without this they printed with no zone at all)."""
+    return None if value is None else key_repo.aware(value).isoformat()
+
+
+def key_view(record: key_repo.KeyRecord) -> dict[str, Any]:
+    """A key as listed, by the API and the CLI alike: never its secret or hash."""
+    return {
+        "key_id": record.key_id,
+        "tenant_id": record.tenant_id,
+        "kind": record.kind,
+        "scopes": sorted(record.scopes),
+        "label": record.label,
+        "created_at": instant(record.created_at),
+        "expires_at": instant(record.expires_at),
+        "revoked_at": instant(record.revoked_at),
+        "last_used_at": instant(record.last_used_at),
+        "active": key_repo.is_active(record, datetime.now(UTC)),
+    }
+
+
+def tenant_view(tenant: tenant_repo.Tenant) -> dict[str, Any]:
+    return {
+        "tenant_id": tenant.tenant_id,
+        "name": tenant.name,
+        "status": tenant.status,
+        "daily_event_quota": tenant.daily_event_quota,
+        "created_at": instant(tenant.created_at),
+    }

@@ -37,5 +37,10 @@ def parse_scopes(text: str, allowed: frozenset[str]) -> frozenset[str]:
         raise ValueError("at least one scope is required")
     unknown = scopes - allowed
     if unknown:
+        # A real scope of the other key kind is a different mistake from a typo: say so.
+        other = unknown & ((TENANT_SCOPES | PLATFORM_SCOPES) - allowed)
+        if other:
+            kind = "platform" if allowed == TENANT_SCOPES else "tenant"
+            raise ValueError(f"{kind} scopes only: {', '.join(sorted(other))}")
         raise ValueError(f"unknown scopes: {', '.join(sorted(unknown))}")
     return scopes
