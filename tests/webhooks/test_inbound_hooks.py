@@ -63,6 +63,25 @@ def test_a_replayed_delivery_is_refused(env: Env) -> None:
     assert again.json()["error_code"] == "WEBHOOK_REPLAYED"
     settle_audit(env)
     assert audit_items(env, "platform", "hook_rejected")
+    # The source's own tenant sees it too (it was recorded for the platform only).
+    [seen] = audit_items(env, "acme", "hook_rejected")
+    assert seen["detail"]["source_id"] == source["source_id"]
+    assert audit_items(env, "globex", "hook_rejected") == []
+
+
+def test_a_bad_signature_on_a_tenants_source_reaches_its_audit_stream(env: Env) -> None:
+    source = _source(env)
+    body = orjson.dumps(EVENT)
+    forged = "whsec_" + base64.b64encode(b"f" * 32).decode()
+    assert _post(env, source["source_id"], body, _signed(forged, body, "f1")).status_code == 401
+    assert _post(env, "hsrc_doesnotexist", body, _signed(forged, body, "f2")).status_code == 401
+    settle_audit(env)
+    [seen] = audit_items(env, "acme", "hook_rejected")
+    assert seen["detail"] == {"source_id": source["source_id"], "reason": "signature mismatch"}
+    # The platform sees both (repeats from one address within a minute are one summary).
+    platform = audit_items(env, "platform", "hook_rejected")
+    assert sum(item["count"] for item in platform) == 2
+    assert audit_items(env, "globex", "hook_rejected") == []
 
 
 @pytest.mark.parametrize(

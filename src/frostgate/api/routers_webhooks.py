@@ -27,6 +27,7 @@ from frostgate.delivery import endpoints as endpoint_admin
 from frostgate.egress import EgressFailed, EgressRefused
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.security import Principal, admin, hook_sources
+from frostgate.security.hook_sources import HookRejected
 from frostgate.security.webhook_signature import decode_secret, signed_headers
 from frostgate.store import webhooks as repo
 from frostgate.store.audit import PLATFORM
@@ -383,12 +384,14 @@ async def receive_hook(request: Request, source_id: str) -> Response:
     headers = {k.lower(): v for k, v in request.headers.items()}
     try:
         verified = await svc.hooks.verify(source_id, headers, body)
-    except FrostGateError as exc:
-        if exc.code in (ErrorCode.SIGNATURE_INVALID, ErrorCode.WEBHOOK_REPLAYED):
+    except HookRejected as exc:
+        # The platform's stream sees every refusal; the source's tenant sees those
+        # aimed at its own sources.
+        for stream_tenant in {None, exc.tenant_id}:
             svc.audit.record(
                 "hook_rejected",
                 "warning",
-                None,
+                stream_tenant,
                 address=request.state.client,
                 route="POST /v1/hooks/{source}",
                 detail={"source_id": source_id[:64], "reason": str(exc)},

@@ -32,6 +32,7 @@ from frostgate.store import Database
 from frostgate.store import webhooks as repo
 
 __all__ = [
+    "HookRejected",
     "HookVerifier",
     "IssuedHookSecret",
     "VerifiedHook",
@@ -54,6 +55,17 @@ class VerifiedHook:
     source_id: str
     source_name: str
     webhook_id: str
+
+
+class HookRejected(FrostGateError):
+    """A delivery refused for its signature or as a replay. ``tenant_id`` is the tenant
+    of the source it named, when that source exists: the refusal belongs in that
+    tenant's audit stream too (it is an attack on, or a fault of, their integration).
+    The sender's answer is the same either way."""
+
+    def __init__(self, code: ErrorCode, log_message: str, *, tenant_id: str | None) -> None:
+        super().__init__(code, log_message)
+        self.tenant_id = tenant_id
 
 
 def _checked_secret(secret: str | None) -> str:
@@ -176,7 +188,8 @@ class HookVerifier:
     async def verify(self, source_id: str, headers: dict[str, str], body: bytes) -> VerifiedHook:
         source = await anyio.to_thread.run_sync(self._load, source_id)
         if source is None or not source.secrets:
-            raise FrostGateError(ErrorCode.SIGNATURE_INVALID, "unknown source")
+            tenant_id = None if source is None else source.tenant_id
+            raise HookRejected(ErrorCode.SIGNATURE_INVALID, "unknown source", tenant_id=tenant_id)
         keys = []
         for stored in source.secrets:
             plain = self._box.open(
@@ -188,11 +201,15 @@ class HookVerifier:
         try:
             signed = verify(keys, headers, body, now=int(time.time()), tolerance=self._tolerance)
         except SignatureRejected as rejected:
-            raise FrostGateError(ErrorCode.SIGNATURE_INVALID, rejected.reason) from rejected
+            raise HookRejected(
+                ErrorCode.SIGNATURE_INVALID, rejected.reason, tenant_id=source.tenant_id
+            ) from rejected
         # Remember ids for the whole span in which their timestamp could still pass.
         window = 2 * self._tolerance + 60
         if not await self._replay.first_sighting(_replay_key(source_id, signed.webhook_id), window):
-            raise FrostGateError(ErrorCode.WEBHOOK_REPLAYED, signed.webhook_id)
+            raise HookRejected(
+                ErrorCode.WEBHOOK_REPLAYED, signed.webhook_id, tenant_id=source.tenant_id
+            )
         return VerifiedHook(source.tenant_id, source.source_id, source.name, signed.webhook_id)
 
     async def release(self, verified: VerifiedHook) -> None:
