@@ -153,8 +153,9 @@ def test_doctrine_gated_block_waits_for_a_different_approver(env: Env) -> None:
 def test_a_key_the_proposer_issued_cannot_approve(env: Env) -> None:
     """The proposer minted itself an approving key (it holds mitigations:approve, so
     minting was no escalation) and approved its own proposal with it. Every key the
-    proposer issued, directly, through another key it issued, or by rotating, is refused;
-    a key issued elsewhere approves."""
+    proposer issued, directly or through another key it issued, and every successor of
+    it by rotation (its own, or one the platform made) is refused; a key issued
+    elsewhere approves."""
     r = env.client.post(
         "/v1/mitigations",
         json={"action": "block_ip", "value": "10.0.0.0/8", "ttl_seconds": 600},
@@ -171,9 +172,16 @@ def test_a_key_the_proposer_issued_cannot_approve(env: Env) -> None:
     child = mint(env.headers(), ["mitigations:approve", "keys:admin"])
     grandchild = mint(child, ["mitigations:approve"])
     proposer_id = env.keys["acme"].split("_")[1]
-    rotated = env.client.post(f"/v1/keys/{proposer_id}/rotate", headers=env.headers())
-    successor = {"Authorization": f"Bearer {rotated.json()['key']}"}
-    for approver in (child, grandchild, successor):
+
+    def rotated(by: dict[str, str]) -> dict[str, str]:
+        r = env.client.post(f"/v1/keys/{proposer_id}/rotate", headers=by)
+        assert r.status_code == 201, r.text
+        return {"Authorization": f"Bearer {r.json()['key']}"}
+
+    # A successor stands for the key it replaced, whoever did the rotating.
+    by_itself = rotated(env.headers())
+    by_the_platform = rotated(env.headers("platform"))
+    for approver in (child, grandchild, by_itself, by_the_platform):
         refused = env.client.post(f"/v1/mitigations/{mid}/approve", headers=approver)
         assert refused.status_code == 403
         assert refused.json()["error_code"] == "APPROVAL_BY_PROPOSER"

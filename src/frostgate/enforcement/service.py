@@ -204,11 +204,11 @@ class MitigationService:
                 current.proposed_by is not None
                 and actor.key_id is not None
                 and current.proposed_by
-                in {actor.key_id, *key_repo.issuers(conn, tenant_id, actor.key_id)}
+                in {actor.key_id, *key_repo.ancestry(conn, tenant_id, actor.key_id)}
             ):
-                # Two keys, one holder: a key minted or rotated by the proposer (or by a
-                # key it issued) is the proposer's to use, so its approval is the
-                # proposer's own.
+                # Two keys, one holder: a key the proposer issued (minted, or rotated
+                # into), directly or through keys it issued, is the proposer's to use,
+                # and a successor by rotation stands for the key it replaced.
                 raise FrostGateError(ErrorCode.APPROVAL_BY_PROPOSER)
             # Approval lifts the doctrine, broad-range and cap holds, never the envelope:
             # an action removed or a target allowlisted since the proposal stays out.

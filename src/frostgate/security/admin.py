@@ -173,6 +173,7 @@ def _insert_key(
     label: str,
     created_by: str | None,
     now: datetime,
+    replaces: str | None = None,
 ) -> IssuedKey:
     if tenant_id is not None and tenant_repo.get_tenant(conn, tenant_id) is None:
         raise LookupError(f"no tenant {tenant_id!r}")
@@ -189,6 +190,7 @@ def _insert_key(
         now=now,
         expires_at=expires_at,
         created_by=created_by,
+        replaces=replaces,
     )
     return IssuedKey(minted.key_id, minted.token, tenant_id, kind, scopes, expires_at)
 
@@ -222,6 +224,7 @@ def rotate_key(
             label=old.label,
             created_by=actor.key_id,
             now=now,
+            replaces=key_id,
         )
         audit_change(
             conn,

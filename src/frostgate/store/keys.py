@@ -94,6 +94,7 @@ def insert_key(
     now: datetime,
     expires_at: datetime | None,
     created_by: str | None,
+    replaces: str | None = None,
 ) -> None:
     if tenant_id:
         bind_tenant(conn, tenant_id)
@@ -111,6 +112,7 @@ def insert_key(
             created_at=now,
             expires_at=expires_at,
             created_by=created_by,
+            replaces=replaces,
         )
     )
 
@@ -132,20 +134,22 @@ def get_key(conn: sa.Connection, key_id: str) -> KeyRecord | None:
     return None if row is None else _record(row)
 
 
-def issuers(conn: sa.Connection, tenant_id: str, key_id: str) -> set[str]:
-    """``key_id`` and every key of ``tenant_id`` that issued it, directly or through
-    others: its ``created_by`` chain (minting, and rotating, record the issuing key). The
-    holder of any of them has held this key's token. A recursive query with UNION, which
-    ends on a repeated row, so even a corrupted cycle terminates."""
+def ancestry(conn: sa.Connection, tenant_id: str, key_id: str) -> set[str]:
+    """``key_id`` and every key of ``tenant_id`` it descends from: the key that issued
+    it (``created_by``: minting, or rotating, hands the new token to the issuer) and the
+    key it replaced by rotation (``replaces``), and theirs, transitively. A recursive
+    query with UNION, which ends on a repeated row, so even a corrupted cycle ends."""
     bind_tenant(conn, tenant_id)
+    columns = (_k.c.key_id, _k.c.created_by, _k.c.replaces)
     chain = (
-        sa.select(_k.c.key_id, _k.c.created_by)
+        sa.select(*columns)
         .where(_k.c.key_id == key_id, _k.c.tenant_id == tenant_id)
-        .cte("issuers", recursive=True)
+        .cte("ancestry", recursive=True)
     )
     chain = chain.union(
-        sa.select(_k.c.key_id, _k.c.created_by).where(
-            _k.c.key_id == chain.c.created_by, _k.c.tenant_id == tenant_id
+        sa.select(*columns).where(
+            sa.or_(_k.c.key_id == chain.c.created_by, _k.c.key_id == chain.c.replaces),
+            _k.c.tenant_id == tenant_id,
         )
     )
     return set(conn.execute(sa.select(chain.c.key_id)).scalars())

@@ -37,6 +37,8 @@ api_keys = sa.Table(
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("created_by", sa.String(32), nullable=True),
+    # The key this one replaced by rotation (migration 0009).
+    sa.Column("replaces", sa.String(32), nullable=True),
 )
 
 decisions = sa.Table(
