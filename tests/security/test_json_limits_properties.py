@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.security import JsonLimits, parse_json
+from frostgate.security.limits import Batch
 
 LIMITS = JsonLimits(max_depth=4, max_array_items=5, max_string_bytes=16)
 BODY_CODES = {
@@ -80,12 +81,18 @@ def test_a_batch_is_bounded_by_its_caller_not_the_array_limit_and_its_items_are_
     items: list[Any], rest: dict[str, Any]
 ) -> None:
     """``/v1/ingest``'s ``events`` may be longer than the array limit (the batch limit
-    answers for it, as ``BATCH_TOO_LARGE``); everything in and around it keeps the limits."""
+    answers for it, as ``BATCH_TOO_LARGE``, before anything in it is read); everything in
+    and around it keeps the other limits."""
     value = {**rest, "events": items}
     body = orjson.dumps(value)
-    if _within(rest) and all(_within(item, 3) for item in items):
-        assert parse_json(body, LIMITS, batch_field="events") == value
+    batch = Batch("events", max_items=10)
+    if len(items) > batch.max_items:
+        with pytest.raises(FrostGateError) as info:
+            parse_json(body, LIMITS, batch=batch)
+        assert info.value.code is ErrorCode.BATCH_TOO_LARGE
+    elif _within(rest) and all(_within(item, 3) for item in items):
+        assert parse_json(body, LIMITS, batch=batch) == value
     else:
         with pytest.raises(FrostGateError) as info:
-            parse_json(body, LIMITS, batch_field="events")
+            parse_json(body, LIMITS, batch=batch)
         assert info.value.code in BODY_CODES - {ErrorCode.MALFORMED_JSON}

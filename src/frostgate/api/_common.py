@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from frostgate.api.context import Services, services
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.security import Principal, parse_json
+from frostgate.security.limits import Batch
 from frostgate.store.decisions import DecisionFilter
 from frostgate.store.entries import format_timestamp
 
@@ -31,13 +32,13 @@ def tenant_of(request: Request) -> str:
     return principal.tenant_id
 
 
-async def read_json(request: Request, *, batch_field: str | None = None) -> Any:
-    """The JSON body within the input limits (see :func:`parse_json` for ``batch_field``)."""
+async def read_json(request: Request, *, batch: Batch | None = None) -> Any:
+    """The JSON body within the input limits (and ``batch``'s, see :class:`Batch`)."""
     content_type = request.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() != "application/json":
         raise FrostGateError(ErrorCode.UNSUPPORTED_MEDIA_TYPE)
     body = await request.body()
-    return parse_json(body, services(request).json_limits, batch_field=batch_field)
+    return parse_json(body, services(request).json_limits, batch=batch)
 
 
 def json_body(

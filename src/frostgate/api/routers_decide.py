@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from frostgate.api._common import raw_json_response, read_json, tenant_of
 from frostgate.api.context import services
 from frostgate.errors import ErrorCode, FrostGateError
+from frostgate.security.limits import Batch
 
 __all__ = ["router"]
 
@@ -72,15 +73,14 @@ async def defend(request: Request) -> Response:
 )
 async def ingest(request: Request) -> Response:
     tenant_id = tenant_of(request)
-    raw = await read_json(request, batch_field="events")
     svc = services(request)
+    # Over max_batch_events is BATCH_TOO_LARGE, before any event is looked at.
+    raw = await read_json(request, batch=Batch("events", svc.settings.max_batch_events))
     if not isinstance(raw, dict) or not isinstance(raw.get("events"), list):
         raise FrostGateError(ErrorCode.VALIDATION_FAILED, "body must be {'events': [...]}")
     events = raw["events"]
     if not events:
         raise FrostGateError(ErrorCode.BATCH_EMPTY)
-    if len(events) > svc.settings.max_batch_events:
-        raise FrostGateError(ErrorCode.BATCH_TOO_LARGE)
     outcomes = await svc.decisions.decide_batch(
         tenant_id, events, key_id=request.state.principal.key_id
     )

@@ -13,7 +13,7 @@ import orjson
 
 from frostgate.errors import ErrorCode, FrostGateError
 
-__all__ = ["JsonLimits", "parse_json"]
+__all__ = ["Batch", "JsonLimits", "parse_json"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,22 +28,30 @@ def _too_long(text: str, limit: int) -> bool:
     return len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit)
 
 
-def parse_json(body: bytes, limits: JsonLimits, *, batch_field: str | None = None) -> Any:
-    """Decode ``body`` and enforce ``limits``; raise FrostGateError on any violation.
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The root object's list of items in a batch request (``/v1/ingest``'s ``events``):
+    at most ``max_items`` of them, refused as BATCH_TOO_LARGE before anything in it is
+    looked at. The array limit does not apply to that one list; its items keep every
+    other limit."""
 
-    ``batch_field`` names the root object's list of items (``/v1/ingest``'s ``events``):
-    its length is bounded by the caller's batch limit, with its own code, so the array
-    limit does not apply to that one list; every item in it is checked as usual.
-    """
+    field: str
+    max_items: int
+
+
+def parse_json(body: bytes, limits: JsonLimits, *, batch: Batch | None = None) -> Any:
+    """Decode ``body`` and enforce ``limits``; raise FrostGateError on any violation."""
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise FrostGateError(ErrorCode.MALFORMED_JSON, str(exc)) from exc
     stack: list[tuple[Any, int]] = [(value, 1)]
-    if batch_field is not None and isinstance(value, dict):
-        items = value.get(batch_field)
+    if batch is not None and isinstance(value, dict):
+        items = value.get(batch.field)
         if isinstance(items, list):
-            rest = {k: v for k, v in value.items() if k != batch_field}
+            if len(items) > batch.max_items:
+                raise FrostGateError(ErrorCode.BATCH_TOO_LARGE)
+            rest = {k: v for k, v in value.items() if k != batch.field}
             stack = [(rest, 1), *((item, 3) for item in items)]
     while stack:
         node, depth = stack.pop()
