@@ -59,7 +59,9 @@ def test_the_key_table_shows_every_scope(settings: Settings, db: Database, tmp_p
     shown = set(re.findall(r"[a-z]+:[a-z]+", table))
     assert shown >= TENANT_SCOPES
     # Instants to the second, marked UTC (they printed without any zone).
-    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", table)
+    instant = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ"
+    assert re.search(instant, table)
+    assert re.search(instant, _cli(env, "tenants", "list").stdout)
 
 
 def test_a_platform_scope_on_a_tenant_key_is_named_as_such(

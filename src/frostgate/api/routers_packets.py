@@ -8,7 +8,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from frostgate.api._common import json_body, json_response, parse_time, read_json, tenant_of
+from frostgate.api._common import json_body, json_response, parse_window, read_json, tenant_of
 from frostgate.api.context import services
 from frostgate.decisions.packets import Packet, create_packet, load_packet
 from frostgate.errors import ErrorCode, FrostGateError
@@ -44,8 +44,8 @@ async def create(request: Request) -> Response:
         raise FrostGateError(ErrorCode.VALIDATION_FAILED, "since and until are required")
     if kind not in ("decisions", "audit"):
         raise FrostGateError(ErrorCode.VALIDATION_FAILED, "stream is decisions or audit")
-    start, end = parse_time(since), parse_time(until)
-    if start is None or end is None or start >= end:
+    start, end = parse_window(since, until)
+    if start is None or end is None:  # both are strings here; for the type checker
         raise FrostGateError(ErrorCode.RANGE_INVALID)
     stream = decision_stream(tenant_id) if kind == "decisions" else audit_stream(tenant_id)
     svc = services(request)

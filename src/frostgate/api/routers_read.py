@@ -119,32 +119,25 @@ async def feed_live(
     tenant_id = tenant_of(request)
     flt = _feed_filter(threat_level, event_type, source, only_changed, only_actionable)
     size = _limit(limit, 100, 500)
-    after = await _feed_cursor(request, tenant_id, since)
-    rows = await read_call(
-        services(request),
-        tenant_id,
-        repo.feed_page,
-        flt,
-        after_seq=-1 if after is None else after,
-        limit=size,
-    )
+    after = parse_cursor(since)
+
+    def page(conn: Any, tenant: str) -> list[dict[str, Any]]:
+        start = _resume_point(conn, tenant, after)
+        return repo.feed_page(conn, tenant, flt, after_seq=start, limit=size)
+
+    rows = await read_call(services(request), tenant_id, page)
     cursor = str(rows[-1]["seq"]) if rows else (since or None)
     return json_response({"items": [decision_summary(r) for r in rows], "next_since": cursor})
 
 
-async def _feed_cursor(request: Request, tenant_id: str, value: str | None) -> int | None:
-    """The feed position a client resumes after, which must be one the feed has reached.
-    A position ahead of the newest decision (a cursor from before a restore, or made up)
-    would wait in silence and then skip every decision up to it: refused instead."""
-    after = parse_cursor(value)
+def _resume_point(conn: Any, tenant_id: str, after: int | None) -> int:
+    """The feed position a client resumes after (-1: the beginning), which must be one
+    the feed has reached. A position ahead of the newest decision (a cursor from before a
+    restore, or made up) would wait in silence and then skip every decision up to it."""
     if after is None:
-        return None
-
-    def newest(conn: Any, tenant: str) -> int:
-        head = repo.ledger_head(conn, decision_stream(tenant), tenant)
-        return -1 if head is None else head[0] - 1
-
-    if after > await read_call(services(request), tenant_id, newest):
+        return -1
+    head = repo.ledger_head(conn, decision_stream(tenant_id), tenant_id)
+    if after > (-1 if head is None else head[0] - 1):
         raise FrostGateError(
             ErrorCode.CURSOR_INVALID, reason="the cursor is ahead of the feed's newest decision"
         )
@@ -190,14 +183,13 @@ async def feed_stream(
     tenant_id = tenant_of(request)
     flt = _feed_filter(threat_level, event_type, source, only_changed, only_actionable)
     last_event_id = request.headers.get("last-event-id")
-    after = await _feed_cursor(
-        request, tenant_id, last_event_id if last_event_id is not None else since
-    )
+    after = parse_cursor(last_event_id if last_event_id is not None else since)
     svc = services(request)
+    start = await read_call(svc, tenant_id, _resume_point, after)
     heartbeat = svc.settings.sse_heartbeat_seconds
 
     async def events() -> AsyncIterator[bytes]:
-        cursor = -1 if after is None else after
+        cursor = start
         loop = asyncio.get_running_loop()
         last_sent = loop.time()
         mitigations = await svc.mitigation_index.view(tenant_id)

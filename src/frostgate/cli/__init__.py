@@ -185,7 +185,7 @@ def tenants_list(as_json: bool = _JSON_OPTION) -> None:
             v["name"],
             v["status"],
             "-" if quota is None else str(quota),
-            v["created_at"],
+            _table_time(v["created_at"]),
         )
     out.print(table)
 
