@@ -131,3 +131,43 @@ def test_every_response_has_request_id_and_security_headers(env: Env) -> None:
         assert r.headers["cache-control"] == "no-store"
         if r.status_code >= 400:
             assert r.json()["request_id"] == r.headers["x-request-id"]
+
+
+def test_a_query_parameter_the_route_does_not_take_is_refused(env: Env) -> None:
+    """``/v1/audit?until=…`` answered every audit event: the route has no ``until`` and
+    the parameter was dropped in silence, as was any misspelt filter."""
+    for url in (
+        "/v1/audit?until=2026-01-01T00:00:00Z",
+        "/v1/decisions?threat_levle=high",
+        "/v1/feed/live?limit=5&onlychanged=true",
+        "/v1/stats?since=2026-01-01T00:00:00Z&Since=x",
+        "/health/live?verbose=1",
+    ):
+        r = env.client.get(url, headers=env.headers())
+        assert r.status_code == 422, url
+        assert r.json()["error_code"] == "QUERY_UNKNOWN"
+        assert r.json()["reason"].startswith("unknown query parameter '")
+    # A name that is not a plain identifier is refused without being repeated.
+    odd = env.client.get("/v1/stats?%3Cscript%3E=1", headers=env.headers())
+    assert (odd.status_code, odd.json()["reason"]) == (422, "unknown query parameter")
+    # Only the exact tenant assertion names are accepted everywhere: TENANT_ID on
+    # /v1/keys would otherwise answer an unfiltered list.
+    upper = env.client.get("/v1/keys?TENANT_ID=globex", headers=env.headers("platform"))
+    assert upper.json()["error_code"] == "QUERY_UNKNOWN"
+    for url in (
+        "/v1/decisions?threat_level=high&limit=5",
+        "/v1/decisions?tenant_id=acme",
+        "/v1/stats?tenant=acme",
+        "/crowdsec/v1/decisions/stream?startup=true&scopes=ip&origins=crowdsec&dedup=true",
+        "/crowdsec/v1/decisions?scope=ip&value=203.0.113.9&contains=false",
+    ):
+        assert env.client.get(url, headers=env.headers()).status_code == 200, url
+
+
+def test_a_key_in_the_query_of_a_public_route_is_refused_too(env: Env) -> None:
+    """Health and webhook URLs end up in load-balancer and proxy logs like any other."""
+    token = env.keys["acme"]
+    for url in (f"/health/live?k={token}", f"/v1/hooks/hsrc_x?{token}=1"):
+        r = env.client.request("GET" if "health" in url else "POST", url)
+        assert r.status_code == 400, url
+        assert r.json()["error_code"] == "KEY_IN_QUERY"

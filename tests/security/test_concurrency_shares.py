@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from frostgate.config import Settings
+from frostgate.security.gate import _address_holder
 from frostgate.store import Database
 from tests.ledger_store.served import Served, serve
 
@@ -84,3 +85,39 @@ def test_one_address_cannot_hold_every_place_with_slow_bodies(served: Served) ->
         for sock in slow:
             sock.close()
     _until(lambda: local.get("/health/live").status_code == 200)
+
+
+def test_tenants_behind_one_address_are_held_to_their_own_shares(
+    settings: Settings, db: Database
+) -> None:
+    """Behind one NAT or an untrusted proxy every client has one address: once a
+    request authenticates, its tenant's share answers for it and the address's place goes
+    back, so three tenants' streams fit where the address's share is two."""
+    for served in serve(settings, db, max_concurrent_per_tenant=2, max_concurrent_per_address=2):
+        with httpx.Client(base_url=served.url, timeout=10) as client, ExitStack() as streams:
+            for who in ("acme:write", "acme:write", "globex:write"):
+                stream = streams.enter_context(
+                    client.stream("GET", "/v1/feed/stream", headers=_bearer(served, who))
+                )
+                assert stream.status_code == 200, who
+            with httpx.Client(base_url=served.url, timeout=10) as other:
+                assert other.get("/health/live").status_code == 200
+                refused = other.get("/v1/decisions", headers=_bearer(served, "acme:write"))
+                assert refused.json()["error_code"] == "CONCURRENCY_LIMITED"
+
+
+@pytest.mark.parametrize(
+    ("source", "holder"),
+    [
+        ("203.0.113.7", "address 203.0.113.7"),
+        ("2001:db8:1:2::1", "address 2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff::9", "address 2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "address 2001:db8:1:3::/64"),
+        ("::ffff:198.51.100.4", "address 198.51.100.4"),
+        ("unknown", "address unknown"),
+    ],
+)
+def test_ipv6_clients_hold_places_by_their_64(source: str, holder: str) -> None:
+    """One IPv6 client holds a /64 (counted per address, 2**64 places); IPv4-mapped
+    peers (dual-stack sockets) are their IPv4 address, not one shared ::ffff:0:0/96."""
+    assert _address_holder(source) == holder

@@ -72,6 +72,7 @@ def _stub_gate(env: Env, **limits: Any) -> TestClient:
         audit=real.audit,
         limits=replace(real.limits, **limits),
         trusted_proxies=real.trusted_proxies,
+        query_names=real.query_names,
     )
     return TestClient(gate, raise_server_exceptions=False)
 
@@ -270,6 +271,9 @@ TRIGGERS: dict[ErrorCode, Trigger] = {
     ErrorCode.STORAGE_UNAVAILABLE: _storage_down,
     ErrorCode.NOT_READY: _not_ready,
     ErrorCode.RATE_LIMITER_UNAVAILABLE: _limiter_down,
+    ErrorCode.QUERY_UNKNOWN: lambda env: env.client.get(
+        "/v1/stats?sinse=2026-01-01", headers=env.headers()
+    ),
     ErrorCode.CONCURRENCY_LIMITED: lambda env: _stub_gate(env, max_concurrent_per_address=0).get(
         "/health/live"
     ),
@@ -304,6 +308,7 @@ REASONED = {
     ErrorCode.EVENT_ID_INVALID: {"event_id has a bad length or character"},
     ErrorCode.TIMESTAMP_INVALID: {"timestamp is not ISO 8601"},
     ErrorCode.DUPLICATE_EVENT_IN_BATCH: {"events[1] repeats the event_id of events[0]"},
+    ErrorCode.QUERY_UNKNOWN: {"unknown query parameter 'sinse'"},
 }
 
 

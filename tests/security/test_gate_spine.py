@@ -50,6 +50,7 @@ def _wrap(env: Env, downstream: Recorder, **limits: Any) -> TestClient:
         audit=real.audit,
         limits=replace(real.limits, **limits) if limits else real.limits,
         trusted_proxies=real.trusted_proxies,
+        query_names=real.query_names,
     )
     return TestClient(gate, raise_server_exceptions=False)
 

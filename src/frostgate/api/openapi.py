@@ -32,7 +32,7 @@ from typing import Any
 from frostgate.errors import ErrorCode
 from frostgate.security import RouteTable
 
-__all__ = ["complete_openapi"]
+__all__ = ["complete_openapi", "query_names"]
 
 _SCHEME = "apiKey"
 _ERROR_SCHEMA = "ErrorBody"
@@ -48,6 +48,8 @@ _PUBLIC_ERRORS = frozenset(
         ErrorCode.NOT_READY,
         ErrorCode.OVERLOADED,
         ErrorCode.CONCURRENCY_LIMITED,
+        ErrorCode.QUERY_UNKNOWN,
+        ErrorCode.KEY_IN_QUERY,
         ErrorCode.REQUEST_TIMEOUT,
     }
 )
@@ -130,3 +132,15 @@ def complete_openapi(document: dict[str, Any], routes: RouteTable) -> dict[str, 
             else:
                 operation["security"] = []
     return document
+
+
+def query_names(document: dict[str, Any]) -> dict[tuple[str, str], frozenset[str]]:
+    """The query parameters each operation of ``document`` declares, by (method, path):
+    what the gate lets through (the served document is the one list of them)."""
+    return {
+        (method.upper(), path): frozenset(
+            p["name"] for p in operation.get("parameters", ()) if p.get("in") == "query"
+        )
+        for path, operations in document.get("paths", {}).items()
+        for method, operation in operations.items()
+    }

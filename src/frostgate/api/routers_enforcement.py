@@ -241,7 +241,18 @@ def _scopes(value: str | None) -> set[str]:
     return {mapping[s] for s in wanted if s in mapping}
 
 
-@router.get("/crowdsec/v1/decisions/stream", openapi_extra=query_params("startup", "scopes"))
+# The rest of CrowdSec's LAPI query language, which its bouncers may send: declared so
+# the gate lets them through, and without effect (every FrostGate decision has one origin,
+# no scenario, is never simulated and is listed whole; docs/api.md says so).
+_CROWDSEC_FILTERS = ("origins", "scenarios_containing", "scenarios_not_containing")
+_CROWDSEC_STREAM_EXTRAS = ("community_pull", "additional_pull", "dedup", "simulated")
+_CROWDSEC_LIST_EXTRAS = ("scope", "type", "contains", "limit", "offset", "simulated")
+
+
+@router.get(
+    "/crowdsec/v1/decisions/stream",
+    openapi_extra=query_params("startup", "scopes", *_CROWDSEC_FILTERS, *_CROWDSEC_STREAM_EXTRAS),
+)
 async def crowdsec_stream(request: Request) -> Response:
     query = request.query_params
     delta, now = await _pull(request, _startup_flag(query.get("startup")))
@@ -258,11 +269,16 @@ async def crowdsec_stream(request: Request) -> Response:
     )
 
 
-@router.get("/crowdsec/v1/decisions", openapi_extra=query_params("ip", "range", "scope"))
+@router.get(
+    "/crowdsec/v1/decisions",
+    openapi_extra=query_params("ip", "range", "value", *_CROWDSEC_FILTERS, *_CROWDSEC_LIST_EXTRAS),
+)
 async def crowdsec_decisions(request: Request) -> Response:
-    # every scope is answered for the probed value, so ``scope`` is not read
+    # every scope is answered for the probed value, so ``scope`` is not read; a bouncer
+    # may name the value as ``ip``, ``range`` or (with ``scope``) ``value``
     svc = services(request)
-    probe = request.query_params.get("ip") or request.query_params.get("range")
+    query = request.query_params
+    probe = query.get("ip") or query.get("range") or query.get("value")
     if probe is None or len(probe) > 256:
         raise FrostGateError(ErrorCode.FILTER_INVALID)
     view = await svc.mitigation_index.view(_tenant(request))

@@ -61,6 +61,7 @@ class ErrorCode(enum.Enum):
         401, "The webhook signature is missing, wrong or outside the time window."
     )
     WEBHOOK_REPLAYED = _Spec(409, "This webhook-id was already received.")
+    QUERY_UNKNOWN = _Spec(422, "The query names a parameter this route does not take.")
     # Enforcement
     MITIGATION_INVALID = _Spec(422, "The mitigation action, target or duration is invalid.")
     MITIGATION_STATE = _Spec(409, "The mitigation is not in a state that allows this change.")

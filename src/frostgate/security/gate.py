@@ -18,12 +18,15 @@ exception text leaves.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import logging
+import re
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
 from frostgate.errors import ErrorCode, FrostGateError, error_body
@@ -31,7 +34,7 @@ from frostgate.security.audit import AuditRecorder
 from frostgate.security.authn import CanaryKeyUsed, KeyAuthenticator, Principal
 from frostgate.security.client_ip import ClientAddress, TrustedProxies, client_address
 from frostgate.security.ratelimit import RateLimitRefused
-from frostgate.security.routes import RouteTable
+from frostgate.security.routes import RouteSpec, RouteTable
 
 __all__ = ["AuthGate", "GateLimits", "RateLimitHook"]
 
@@ -57,8 +60,17 @@ _SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 _HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
 _KEY_QUERY_PARAMS = frozenset({"api_key", "apikey", "key", "token", "access_token", "x-api-key"})
 _TENANT_QUERY_PARAMS = frozenset({"tenant", "tenant_id"})
+_PLAIN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 _BEARER = [(b"www-authenticate", b"Bearer")]
 _RETRY_SOON = [(b"retry-after", b"1")]
+
+
+class Refusal(NamedTuple):
+    """Why the gate answers instead of the application."""
+
+    code: ErrorCode
+    headers: Headers | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +98,7 @@ class AuthGate:
         audit: AuditRecorder,
         limits: GateLimits,
         trusted_proxies: TrustedProxies,
+        query_names: Mapping[tuple[str, str], frozenset[str]],
         cors_origins: frozenset[str] = frozenset(),
         rate_limit: RateLimitHook | None = None,
         address_rate_limit: AddressLimitHook | None = None,
@@ -97,6 +110,9 @@ class AuthGate:
         self.audit = audit
         self.limits = limits
         self.trusted_proxies = trusted_proxies
+        # (method, path template) -> the query parameters the route declares; anything
+        # else in a query is refused (a misspelt filter must not silently match all).
+        self.query_names = query_names
         self.cors_origins = cors_origins
         self.rate_limit = rate_limit
         self.address_rate_limit = address_rate_limit
@@ -135,9 +151,11 @@ class AuthGate:
         self._in_flight += 1
         held: list[str] = []
         try:
-            code, deny_headers = await self._admit(scope, state, extra_headers, held)
-            if code is not None:
-                await _send_error(send_with_headers, code, request_id, deny_headers)
+            refusal = await self._admit(scope, state, extra_headers, held)
+            if refusal is not None:
+                await _send_error(
+                    send_with_headers, refusal.code, request_id, refusal.headers, refusal.reason
+                )
                 return
             if state.get("preflight"):
                 await send_with_headers(
@@ -169,7 +187,7 @@ class AuthGate:
 
     async def _admit(
         self, scope: Scope, state: dict[str, Any], extra_headers: Headers, held: list[str]
-    ) -> tuple[ErrorCode | None, Headers | None]:
+    ) -> Refusal | None:
         """Decide whether the request may reach the application; the in-flight places
         it takes are added to ``held``."""
         limits = self.limits
@@ -178,18 +196,19 @@ class AuthGate:
             len(scope.get("raw_path") or scope["path"].encode()) > limits.max_path_bytes
             or len(scope.get("query_string", b"")) > limits.max_query_bytes
         ):
-            return ErrorCode.URI_TOO_LONG, None
+            return Refusal(ErrorCode.URI_TOO_LONG)
         if (
             len(raw_headers) > limits.max_header_count
             or sum(len(k) + len(v) for k, v in raw_headers) > limits.max_header_bytes
         ):
-            return ErrorCode.HEADERS_TOO_LARGE, None
+            return Refusal(ErrorCode.HEADERS_TOO_LARGE)
         headers = _headers(raw_headers)
         address = client_address(scope, self.trusted_proxies)
         state["client"] = address
         source = address.ip or address.peer or "unknown"
-        if not self._hold(f"address {source}", limits.max_concurrent_per_address, held):
-            return ErrorCode.CONCURRENCY_LIMITED, _RETRY_SOON
+        address_holder = _address_holder(source)
+        if not self._hold(address_holder, limits.max_concurrent_per_address, held):
+            return Refusal(ErrorCode.CONCURRENCY_LIMITED, _RETRY_SOON)
         if address.via_trusted_proxy and headers.get("x-forwarded-proto") == "https":
             extra_headers.append(_HSTS)
         self._cors(scope, headers, extra_headers)
@@ -197,7 +216,7 @@ class AuthGate:
         spec = self.routes.match(scope["method"], scope["path"])
         if spec is None:
             if self._preflight(scope, headers, extra_headers):
-                return None, None
+                return None
             if self.honeypots and _honeypot_form(scope["path"]) in self.honeypots:
                 # Answered exactly like any unknown path; recorded (summarised per source,
                 # so a scanner cannot flood the ledger or the outbox) and alerted.
@@ -208,28 +227,33 @@ class AuthGate:
                     address=address,
                     route=f"{scope['method']} {scope['path'][:200]}",
                 )
-            return ErrorCode.NOT_FOUND, None
+            return Refusal(ErrorCode.NOT_FOUND)
         state["route"] = spec
         length = headers.get("content-length")
         # ASCII digits only: "\xb2" (latin-1 "²") passes str.isdigit() and breaks int().
         digits = length is not None and length.isascii() and length.isdigit()
         if length is not None and (not digits or int(length) > limits.max_body_bytes):
-            return ErrorCode.BODY_TOO_LARGE, None
+            return Refusal(ErrorCode.BODY_TOO_LARGE)
+        query = scope.get("query_string", b"").decode("latin-1")
+        # Parsed once: the key, name and tenant checks below all read it.
+        params = parse_qsl(query, keep_blank_values=True) if query else []
+        route = f"{spec.method} {spec.path}"
+        if _key_in_query(query, params):
+            self.audit.record("key_in_query", "warning", None, address=address, route=route)
+            return Refusal(ErrorCode.KEY_IN_QUERY)
         if spec.public:
+            unknown = self._unknown_query_name(spec, params)
+            if unknown is not None:
+                return Refusal(ErrorCode.QUERY_UNKNOWN, reason=unknown)
             if spec.signed and self.address_rate_limit is not None:
                 # Keyless but costly to refuse (a lookup, signature checks): limited by
                 # the client address before the handler runs.
                 return await _limited(self.address_rate_limit(source), extra_headers)
-            return None, None
+            return None
 
-        route = f"{spec.method} {spec.path}"
-        query = scope.get("query_string", b"").decode("latin-1")
-        if _key_in_query(query):
-            self.audit.record("key_in_query", "warning", None, address=address, route=route)
-            return ErrorCode.KEY_IN_QUERY, None
         token = _presented_key(headers)
         if token is None:
-            return ErrorCode.AUTH_REQUIRED, _BEARER
+            return Refusal(ErrorCode.AUTH_REQUIRED, _BEARER)
         try:
             principal = await self.authenticator.authenticate(token)
         except CanaryKeyUsed as canary:
@@ -241,7 +265,7 @@ class AuthGate:
                 address=address,
                 route=route,
             )
-            return ErrorCode.AUTH_REQUIRED, _BEARER
+            return Refusal(ErrorCode.AUTH_REQUIRED, _BEARER)
         except FrostGateError as exc:
             if exc.code is ErrorCode.AUTH_REQUIRED:
                 self.audit.record(
@@ -252,25 +276,45 @@ class AuthGate:
                     route=route,
                     detail={"reason": str(exc)},
                 )
-                return exc.code, _BEARER
-            return exc.code, None
+                return Refusal(exc.code, _BEARER)
+            return Refusal(exc.code)
         if principal.kind not in spec.kinds or not spec.scopes <= principal.scopes:
             self._record_denial("scope_denied", principal, address, route)
-            return ErrorCode.SCOPE_DENIED, None
-        named = _named_tenants(query, headers)
+            return Refusal(ErrorCode.SCOPE_DENIED)
+        named = _named_tenants(params, headers)
         if principal.kind == "tenant" and any(t != principal.tenant_id for t in named):
             self._record_denial("tenant_mismatch", principal, address, route)
-            return ErrorCode.TENANT_MISMATCH, None
+            return Refusal(ErrorCode.TENANT_MISMATCH)
+        unknown = self._unknown_query_name(spec, params)
+        if unknown is not None:
+            return Refusal(ErrorCode.QUERY_UNKNOWN, reason=unknown)
         state["principal"] = principal
-        if principal.tenant_id is not None and not self._hold(
-            f"tenant {principal.tenant_id}", limits.max_concurrent_per_tenant, held
-        ):
-            return ErrorCode.CONCURRENCY_LIMITED, _RETRY_SOON
+        if principal.tenant_id is not None:
+            if not self._hold(
+                f"tenant {principal.tenant_id}", limits.max_concurrent_per_tenant, held
+            ):
+                return Refusal(ErrorCode.CONCURRENCY_LIMITED, _RETRY_SOON)
+            # From here the tenant's share answers for the request: the address's place
+            # goes back, or every tenant behind one proxy would share one address's share.
+            held.remove(address_holder)
+            self._release(address_holder)
         if spec.writes and self.rate_limit is not None:
             return await _limited(
                 self.rate_limit(principal.key_id, principal.tenant_id), extra_headers
             )
-        return None, None
+        return None
+
+    def _unknown_query_name(self, spec: RouteSpec, params: list[tuple[str, str]]) -> str | None:
+        """Why the query is refused, if it names a parameter the route does not take
+        (``tenant``/``tenant_id`` aside, which every route takes as an assertion). The
+        name is repeated only when it is a plain identifier, never arbitrary client text."""
+        known = self.query_names.get((spec.method, spec.path), frozenset())
+        for name, _ in params:
+            if name not in known and name not in _TENANT_QUERY_PARAMS:
+                if _PLAIN_NAME.fullmatch(name):
+                    return f"unknown query parameter {name!r}"
+                return "unknown query parameter"
+        return None
 
     def _record_denial(
         self, kind: str, principal: Principal, address: ClientAddress, route: str
@@ -356,18 +400,32 @@ class AuthGate:
             await _send_error(send, ErrorCode.INTERNAL, request_id)
 
 
-async def _limited(
-    check: Awaitable[Headers], extra_headers: Headers
-) -> tuple[ErrorCode | None, Headers | None]:
+async def _limited(check: Awaitable[Headers], extra_headers: Headers) -> Refusal | None:
     """Run a rate-limit check: its headers join the answer when allowed; refused is 429
     with its headers; a backend failure is its own error (fail closed)."""
     try:
         extra_headers.extend(await check)
     except RateLimitRefused as refused:
-        return ErrorCode.RATE_LIMITED, refused.headers
+        return Refusal(ErrorCode.RATE_LIMITED, refused.headers)
     except FrostGateError as exc:
-        return exc.code, None
-    return None, None
+        return Refusal(exc.code)
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _address_holder(source: str) -> str:
+    """Who holds a request's in-flight place by its client address: an IPv4 address
+    itself, an IPv6 address by its /64 (one site's usual allocation: counted address by
+    address, one client could take 2**64 places). IPv4-mapped addresses are IPv4."""
+    if ":" not in source:
+        return f"address {source}"
+    try:
+        ip = ipaddress.IPv6Address(source)
+    except ValueError:
+        return f"address {source}"  # not an IPv6 address (a Unix socket peer): itself
+    if ip.ipv4_mapped is not None:
+        return f"address {ip.ipv4_mapped}"
+    return f"address {ipaddress.IPv6Network((int(ip) >> 64 << 64, 64))}"
 
 
 def _honeypot_form(path: str) -> str:
@@ -393,30 +451,22 @@ def _presented_key(headers: dict[str, str]) -> str | None:
     return api_key.strip() if api_key else None
 
 
-def _key_in_query(query: str) -> bool:
+def _key_in_query(query: str, params: list[tuple[str, str]]) -> bool:
     """A key, or a parameter meant for one, anywhere in the query: in the raw text and in
     the decoded names and values (``fgk%5F…`` is the same key to whoever logs it)."""
     if not query:
         return False
     if "fgk_" in query.lower():
         return True
-    for name, value in parse_qsl(query, keep_blank_values=True):
+    for name, value in params:
         lowered = name.lower()
         if lowered in _KEY_QUERY_PARAMS or "fgk_" in lowered or "fgk_" in value.lower():
             return True
     return False
 
 
-def _named_tenants(query: str, headers: dict[str, str]) -> list[str]:
-    named = (
-        [
-            v
-            for k, v in parse_qsl(query, keep_blank_values=True)
-            if k.lower() in _TENANT_QUERY_PARAMS
-        ]
-        if query
-        else []
-    )
+def _named_tenants(params: list[tuple[str, str]], headers: dict[str, str]) -> list[str]:
+    named = [v for k, v in params if k.lower() in _TENANT_QUERY_PARAMS]
     header = headers.get("x-tenant-id")
     if header is not None:
         named.append(header.strip())
@@ -424,9 +474,13 @@ def _named_tenants(query: str, headers: dict[str, str]) -> list[str]:
 
 
 async def _send_error(
-    send: Send, code: ErrorCode, request_id: str, extra: Headers | None = None
+    send: Send,
+    code: ErrorCode,
+    request_id: str,
+    extra: Headers | None = None,
+    reason: str | None = None,
 ) -> None:
-    body = error_body(code, request_id)
+    body = error_body(code, request_id, reason)
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
