@@ -192,6 +192,26 @@ def test_a_key_the_proposer_issued_cannot_approve(env: Env) -> None:
     assert [m["mitigation_id"] for m in lookup(env, "10.1.2.3")] == [mid]
 
 
+def test_the_key_a_proposer_was_rotated_from_cannot_approve(env: Env) -> None:
+    """Rotation keeps the old key working for its grace period (up to seven days): the
+    new key proposed and the old one approved, one holder on both sides."""
+    old = second_key(env, {"mitigations:write", "mitigations:approve", "keys:admin"})
+    old_id = old["Authorization"].split("_")[1]
+    rotated = env.client.post(
+        f"/v1/keys/{old_id}/rotate", json={"grace_seconds": 604800}, headers=old
+    )
+    new = {"Authorization": f"Bearer {rotated.json()['key']}"}
+    r = env.client.post(
+        "/v1/mitigations",
+        json={"action": "block_ip", "value": "10.0.0.0/8", "ttl_seconds": 600},
+        headers=new,
+    )
+    assert r.json()["status"] == "pending"
+    refused = env.client.post(f"/v1/mitigations/{r.json()['mitigation_id']}/approve", headers=old)
+    assert refused.status_code == 403
+    assert refused.json()["error_code"] == "APPROVAL_BY_PROPOSER"
+
+
 def test_lifting_is_audited_and_foreign_mitigations_do_not_exist(env: Env) -> None:
     defend(env, brute("203.0.113.80", "lift-me"))
     [active] = lookup(env, "203.0.113.80")

@@ -13,6 +13,8 @@ from standardwebhooks.webhooks import Webhook
 from starlette.testclient import TestClient
 
 from frostgate.api import build_app
+from frostgate.security import admin
+from frostgate.security.peppers import load_peppers
 from tests.conftest import Env
 from tests.webhooks.conftest import audit_items, settle_audit
 
@@ -200,3 +202,41 @@ def test_a_flood_from_one_address_is_cut_off_before_the_handler(env: Env) -> Non
         accepted = post("203.0.113.51", signed)
         assert accepted.status_code == 200, accepted.text
         assert accepted.json()["event_id"] == "okta-other-address"
+
+
+def test_a_block_a_delivery_proposes_cannot_be_approved_by_the_sources_creator(
+    env: Env,
+) -> None:
+    """A delivery has no key, so a pending mitigation it caused had no proposer and any
+    key approved it, the one that set up the source (and so holds its secret) included.
+    The source's creator is now its proposer."""
+    source = _source(env)
+    guarded = {
+        "event_type": "auth.failed",
+        "payload": {
+            "src_ip": "198.51.100.77",
+            "failed_auths": 7,
+            "persona": "guardian",
+            "classification": "SECRET",
+        },
+    }
+    body = orjson.dumps(guarded)
+    r = _post(env, source["source_id"], body, _signed(source["secret"], body, "g-1"))
+    assert r.status_code == 200, r.text
+    [pending] = env.client.get("/v1/mitigations?status=pending", headers=env.headers()).json()[
+        "items"
+    ]
+    mid = pending["mitigation_id"]
+    own = env.client.post(f"/v1/mitigations/{mid}/approve", headers=env.headers())
+    assert own.status_code == 403
+    assert own.json()["error_code"] == "APPROVAL_BY_PROPOSER"
+    token = admin.mint_key(
+        env.db,
+        load_peppers(env.settings),
+        tenant_id="acme",
+        scopes=frozenset({"mitigations:approve"}),
+    ).token
+    other = env.client.post(
+        f"/v1/mitigations/{mid}/approve", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert other.status_code == 200, other.text

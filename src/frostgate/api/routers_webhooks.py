@@ -403,7 +403,9 @@ async def receive_hook(request: Request, source_id: str) -> Response:
             raise FrostGateError(ErrorCode.EVENT_INVALID, "hook body must be an event object")
         event.setdefault("event_id", verified.webhook_id)
         event.setdefault("source", f"hook:{verified.source_name}")
-        outcome = await svc.decisions.decide(verified.tenant_id, event)
+        outcome = await svc.decisions.decide(
+            verified.tenant_id, event, key_id=verified.proposer_key_id
+        )
     except FrostGateError as exc:
         if exc.code.status >= 500:
             await svc.hooks.release(verified)  # not processed: the retry must get through

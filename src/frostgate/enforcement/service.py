@@ -200,15 +200,7 @@ class MitigationService:
                 raise FrostGateError(ErrorCode.NOT_FOUND)
             if current.status != "pending":
                 raise FrostGateError(ErrorCode.MITIGATION_STATE, current.status)
-            if (
-                current.proposed_by is not None
-                and actor.key_id is not None
-                and current.proposed_by
-                in {actor.key_id, *key_repo.ancestry(conn, tenant_id, actor.key_id)}
-            ):
-                # Two keys, one holder: a key the proposer issued (minted, or rotated
-                # into), directly or through keys it issued, is the proposer's to use,
-                # and a successor by rotation stands for the key it replaced.
+            if self._same_holder(conn, tenant_id, current.proposed_by, actor.key_id):
                 raise FrostGateError(ErrorCode.APPROVAL_BY_PROPOSER)
             # Approval lifts the doctrine, broad-range and cap holds, never the envelope:
             # an action removed or a target allowlisted since the proposal stays out.
@@ -237,6 +229,21 @@ class MitigationService:
             )
         self._on_change(tenant_id)
         return moved
+
+    @staticmethod
+    def _same_holder(
+        conn: sa.Connection, tenant_id: str, proposer: str | None, approver: str | None
+    ) -> bool:
+        """Whether the approving key is, for the two-key rule, the proposer's: the key
+        itself, a key the proposer issued (minted, or rotated into), directly or through
+        keys it issued, or the same key across rotations, in either direction (a
+        successor stands for its predecessor, and the predecessor keeps working through
+        its grace period)."""
+        if proposer is None or approver is None:
+            return False
+        if proposer in key_repo.ancestry(conn, tenant_id, approver):
+            return True
+        return approver in key_repo.ancestry(conn, tenant_id, proposer, issuers=False)
 
     def lift(self, tenant_id: str, mitigation_id: str, *, actor: Actor) -> repo.MitigationRow:
         now = self._clock()

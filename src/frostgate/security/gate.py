@@ -83,7 +83,7 @@ class GateLimits:
     request_timeout_seconds: float = 30.0
     max_concurrent_requests: int = 1024
     # Shares of the process-wide cap: an open stream or a slowly sent body holds its
-    # place, so without them one client (even keyless) or one tenant could hold them all.
+    # place, so without them one keyless client or one tenant could hold them all.
     max_concurrent_per_address: int = 256
     max_concurrent_per_tenant: int = 256
 
@@ -206,9 +206,6 @@ class AuthGate:
         address = client_address(scope, self.trusted_proxies)
         state["client"] = address
         source = address.ip or address.peer or "unknown"
-        address_holder = _address_holder(source)
-        if not self._hold(address_holder, limits.max_concurrent_per_address, held):
-            return Refusal(ErrorCode.CONCURRENCY_LIMITED, _RETRY_SOON)
         if address.via_trusted_proxy and headers.get("x-forwarded-proto") == "https":
             extra_headers.append(_HSTS)
         self._cors(scope, headers, extra_headers)
@@ -245,6 +242,13 @@ class AuthGate:
             unknown = self._unknown_query_name(spec, params)
             if unknown is not None:
                 return Refusal(ErrorCode.QUERY_UNKNOWN, reason=unknown)
+            # Keyless: the client address's share answers for it. (A keyed request is
+            # refused before its body is read unless its key is good, and then its
+            # tenant's share answers: keyless clients cannot crowd out tenants that
+            # share their address, e.g. behind one NAT.)
+            holder = _address_holder(source)
+            if not self._hold(holder, limits.max_concurrent_per_address, held):
+                return Refusal(ErrorCode.CONCURRENCY_LIMITED, _RETRY_SOON)
             if spec.signed and self.address_rate_limit is not None:
                 # Keyless but costly to refuse (a lookup, signature checks): limited by
                 # the client address before the handler runs.
@@ -290,14 +294,11 @@ class AuthGate:
             return Refusal(ErrorCode.QUERY_UNKNOWN, reason=unknown)
         state["principal"] = principal
         if principal.tenant_id is not None:
-            if not self._hold(
-                f"tenant {principal.tenant_id}", limits.max_concurrent_per_tenant, held
-            ):
-                return Refusal(ErrorCode.CONCURRENCY_LIMITED, _RETRY_SOON)
-            # From here the tenant's share answers for the request: the address's place
-            # goes back, or every tenant behind one proxy would share one address's share.
-            held.remove(address_holder)
-            self._release(address_holder)
+            holder, limit = f"tenant {principal.tenant_id}", limits.max_concurrent_per_tenant
+        else:  # a platform key: its address's share
+            holder, limit = _address_holder(source), limits.max_concurrent_per_address
+        if not self._hold(holder, limit, held):
+            return Refusal(ErrorCode.CONCURRENCY_LIMITED, _RETRY_SOON)
         if spec.writes and self.rate_limit is not None:
             return await _limited(
                 self.rate_limit(principal.key_id, principal.tenant_id), extra_headers

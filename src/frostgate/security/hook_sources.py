@@ -55,6 +55,9 @@ class VerifiedHook:
     source_id: str
     source_name: str
     webhook_id: str
+    # The key that created the source (its holder was shown the first secret): the
+    # proposer of any mitigation the delivery causes, so it cannot approve it.
+    proposer_key_id: str | None = None
 
 
 class HookRejected(FrostGateError):
@@ -210,7 +213,9 @@ class HookVerifier:
             raise HookRejected(
                 ErrorCode.WEBHOOK_REPLAYED, signed.webhook_id, tenant_id=source.tenant_id
             )
-        return VerifiedHook(source.tenant_id, source.source_id, source.name, signed.webhook_id)
+        return VerifiedHook(
+            source.tenant_id, source.source_id, source.name, signed.webhook_id, source.created_by
+        )
 
     async def release(self, verified: VerifiedHook) -> None:
         """The verified message could not be processed (e.g. storage down): let the

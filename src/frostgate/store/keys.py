@@ -134,11 +134,12 @@ def get_key(conn: sa.Connection, key_id: str) -> KeyRecord | None:
     return None if row is None else _record(row)
 
 
-def ancestry(conn: sa.Connection, tenant_id: str, key_id: str) -> set[str]:
-    """``key_id`` and every key of ``tenant_id`` it descends from: the key that issued
-    it (``created_by``: minting, or rotating, hands the new token to the issuer) and the
-    key it replaced by rotation (``replaces``), and theirs, transitively. A recursive
-    query with UNION, which ends on a repeated row, so even a corrupted cycle ends."""
+def ancestry(conn: sa.Connection, tenant_id: str, key_id: str, *, issuers: bool = True) -> set[str]:
+    """``key_id`` and every key of ``tenant_id`` it descends from: the key it replaced by
+    rotation (``replaces``) and, with ``issuers``, the key that issued it (``created_by``:
+    minting, or rotating, hands the new token to the issuer), and theirs, transitively.
+    A recursive query with UNION, which ends on a repeated row, so even a corrupted cycle
+    ends."""
     bind_tenant(conn, tenant_id)
     columns = (_k.c.key_id, _k.c.created_by, _k.c.replaces)
     chain = (
@@ -146,12 +147,10 @@ def ancestry(conn: sa.Connection, tenant_id: str, key_id: str) -> set[str]:
         .where(_k.c.key_id == key_id, _k.c.tenant_id == tenant_id)
         .cte("ancestry", recursive=True)
     )
-    chain = chain.union(
-        sa.select(*columns).where(
-            sa.or_(_k.c.key_id == chain.c.created_by, _k.c.key_id == chain.c.replaces),
-            _k.c.tenant_id == tenant_id,
-        )
-    )
+    parent = _k.c.key_id == chain.c.replaces
+    if issuers:
+        parent = sa.or_(parent, _k.c.key_id == chain.c.created_by)
+    chain = chain.union(sa.select(*columns).where(parent, _k.c.tenant_id == tenant_id))
     return set(conn.execute(sa.select(chain.c.key_id)).scalars())
 
 

@@ -203,6 +203,7 @@ class HookSource:
     name: str
     created_at: datetime
     secrets: tuple[HookSecret, ...]
+    created_by: str | None = None  # the key that set the source up (and saw its secret)
 
 
 def create_hook_source(
@@ -285,6 +286,7 @@ def _with_secrets(conn: sa.Connection, rows: list[sa.Row[tuple[object, ...]]]) -
             r.name,
             aware(r.created_at),
             tuple(secrets.get(r.source_id, ())),
+            r.created_by,
         )
         for r in rows
     ]
