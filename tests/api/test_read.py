@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from frostgate.api.context import app_services
 from tests.conftest import Env
 
 BRUTE = {
@@ -240,3 +241,30 @@ def test_a_feed_cursor_ahead_of_the_newest_decision_is_refused(env: Env) -> None
         assert r.status_code == 422, r.text
         assert r.json()["error_code"] == "CURSOR_INVALID"
         assert r.json()["reason"] == "the cursor is ahead of the feed's newest decision"
+
+
+def test_whole_stream_reads_run_one_per_tenant(env: Env) -> None:
+    """Dozens of concurrent chain verifications from one tenant slowed every tenant's
+    answers to seconds and then 504s, inside that tenant's in-flight share. While one
+    runs (held here from the event loop, as a running read holds it), the same tenant's
+    next verification or packet is refused at once; another tenant's still runs."""
+    _post(env, [BRUTE, QUIET])
+    _post(env, [BRUTE], who="globex")
+    heavy = app_services(env.client.app).heavy_reads
+    running = heavy.slot("acme")
+    portal = env.client.portal  # type: ignore[union-attr]
+    portal.call(running.__enter__)
+    try:
+        packet = {"since": "2020-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"}
+        for r in (
+            env.client.get("/v1/forensics/chain/verify", headers=env.headers()),
+            env.client.post("/v1/forensics/packets", json=packet, headers=env.headers()),
+        ):
+            assert r.status_code == 429, r.text
+            assert r.json()["error_code"] == "CONCURRENCY_LIMITED"
+        other = env.client.get("/v1/forensics/chain/verify", headers=env.headers("globex"))
+        assert other.json()["ok"] is True
+    finally:
+        portal.call(running.__exit__, None, None, None)
+    again = env.client.get("/v1/forensics/chain/verify", headers=env.headers())
+    assert again.json() == {"ok": True, "checked": 2, "first_bad_index": None, "reason": None}

@@ -28,6 +28,7 @@ from frostgate.api import (
 from frostgate.api.context import Services
 from frostgate.api.direct import DirectRoutes, direct_handlers
 from frostgate.api.feed_notifier import FeedNotifier
+from frostgate.api.heavy import HeavyReads
 from frostgate.api.openapi import complete_openapi, query_names
 from frostgate.config import Settings, get_settings
 from frostgate.decisions import DecisionService
@@ -327,6 +328,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         mitigations=mitigations,
         mitigation_index=mitigation_index,
         bouncer_cursors=CursorBook(db),
+        heavy_reads=HeavyReads(),
         redis_probe=_redis_probe(settings),
     )
 

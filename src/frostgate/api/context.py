@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from frostgate.api.feed_notifier import FeedNotifier
+from frostgate.api.heavy import HeavyReads
 from frostgate.config import Settings
 from frostgate.decisions import DecisionService
 from frostgate.delivery import DeliveryWorker
@@ -45,6 +46,7 @@ class Services:
     mitigations: MitigationService
     mitigation_index: MitigationIndex
     bouncer_cursors: CursorBook
+    heavy_reads: HeavyReads
     # Set when any state lives in Redis (rate limits, windows, replay ids): readiness
     # then includes Redis.
     redis_probe: RedisProbe | None = None

@@ -62,7 +62,8 @@ async def create(request: Request) -> Response:
             end,
         )
 
-    packet = await anyio.to_thread.run_sync(make)
+    with svc.heavy_reads.slot(tenant_id):
+        packet = await anyio.to_thread.run_sync(make)
     return json_response(
         {
             "packet_id": packet.packet_id,
@@ -83,11 +84,12 @@ async def download(request: Request, packet_id: str) -> Response:
     tenant_id = tenant_of(request)
     svc = services(request)
     try:
-        packet = await anyio.to_thread.run_sync(
-            lambda: load_packet(
-                svc.db, svc.ledger_signer, svc.settings.ledger_origin, tenant_id, packet_id
+        with svc.heavy_reads.slot(tenant_id):
+            packet = await anyio.to_thread.run_sync(
+                lambda: load_packet(
+                    svc.db, svc.ledger_signer, svc.settings.ledger_origin, tenant_id, packet_id
+                )
             )
-        )
     except FrostGateError as exc:
         if exc.code is ErrorCode.PACKET_HISTORY_CHANGED:
             # Evidence that stored history was rewritten: as loud as the anchoring job's.

@@ -351,7 +351,8 @@ async def chain_verify(
         )
         return report.as_dict()
 
-    return json_response(await read_call(svc, tenant_id, run))
+    with svc.heavy_reads.slot(tenant_id):
+        return json_response(await read_call(svc, tenant_id, run))
 
 
 @router.get("/health/live")
