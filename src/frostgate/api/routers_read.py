@@ -186,6 +186,7 @@ async def feed_stream(
     after = parse_cursor(last_event_id if last_event_id is not None else since)
     svc = services(request)
     start = await read_call(svc, tenant_id, _resume_point, after)
+    key_id = request.state.principal.key_id
     heartbeat = svc.settings.sse_heartbeat_seconds
 
     async def events() -> AsyncIterator[bytes]:
@@ -195,7 +196,9 @@ async def feed_stream(
         mitigations = await svc.mitigation_index.view(tenant_id)
         mitigation_cursor = mitigations.seq
         yield b"retry: 2000\n\n"
-        while True:
+        # A stream outlives the check its request passed: the key is checked again on
+        # every round, so revoking it (or suspending its tenant) ends the stream.
+        while await svc.authenticator.still_active(key_id):
             rows = await read_call(svc, tenant_id, repo.feed_page, flt, after_seq=cursor, limit=200)
             for row in rows:
                 cursor = int(row["seq"])

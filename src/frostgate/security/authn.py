@@ -112,6 +112,18 @@ class KeyAuthenticator:
             scopes=record.scopes,
         )
 
+    async def still_active(self, key_id: str) -> bool:
+        """Whether a key that opened a long-lived response (a stream) may still receive
+        it: not revoked or expired, its tenant not suspended. Read through the same cache
+        as authentication, so a revocation ends open streams within the same second it
+        takes to refuse new requests."""
+        record = await self._record(key_id)
+        return (
+            record is not None
+            and is_active(record, self._clock())
+            and (record.kind != "tenant" or record.tenant_status == "active")
+        )
+
     def flush_usage(self) -> None:
         """Persist ``last_used_at`` and pending pepper upgrades (run in a worker thread,
         every few seconds): one write per key per interval, never one per request."""
