@@ -235,6 +235,8 @@ def test_a_feed_cursor_ahead_of_the_newest_decision_is_refused(env: Env) -> None
         lambda: env.client.get("/v1/feed/live?since=3", headers=env.headers()),
         lambda: env.client.get("/v1/feed/stream?since=3", headers=env.headers()),
         lambda: env.client.get("/v1/feed/stream", headers={**env.headers(), "Last-Event-ID": "3"}),
+        # EventSource polyfills send the resume point in the query.
+        lambda: env.client.get("/v1/feed/stream?lastEventId=3", headers=env.headers()),
         lambda: env.client.get("/v1/feed/live?since=0", headers=env.headers("globex")),
     ):
         r = request()

@@ -9,6 +9,7 @@ it is 429 ``CONCURRENCY_LIMITED`` for that holder alone. Real sockets, a real se
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -121,3 +122,20 @@ def test_ipv6_clients_hold_places_by_their_64(source: str, holder: str) -> None:
     """One IPv6 client holds a /64 (counted per address, 2**64 places); IPv4-mapped
     peers (dual-stack sockets) are their IPv4 address, not one shared ::ffff:0:0/96."""
     assert _address_holder(source) == holder
+
+
+def test_a_client_leaving_mid_body_is_no_server_error(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client hanging up before its body arrived was logged as an unhandled error
+    with its traceback, twice: keyless clients could fill the log, 50 a second."""
+    caplog.set_level(logging.INFO)
+    sock = socket.create_connection(("127.0.0.1", served.port))
+    sock.sendall(
+        b"POST /v1/defend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + served.keys["acme:write"].encode() + b"\r\n"
+        b"Content-Length: 100\r\n\r\n{"
+    )
+    sock.close()
+    _until(lambda: any("client disconnected" in r.getMessage() for r in caplog.records))
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

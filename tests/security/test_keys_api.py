@@ -148,6 +148,23 @@ def test_rotating_cannot_escalate(env: Env) -> None:
     assert ok.json()["scopes"] == ["keys:admin"]
 
 
+def test_a_key_revokes_itself_or_what_it_could_mint(env: Env) -> None:
+    """A key holding only keys:admin revoked the tenant's stronger keys (and a weak
+    platform key the full platform key): one leaked helper key could lock out every
+    administrator above it."""
+    small = _mint(env, {"scopes": ["keys:admin"]})
+    strong = _mint(env, {"scopes": ["keys:admin", "decisions:read"]})
+    r = env.client.delete(f"/v1/keys/{strong['key_id']}", headers=_bearer(str(small["key"])))
+    assert r.status_code == 403
+    assert r.json()["error_code"] == "SCOPE_ESCALATION"
+    assert env.client.get("/v1/decisions", headers=_bearer(str(strong["key"]))).status_code == 200
+    peer = _mint(env, {"scopes": ["keys:admin"]})
+    ok = env.client.delete(f"/v1/keys/{peer['key_id']}", headers=_bearer(str(small["key"])))
+    assert ok.status_code == 200
+    itself = env.client.delete(f"/v1/keys/{small['key_id']}", headers=_bearer(str(small["key"])))
+    assert itself.status_code == 200
+
+
 def test_a_platform_key_cannot_rotate_a_stronger_platform_key(env: Env) -> None:
     weak = str(_mint(env, {"scopes": ["keys:admin"], "kind": "platform"}, who="platform")["key"])
     strong = _mint(env, {"scopes": ["keys:admin", "tenants:admin"]}, who="platform")

@@ -230,7 +230,12 @@ async def rotate_key(request: Request, key_id: str) -> Response:
 
 @router.delete("/v1/keys/{key_id}")
 async def revoke_key(request: Request, key_id: str) -> Response:
-    await _visible_key(request, key_id)
+    target = await _visible_key(request, key_id)
+    principal = _principal(request)
+    # A key revokes itself, or a key it could have minted: a weak key holding only
+    # keys:admin must not lock out the administrators above it.
+    if key_id != principal.key_id and not _within_grant(principal, target.kind, target.scopes):
+        raise FrostGateError(ErrorCode.SCOPE_ESCALATION, "revoking a key with more scopes")
     svc = services(request)
     revoked = await anyio.to_thread.run_sync(
         lambda: admin.revoke_key(svc.db, key_id, actor=_actor(request))

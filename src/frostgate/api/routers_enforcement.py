@@ -271,7 +271,9 @@ async def crowdsec_stream(request: Request) -> Response:
 
 @router.get(
     "/crowdsec/v1/decisions",
-    openapi_extra=query_params("ip", "range", "value", *_CROWDSEC_FILTERS, *_CROWDSEC_LIST_EXTRAS),
+    openapi_extra=query_params(
+        "ip", "range", "value", "scopes", *_CROWDSEC_FILTERS, *_CROWDSEC_LIST_EXTRAS
+    ),
 )
 async def crowdsec_decisions(request: Request) -> Response:
     # every scope is answered for the probed value, so ``scope`` is not read; a bouncer

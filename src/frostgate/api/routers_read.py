@@ -175,15 +175,18 @@ async def feed_stream(
     source: str | None = None,
     only_changed: bool = False,
     only_actionable: bool = False,
+    last_event_id: str | None = Query(default=None, alias="lastEventId"),
 ) -> EventStreamResponse:
     """Server-Sent Events. Each decision event's ``id:`` is its sequence number; a client
-    that reconnects with ``Last-Event-ID`` resumes right after it. Mitigation changes
-    made while connected arrive as ``event: mitigation`` without an ``id:`` (they do not
-    move the resume point; bouncers use the mitigation stream, which has its own cursor)."""
+    that reconnects with ``Last-Event-ID`` resumes right after it (or ``?lastEventId=``,
+    which EventSource polyfills send where they cannot set the header). Mitigation
+    changes made while connected arrive as ``event: mitigation`` without an ``id:`` (they
+    do not move the resume point; bouncers use the mitigation stream, which has its own
+    cursor)."""
     tenant_id = tenant_of(request)
     flt = _feed_filter(threat_level, event_type, source, only_changed, only_actionable)
-    last_event_id = request.headers.get("last-event-id")
-    after = parse_cursor(last_event_id if last_event_id is not None else since)
+    given = (request.headers.get("last-event-id"), last_event_id, since)
+    after = parse_cursor(next((v for v in given if v is not None), None))
     svc = services(request)
     start = await read_call(svc, tenant_id, _resume_point, after)
     key_id = request.state.principal.key_id

@@ -27,7 +27,9 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
+
+from starlette.requests import ClientDisconnect
 
 from frostgate.errors import ErrorCode, FrostGateError, error_body
 from frostgate.security.audit import AuditRecorder
@@ -394,6 +396,11 @@ class AuthGate:
             if started():
                 raise
             await _send_error(send, exc.code, request_id)
+        except ClientDisconnect:
+            # The client left before its body arrived: no one to answer, nothing was
+            # stored, and no fault of ours (keyless clients could otherwise fill the log
+            # with tracebacks, 50 a second on the hook route).
+            log.info("client disconnected before its body arrived (request_id=%s)", request_id)
         except Exception:
             log.exception("unhandled error (request_id=%s)", request_id)
             if started():
@@ -460,10 +467,22 @@ def _key_in_query(query: str, params: list[tuple[str, str]]) -> bool:
     if "fgk_" in query.lower():
         return True
     for name, value in params:
-        lowered = name.lower()
-        if lowered in _KEY_QUERY_PARAMS or "fgk_" in lowered or "fgk_" in value.lower():
+        if name.lower() in _KEY_QUERY_PARAMS:
+            return True
+        if any("fgk_" in _decoded(text).lower() for text in (name, value)):
             return True
     return False
+
+
+def _decoded(text: str) -> str:
+    """``text`` percent-decoded until it stops changing (``fgk%255F`` is ``fgk_`` to
+    whoever decodes a logged URL twice); bounded, so nested encodings cannot loop."""
+    for _ in range(4):
+        decoded = unquote(text)
+        if decoded == text:
+            break
+        text = decoded
+    return text
 
 
 def _named_tenants(params: list[tuple[str, str]], headers: dict[str, str]) -> list[str]:
