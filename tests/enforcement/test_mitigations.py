@@ -85,6 +85,19 @@ def test_ranges_cover_their_addresses_and_broad_ones_wait_for_approval(env: Env)
     assert lookup(env, "10.1.2.3") == []
 
 
+def test_a_lookup_refuses_filters_it_would_ignore(env: Env) -> None:
+    """``?ip=…&status=pending`` answered the active mitigations, and ``limit`` was
+    ignored: a lookup answers what is in force, so the combination is refused."""
+    defend(env, brute("203.0.113.80", "look-1"))
+    assert len(lookup(env, "203.0.113.80")) == 1
+    active = env.client.get("/v1/mitigations?ip=203.0.113.80&status=active", headers=env.headers())
+    assert len(active.json()["items"]) == 1
+    for query in ("status=pending", "status=lifted", "limit=1"):
+        r = env.client.get(f"/v1/mitigations?ip=203.0.113.80&{query}", headers=env.headers())
+        assert r.status_code == 422, query
+        assert r.json()["error_code"] == "FILTER_INVALID"
+
+
 def test_a_manual_block_drops_the_ipv6_zone_so_lookups_match(env: Env) -> None:
     """``fe80::1%eth0`` was stored with its zone: no lookup (``ip=fe80::1``) and no
     CrowdSec query matched it, while bouncers were served the zoned literal."""

@@ -106,7 +106,7 @@ async def list_mitigations(
     ip: str | None = None,
     value: str | None = None,
     status: str | None = None,
-    limit: int = 100,
+    limit: int | None = None,
 ) -> Response:
     """``?ip=`` (or ``?value=``): the active mitigations covering it, from the index.
     Otherwise the newest mitigations, optionally by status."""
@@ -116,15 +116,20 @@ async def list_mitigations(
     if probe is not None:
         if len(probe) > 256:
             raise FrostGateError(ErrorCode.FILTER_INVALID)
+        if status not in (None, "active") or limit is not None:
+            # A lookup answers what is in force; these filters would be ignored.
+            reason = "an ip or value lookup answers active mitigations; no status or limit"
+            raise FrostGateError(ErrorCode.FILTER_INVALID, reason, reason=reason)
         view = await svc.mitigation_index.view(tenant_id)
         hits = view.lookup(probe, svc.mitigation_index.now())
         return raw_json_response(b'{"items":' + b"".join(native_parts(hits)) + b"}")
-    if (status is not None and status not in _STATUSES) or not 1 <= limit <= 500:
+    size = 100 if limit is None else limit
+    if (status is not None and status not in _STATUSES) or not 1 <= size <= 500:
         raise FrostGateError(ErrorCode.FILTER_INVALID)
 
     def load() -> list[repo.MitigationRow]:
         with svc.db.read.connect() as conn:
-            return repo.list_mitigations(conn, tenant_id, status=status, limit=limit)
+            return repo.list_mitigations(conn, tenant_id, status=status, limit=size)
 
     return json_response({"items": [_view(r) for r in await storage_call(load)]})
 
