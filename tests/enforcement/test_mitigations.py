@@ -85,6 +85,29 @@ def test_ranges_cover_their_addresses_and_broad_ones_wait_for_approval(env: Env)
     assert lookup(env, "10.1.2.3") == []
 
 
+def test_a_range_probe_finds_the_blocks_that_contain_it(env: Env) -> None:
+    """CrowdSec bouncers ask ``?range=``; the index compared the text alone, so a /25
+    inside a blocked /24 and even the /24 itself (or a /32 of a blocked address) were
+    reported as not blocked."""
+    r = env.client.post(
+        "/v1/mitigations",
+        json={"action": "block_ip", "value": "198.51.100.0/24", "ttl_seconds": 600},
+        headers=env.headers(),
+    )
+    assert r.json()["status"] == "active"
+    defend(env, brute("203.0.113.90", "range-1"))
+
+    def crowdsec(query: str) -> list[str]:
+        found = env.client.get(f"/crowdsec/v1/decisions?{query}", headers=env.headers()).json()
+        return sorted(d["value"] for d in found or [])
+
+    assert crowdsec("range=198.51.100.0/24") == ["198.51.100.0/24"]
+    assert crowdsec("range=198.51.100.128/25") == ["198.51.100.0/24"]
+    assert crowdsec("range=198.51.0.0/16") == []  # wider than the block: not covered
+    assert crowdsec("range=203.0.113.90/32") == ["203.0.113.90"]
+    assert [m["value"] for m in lookup(env, "198.51.100.128/25")] == ["198.51.100.0/24"]
+
+
 def test_a_lookup_refuses_filters_it_would_ignore(env: Env) -> None:
     """``?ip=…&status=pending`` answered the active mitigations, and ``limit`` was
     ignored: a lookup answers what is in force, so the combination is refused."""

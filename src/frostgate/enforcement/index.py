@@ -463,10 +463,21 @@ class TenantView:
         return Delta(new=new, deleted=deleted, seq=self.seq)
 
     def lookup(self, value: str, now_us: int) -> list[Entry]:
-        """Active mitigations covering an address (exact or by range), or a user/host.
+        """Active mitigations covering an address or a range (exact, or by a range that
+        contains it), or a user/host.
 
         An address is read in any spelling (``2001:DB8::1``, ``::ffff:1.2.3.4``) and
-        matched in the canonical form stored targets use."""
+        matched in the canonical form stored targets use. A range (``10.1.0.0/16``, as
+        CrowdSec bouncers ask with ``?range=``) is covered by a block of that range or of
+        one containing it; a single-address range is that address."""
+        if "/" in value:
+            try:
+                network = ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                return []  # neither an address nor a range: nothing blocks it
+            if network.num_addresses > 1:
+                return self._covering_range(network, now_us)
+            value = str(network.network_address)
         try:
             address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(
                 value.split("%", 1)[0]
@@ -485,6 +496,17 @@ class TenantView:
             for mitigation_id, (version, low, high) in self.ranges.items():
                 if version == address.version and low <= number <= high:
                     found.append(self.active[mitigation_id])
+        return [e for e in found if e.expires_us > now_us]
+
+    def _covering_range(
+        self, network: ipaddress.IPv4Network | ipaddress.IPv6Network, now_us: int
+    ) -> list[Entry]:
+        first, last = int(network.network_address), int(network.broadcast_address)
+        found = [
+            self.active[mitigation_id]
+            for mitigation_id, (version, low, high) in self.ranges.items()
+            if version == network.version and low <= first and last <= high
+        ]
         return [e for e in found if e.expires_us > now_us]
 
 
