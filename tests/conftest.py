@@ -118,6 +118,15 @@ class Env:
         return {"Authorization": f"Bearer {self.keys[who]}"}
 
 
+def second_key(env: Env, scopes: set[str]) -> dict[str, str]:
+    """Headers of a further acme key holding ``scopes``, minted as the CLI mints (no
+    issuing key), for tests that need a second holder."""
+    token = admin.mint_key(
+        env.db, load_peppers(env.settings), tenant_id="acme", scopes=frozenset(scopes)
+    ).token
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.fixture
 def env(settings: Settings, db: Database) -> Iterator[Env]:
     """A served app with tenants ``acme`` and ``globex``, each with an all-scopes key,

@@ -10,10 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from frostgate.security import admin
-from frostgate.security.peppers import load_peppers
 from frostgate.store import mitigations as repo
 from frostgate.store import schema
-from tests.conftest import Env
+from tests.conftest import Env, second_key
 
 
 def brute(ip: str, event_id: str, **extra: Any) -> dict[str, Any]:
@@ -38,13 +37,6 @@ def lookup(env: Env, ip: str, who: str = "acme") -> list[dict[str, Any]]:
     assert r.status_code == 200, r.text
     items: list[dict[str, Any]] = r.json()["items"]
     return items
-
-
-def second_key(env: Env, scopes: set[str]) -> dict[str, str]:
-    token = admin.mint_key(
-        env.db, load_peppers(env.settings), tenant_id="acme", scopes=frozenset(scopes)
-    ).token
-    return {"Authorization": f"Bearer {token}"}
 
 
 def test_a_brute_force_decision_becomes_an_active_block(env: Env) -> None:

@@ -13,9 +13,7 @@ from standardwebhooks.webhooks import Webhook
 from starlette.testclient import TestClient
 
 from frostgate.api import build_app
-from frostgate.security import admin
-from frostgate.security.peppers import load_peppers
-from tests.conftest import Env
+from tests.conftest import Env, second_key
 from tests.webhooks.conftest import audit_items, settle_audit
 
 EVENT = {"event_type": "auth.failed", "payload": {"src_ip": "198.51.100.9", "failed_auths": 8}}
@@ -230,13 +228,7 @@ def test_a_block_a_delivery_proposes_cannot_be_approved_by_the_sources_creator(
     own = env.client.post(f"/v1/mitigations/{mid}/approve", headers=env.headers())
     assert own.status_code == 403
     assert own.json()["error_code"] == "APPROVAL_BY_PROPOSER"
-    token = admin.mint_key(
-        env.db,
-        load_peppers(env.settings),
-        tenant_id="acme",
-        scopes=frozenset({"mitigations:approve"}),
-    ).token
     other = env.client.post(
-        f"/v1/mitigations/{mid}/approve", headers={"Authorization": f"Bearer {token}"}
+        f"/v1/mitigations/{mid}/approve", headers=second_key(env, {"mitigations:approve"})
     )
     assert other.status_code == 200, other.text
