@@ -166,6 +166,15 @@ def _secret_too_short(env: Env) -> httpx.Response:
     )
 
 
+def _secret_in_use(env: Env) -> httpx.Response:
+    source = _hook_source(env)
+    return env.client.post(
+        f"/v1/hook-sources/{source['source_id']}/secrets",
+        json={"secret": source["secret"]},
+        headers=env.headers(),
+    )
+
+
 def _replayed(env: Env) -> httpx.Response:
     source = _hook_source(env)
     body = b'{"event_type": "x"}'
@@ -287,6 +296,7 @@ TRIGGERS: dict[ErrorCode, Trigger] = {
         "/v1/webhooks", json={"url": "https://127.0.0.1/"}, headers=env.headers()
     ),
     ErrorCode.WEBHOOK_SECRET_INVALID: _secret_too_short,
+    ErrorCode.WEBHOOK_SECRET_IN_USE: _secret_in_use,
     ErrorCode.SIGNATURE_INVALID: lambda env: env.client.post(
         "/v1/hooks/hsrc_unknown", content=b"{}", headers={"content-type": "application/json"}
     ),

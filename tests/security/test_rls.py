@@ -468,6 +468,8 @@ def test_decisions_and_audit_are_append_only(cluster: Cluster, table: str, state
         "UPDATE api_keys SET scopes = 'admin' WHERE key_id = 'ka1'",
         "UPDATE api_keys SET tenant_id = 'bravo' WHERE key_id = 'ka1'",
         "UPDATE api_keys SET kind = 'platform' WHERE key_id = 'ka1'",
+        "UPDATE api_keys SET replaces = NULL",
+        "UPDATE hook_source_secrets SET created_by = NULL",
         "UPDATE ledger_heads SET tenant_id = 'bravo'",
         "UPDATE tenants SET tenant_id = 'x'",
         "TRUNCATE ledger_heads",

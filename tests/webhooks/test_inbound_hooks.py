@@ -232,3 +232,62 @@ def test_a_block_a_delivery_proposes_cannot_be_approved_by_the_sources_creator(
         f"/v1/mitigations/{mid}/approve", headers=second_key(env, {"mitigations:approve"})
     )
     assert other.status_code == 200, other.text
+
+
+def _guarded_block(env: Env, source_id: str, secret: str, msg_id: str) -> str:
+    """Deliver, signed with ``secret``, an event whose block waits for approval; its id."""
+    guarded = {
+        "event_type": "auth.failed",
+        "payload": {
+            "src_ip": "198.51.100.78",
+            "failed_auths": 7,
+            "persona": "guardian",
+            "classification": "SECRET",
+        },
+    }
+    body = orjson.dumps(guarded)
+    r = _post(env, source_id, body, _signed(secret, body, msg_id))
+    assert r.status_code == 200, r.text
+    [pending] = env.client.get("/v1/mitigations?status=pending", headers=env.headers()).json()[
+        "items"
+    ]
+    mitigation_id: str = pending["mitigation_id"]
+    return mitigation_id
+
+
+def test_a_block_caused_through_an_added_secret_is_proposed_by_the_key_that_added_it(
+    env: Env,
+) -> None:
+    """Only the source's creator was recorded, so a second key that added a secret could
+    send a delivery signed with it and approve the block it caused: one holder, both
+    keys of the two-key rule. The secret that verified the delivery names its proposer."""
+    source = _source(env)
+    adder = second_key(env, {"webhooks:admin", "mitigations:approve"})
+    added = env.client.post(
+        f"/v1/hook-sources/{source['source_id']}/secrets", json={}, headers=adder
+    )
+    assert added.status_code == 201, added.text
+    mid = _guarded_block(env, source["source_id"], added.json()["secret"], "g-added-1")
+    own = env.client.post(f"/v1/mitigations/{mid}/approve", headers=adder)
+    assert own.status_code == 403
+    assert own.json()["error_code"] == "APPROVAL_BY_PROPOSER"
+    # The source's creator never held the added secret: it is a second holder.
+    creator = env.client.post(f"/v1/mitigations/{mid}/approve", headers=env.headers())
+    assert creator.status_code == 200, creator.text
+
+
+def test_a_secret_already_active_on_the_source_is_not_added_again(env: Env) -> None:
+    """Two rows of one secret would make a delivery's signer ambiguous (which key holds
+    it?), and re-adding the live secret rotates nothing."""
+    source = _source(env)
+    path = f"/v1/hook-sources/{source['source_id']}/secrets"
+    again = env.client.post(path, json={"secret": source["secret"]}, headers=env.headers())
+    assert again.status_code == 409, again.text
+    assert again.json()["error_code"] == "WEBHOOK_SECRET_IN_USE"
+    listed = env.client.get("/v1/hook-sources", headers=env.headers()).json()["items"]
+    assert [len(s["secrets"]) for s in listed] == [1]
+    # Once revoked, the same secret may come back (a sender that cannot change its own).
+    [secret_id] = [s["secret_id"] for s in listed[0]["secrets"]]
+    assert env.client.delete(f"{path}/{secret_id}", headers=env.headers()).status_code == 204
+    back = env.client.post(path, json={"secret": source["secret"]}, headers=env.headers())
+    assert back.status_code == 201, back.text

@@ -54,9 +54,12 @@ def test_any_active_secret_verifies_rotation() -> None:
     old, new = decode_secret(new_secret()), decode_secret(new_secret())
     now = int(time.time())
     headers = signed_headers(new, "m", now, b"{}")
-    assert verify([old, new], headers, b"{}", now=now)
+    assert verify([old, new], headers, b"{}", now=now).key_index == 1
     headers["webhook-signature"] = f"v1,bogus {sign(old, 'm', now, b'{}')}"
-    assert verify([new, old], headers, b"{}", now=now)
+    assert verify([new, old], headers, b"{}", now=now).key_index == 1
+    # The signer is reported wherever the matching signature sits in the header.
+    headers["webhook-signature"] = f"{sign(old, 'm', now, b'{}')} v1,bogus"
+    assert verify([old, new], headers, b"{}", now=now).key_index == 0
 
 
 @pytest.mark.parametrize(

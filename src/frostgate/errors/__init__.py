@@ -57,6 +57,7 @@ class ErrorCode(enum.Enum):
     WEBHOOK_SECRET_INVALID = _Spec(
         422, "A webhook secret must be whsec_ followed by base64 of at least 32 bytes."
     )
+    WEBHOOK_SECRET_IN_USE = _Spec(409, "This secret is already active on the source.")
     SIGNATURE_INVALID = _Spec(
         401, "The webhook signature is missing, wrong or outside the time window."
     )

@@ -10,6 +10,7 @@ so the endpoint does not reveal which source ids exist.
 
 from __future__ import annotations
 
+import hmac
 import secrets
 import time
 from dataclasses import dataclass
@@ -55,8 +56,8 @@ class VerifiedHook:
     source_id: str
     source_name: str
     webhook_id: str
-    # The key that created the source (its holder was shown the first secret): the
-    # proposer of any mitigation the delivery causes, so it cannot approve it.
+    # The key that added the secret the delivery was signed with (its holder was shown
+    # it): the proposer of any mitigation the delivery causes, so it cannot approve it.
     proposer_key_id: str | None = None
 
 
@@ -82,7 +83,14 @@ def _checked_secret(secret: str | None) -> str:
 
 
 def _store_secret(
-    conn: sa.Connection, box: SecretBox, tenant_id: str, source_id: str, secret: str, now: datetime
+    conn: sa.Connection,
+    box: SecretBox,
+    tenant_id: str,
+    source_id: str,
+    secret: str,
+    now: datetime,
+    *,
+    actor: Actor,
 ) -> str:
     secret_id = "hks_" + secrets.token_hex(8)
     sealed = box.seal(secret, bound_to=f"{tenant_id}/{source_id}/{secret_id}")
@@ -94,6 +102,7 @@ def _store_secret(
         pepper_id=sealed.pepper_id,
         sealed=sealed.ciphertext,
         now=now,
+        created_by=actor.key_id,
     )
     return secret_id
 
@@ -115,7 +124,7 @@ def create_source(
             now=now,
             created_by=actor.key_id,
         )
-        secret_id = _store_secret(conn, box, tenant_id, source_id, secret, now)
+        secret_id = _store_secret(conn, box, tenant_id, source_id, secret, now, actor=actor)
         audit_change(
             conn,
             actor,
@@ -136,14 +145,22 @@ def add_secret(
     *,
     actor: Actor,
 ) -> IssuedHookSecret:
-    """Add a secret (generated, or the sender's own of ≥ 32 bytes) for rotation."""
+    """Add a secret (generated, or the sender's own of ≥ 32 bytes) for rotation.
+
+    A secret already active on the source is refused: a delivery signed with it would
+    have two holders on record, and the proposer of what it causes must be one key."""
     chosen = _checked_secret(secret)
     now = datetime.now(UTC)
     with db.write.begin() as conn:
-        sources = {s.source_id for s in repo.list_hook_sources(conn, tenant_id)}
-        if source_id not in sources:
+        source = next(
+            (s for s in repo.list_hook_sources(conn, tenant_id) if s.source_id == source_id), None
+        )
+        if source is None:
             raise FrostGateError(ErrorCode.NOT_FOUND)
-        secret_id = _store_secret(conn, box, tenant_id, source_id, chosen, now)
+        key = decode_secret(chosen)
+        if any(hmac.compare_digest(key, _open(box, source, s)) for s in source.secrets):
+            raise FrostGateError(ErrorCode.WEBHOOK_SECRET_IN_USE)
+        secret_id = _store_secret(conn, box, tenant_id, source_id, chosen, now, actor=actor)
         audit_change(
             conn,
             actor,
@@ -173,6 +190,16 @@ def revoke_secret(
         return True
 
 
+def _open(box: SecretBox, source: repo.HookSource, stored: repo.HookSecret) -> bytes:
+    """The key bytes of one of ``source``'s secrets (sealed bound to where it belongs)."""
+    plain = box.open(
+        stored.pepper_id,
+        stored.sealed,
+        bound_to=f"{source.tenant_id}/{source.source_id}/{stored.secret_id}",
+    )
+    return decode_secret(plain)
+
+
 def _replay_key(source_id: str, webhook_id: str) -> str:
     return f"{source_id}:{webhook_id}"
 
@@ -193,14 +220,7 @@ class HookVerifier:
         if source is None or not source.secrets:
             tenant_id = None if source is None else source.tenant_id
             raise HookRejected(ErrorCode.SIGNATURE_INVALID, "unknown source", tenant_id=tenant_id)
-        keys = []
-        for stored in source.secrets:
-            plain = self._box.open(
-                stored.pepper_id,
-                stored.sealed,
-                bound_to=f"{source.tenant_id}/{source.source_id}/{stored.secret_id}",
-            )
-            keys.append(decode_secret(plain))
+        keys = [_open(self._box, source, stored) for stored in source.secrets]
         try:
             signed = verify(keys, headers, body, now=int(time.time()), tolerance=self._tolerance)
         except SignatureRejected as rejected:
@@ -214,7 +234,11 @@ class HookVerifier:
                 ErrorCode.WEBHOOK_REPLAYED, signed.webhook_id, tenant_id=source.tenant_id
             )
         return VerifiedHook(
-            source.tenant_id, source.source_id, source.name, signed.webhook_id, source.created_by
+            source.tenant_id,
+            source.source_id,
+            source.name,
+            signed.webhook_id,
+            source.secrets[signed.key_index].created_by,
         )
 
     async def release(self, verified: VerifiedHook) -> None:

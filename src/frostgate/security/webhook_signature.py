@@ -62,6 +62,8 @@ class SignatureRejected(ValueError):
 class SignedHeaders:
     webhook_id: str
     webhook_timestamp: int
+    # Which of the keys passed to :func:`verify` signed it (the first, if several did).
+    key_index: int
 
 
 def new_secret() -> str:
@@ -132,12 +134,13 @@ def verify(
     ]
     if not offered:
         raise SignatureRejected("no v1 signature")
-    matched = False
-    for key in keys:
+    signer: int | None = None
+    for index, key in enumerate(keys):
         expected = sign(key, msg_id, timestamp, body).partition(",")[2].encode()
-        for candidate in offered:
-            # Evaluate every pair: the time taken does not tell which secret matched.
-            matched |= hmac.compare_digest(expected, candidate)
-    if not matched:
+        # Evaluate every pair: the time taken does not tell which secret matched.
+        hits = [hmac.compare_digest(expected, candidate) for candidate in offered]
+        if any(hits) and signer is None:
+            signer = index
+    if signer is None:
         raise SignatureRejected("signature mismatch")
-    return SignedHeaders(webhook_id=msg_id, webhook_timestamp=timestamp)
+    return SignedHeaders(webhook_id=msg_id, webhook_timestamp=timestamp, key_index=signer)

@@ -226,6 +226,8 @@ hook_source_secrets = sa.Table(
     sa.Column("secret_sealed", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    # The key that added the secret and was shown it (migration 0010).
+    sa.Column("created_by", sa.String(32), nullable=True),
     sa.Index("ix_hook_source_secrets_source", "source_id"),
 )
 

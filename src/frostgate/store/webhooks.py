@@ -194,6 +194,7 @@ class HookSecret:
     pepper_id: str
     sealed: str
     created_at: datetime
+    created_by: str | None = None  # the key that added the secret (and was shown it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +237,7 @@ def add_hook_secret(
     pepper_id: str,
     sealed: str,
     now: datetime,
+    created_by: str | None,
 ) -> None:
     bind_tenant(conn, tenant_id)
     conn.execute(
@@ -246,6 +248,7 @@ def add_hook_secret(
             secret_pepper_id=pepper_id,
             secret_sealed=sealed,
             created_at=now,
+            created_by=created_by,
         )
     )
 
@@ -277,7 +280,13 @@ def _with_secrets(conn: sa.Connection, rows: list[sa.Row[tuple[object, ...]]]) -
             .order_by(_x.c.created_at)
         ):
             secrets.setdefault(s.source_id, []).append(
-                HookSecret(s.secret_id, s.secret_pepper_id, s.secret_sealed, aware(s.created_at))
+                HookSecret(
+                    s.secret_id,
+                    s.secret_pepper_id,
+                    s.secret_sealed,
+                    aware(s.created_at),
+                    s.created_by,
+                )
             )
     return [
         HookSource(
