@@ -10,13 +10,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from starlette.types import ASGIApp
 
 from frostgate.api import build_app
 from frostgate.api.context import app_services
@@ -66,10 +67,18 @@ class Served:
         return outcomes
 
 
-def serve(settings: Settings, db: Database, **overrides: Any) -> Iterator[Served]:
+def serve(
+    settings: Settings,
+    db: Database,
+    *,
+    wrap: Callable[[ASGIApp], ASGIApp] | None = None,
+    **overrides: Any,
+) -> Iterator[Served]:
     """Tenants ``acme`` and ``globex``, each with a ``ledger:read`` key and a write key.
 
-    Anchoring runs only when a test asks, unless ``overrides`` (settings) say otherwise."""
+    Anchoring runs only when a test asks, unless ``overrides`` (settings) say otherwise.
+    ``wrap`` puts an ASGI app in front of the server's: a hostile server, which answers
+    from the real ledger but lies where it chooses."""
     peppers = load_peppers(settings)
     keys: dict[str, str] = {}
     for tenant in ("acme", "globex"):
@@ -83,8 +92,9 @@ def serve(settings: Settings, db: Database, **overrides: Any) -> Iterator[Served
     quiet = settings.model_copy(update={"anchor_interval_seconds": 3600.0, **overrides})
     gate = build_app(quiet)
     port = free_port()
+    served_app = gate if wrap is None else wrap(gate)
     server = uvicorn.Server(
-        uvicorn.Config(gate, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(served_app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

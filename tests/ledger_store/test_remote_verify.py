@@ -12,9 +12,11 @@ import json
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 import sqlalchemy as sa
+from starlette.types import ASGIApp, Receive, Scope, Send
 from typer.testing import CliRunner, Result
 
 from frostgate.cli import app
@@ -91,6 +93,37 @@ def test_a_served_ledger_verifies_with_a_read_key(allowed: Served) -> None:
     )
     assert other.exit_code == 0, other.output
     assert streams(other)["decisions/globex"]["entries"] == 4
+
+
+def _proves_entry_0_for_any_event(app: ASGIApp) -> ASGIApp:
+    """A hostile server: asked to prove an event_id, it proves entry 0 instead (a real,
+    valid proof of a real entry, just not the one asked for)."""
+
+    async def hostile(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/proof/inclusion"):
+            query = parse_qsl(scope["query_string"].decode())
+            lied = [("index", "0") if name == "event_id" else (name, v) for name, v in query]
+            scope = dict(scope, query_string=urlencode(lied).encode())
+        await app(scope, receive, send)
+
+    return hostile
+
+
+def test_a_proof_of_another_entry_does_not_include_the_event(
+    settings: Settings, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The verifier checked the served proof against its re-hashed leaf, but not that
+    the leaf was the asked-for event's: any valid proof "included" any event_id."""
+    for hostile in serve(settings, db, wrap=_proves_entry_0_for_any_event):
+        monkeypatch.setenv("FG_PROFILE", "test")
+        monkeypatch.setenv("FG_EGRESS_ALLOW_HOSTS", hostile.allow)
+        hostile.ingest(5)
+        hostile.anchor()
+        result = verify(hostile, "--event-id", "never-recorded")
+        assert result.exit_code == 1, result.output
+        assert "entry 0 is event 'e0', not 'never-recorded'" in one_line(result)
+        # The honest answer for a recorded event still passes through the same server.
+        assert verify(hostile, "--event-id", "e0").exit_code == 0
 
 
 def test_human_summary_and_key_from_the_environment(allowed: Served) -> None:

@@ -7,7 +7,8 @@ against the log's verifier key. The key is the one ``GET /v1/ledger/public-key``
 serves, unless the caller pins one (``--vkey``): then a different served key is a
 failure, because a server that could swap its key could sign anything. Optionally one
 event's inclusion is proven with ``/proof/inclusion?event_id=`` against the newest
-checkpoint, with the leaf recomputed here.
+checkpoint, with the leaf recomputed here and the proven entry's own ``event_id``
+compared with the one asked for.
 
 Every request goes through :class:`frostgate.egress.EgressClient` (the egress policy
 applies: https only in prod, private addresses only when allowlisted). Anything that
@@ -247,6 +248,13 @@ async def _event(
         hashes = _field(proof, "hashes", list, "inclusion proof")
         if not 0 <= index < newest.size:
             raise RemoteFailure(f"inclusion proof: index {index} is outside the checkpoint")
+        # The proof is only worth something if it is the asked-for event's entry: a
+        # valid proof of another entry "includes" nothing.
+        recorded = check.event_id(index)
+        if recorded != event_id:
+            raise RemoteFailure(
+                f"inclusion proof: entry {index} is event {recorded!r}, not {event_id!r}"
+            )
         leaf = summary.tree.leaf(index)
         if proof.get("leaf_hash") != leaf.hex():
             raise RemoteFailure(

@@ -51,6 +51,7 @@ _get_leaf = operator.itemgetter("leaf_hash")
 _get_chain = operator.itemgetter("chain_hash")
 _own_index = operator.methodcaller("get", "index")
 _own_stream = operator.methodcaller("get", "stream")
+_own_event_id = operator.methodcaller("get", "event_id")
 
 
 class StreamFailure(Exception):
@@ -82,6 +83,7 @@ class StreamCheck:
         self._verifier = verifier
         self.checkpoints: list[Checkpoint] = []
         self._leaves: list[bytes] = []
+        self._event_ids: list[object] = []
         self._prev = GENESIS
 
     @property
@@ -164,7 +166,13 @@ class StreamCheck:
                 start + bad_link,
             )
         self._leaves += leaves
+        self._event_ids += map(_own_event_id, entries)
         self._prev = links[-1]
+
+    def event_id(self, index: int) -> object:
+        """The ``event_id`` field of verified entry ``index`` (None if it has none): what
+        a proof of that entry proves was recorded."""
+        return self._event_ids[index]
 
     def _check_own_fields(
         self, entries: Sequence[dict[str, Any]], expected: list[int], start: int
