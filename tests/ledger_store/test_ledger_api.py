@@ -249,3 +249,30 @@ def test_audit_packet_round_trip_verifies_offline_and_detects_tampering(env: Env
     empty = {"since": "2001-01-01T00:00:00Z", "until": "2001-01-02T00:00:00Z"}
     r = env.client.post("/v1/forensics/packets", json=empty, headers=env.headers())
     assert r.status_code == 422
+
+
+@pytest.mark.parametrize("column", ["actionable", "changed"])
+def test_flags_kept_beside_the_entry_are_checked_against_it(env: Env, column: str) -> None:
+    """``actionable`` and ``changed`` are columns the feed and stats filter on, outside
+    the hashed entry; they follow from its ``actions`` and ``diff``. Flipped behind the
+    application's back, a block dropped out of ``only_actionable`` with every verifier
+    still passing."""
+    from frostgate.decisions.ledger_audit import verify_database
+
+    brute = dict(EVENT, payload={"src_ip": "203.0.113.9", "failed_auths": 9})
+    _ingest(env, 6)
+    r = env.client.post("/v1/defend", json=dict(brute, event_id="b1"), headers=env.headers())
+    assert r.status_code == 200, r.text
+    assert r.json()["mitigations"]
+    with env.db.write.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"UPDATE decisions SET {column} = NOT {column}"
+                " WHERE tenant_id = 'acme' AND event_id = 'b1'"
+            )
+        )
+    report = env.client.get("/v1/forensics/chain/verify", headers=env.headers()).json()
+    assert (report["ok"], report["first_bad_index"]) == (False, 6)
+    assert column in report["reason"]
+    streams = {s.stream: s for s in verify_database(env.settings).streams}
+    assert streams["decisions/acme"].first_bad_index == 6

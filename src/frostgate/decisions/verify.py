@@ -2,9 +2,10 @@
 
 Each row's ledger entry is rebuilt from its columns, re-hashed, and checked against the
 stored leaf hash, the previous row's chain hash and its own chain hash; the request and
-response hashes are checked against the stored bytes; the sequence must have no gap; a
-whole-chain check also compares the end with the ledger head. Rows are streamed in
-keyset chunks, never loaded all at once.
+response hashes are checked against the stored bytes, and the ``actionable`` and
+``changed`` filter columns against the entry's actions and diff; the sequence must have
+no gap; a whole-chain check also compares the end with the ledger head. Rows are
+streamed in keyset chunks, never loaded all at once.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from frostgate.ledger import GENESIS, chain_hash, entry_leaf_hash
-from frostgate.store.entries import decision_entry
+from frostgate.store.entries import decision_entry, decision_flags
 
 __all__ = ["ChainReport", "verify_chain"]
 
@@ -38,19 +39,25 @@ class ChainReport:
 EntryOf = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
-def _decision_bytes_problem(row: Mapping[str, Any], entry: Mapping[str, Any]) -> str | None:
+def _decision_row_problem(row: Mapping[str, Any], entry: Mapping[str, Any]) -> str | None:
+    """What of the row lies outside its entry and does not agree with it."""
     # decision_entry() hashed the stored request and response bytes already.
     if entry["request_sha256"] != row["request_sha256"]:
         return "request bytes do not match their hash"
     if entry["response_sha256"] != row["response_sha256"]:
         return "response bytes do not match their hash"
+    actionable, changed = decision_flags(entry["actions"], entry["diff"])
+    if bool(row["actionable"]) != actionable:
+        return "actionable flag does not match the entry's actions"
+    if bool(row["changed"]) != changed:
+        return "changed flag does not match the entry's diff"
     return None
 
 
 def _row_problem(row: dict[str, Any], expected_prev: bytes, entry_of: EntryOf) -> str | None:
     entry = entry_of(row)
     if entry_of is decision_entry:
-        problem = _decision_bytes_problem(row, entry)
+        problem = _decision_row_problem(row, entry)
         if problem is not None:
             return problem
     leaf = entry_leaf_hash(entry)

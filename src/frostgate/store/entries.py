@@ -20,6 +20,7 @@ import orjson
 __all__ = [
     "ENTRY_VERSION",
     "decision_entry",
+    "decision_flags",
     "decision_stream",
     "epoch_micros",
     "format_epoch_micros",
@@ -76,6 +77,16 @@ def format_epoch_second_head(seconds: int) -> str:
 @lru_cache(maxsize=4096)
 def _minute_text(minutes: int) -> str:
     return (_EPOCH + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:")
+
+
+def decision_flags(actions: list[Any], diff: Mapping[str, Any] | None) -> tuple[bool, bool]:
+    """``(actionable, changed)``: the row's filter columns, which are kept beside the
+    entry and follow from it, so verifiers re-derive them with this same function.
+
+    Actionable: the decision carries a mitigation. Changed: the first decision of its
+    tenant+source+event_type, or one whose diff holds more than the previous event id.
+    """
+    return bool(actions), diff is None or len(diff) > 1
 
 
 def decision_entry(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -50,7 +50,7 @@ from frostgate.ledger import entry_leaf_hash
 from frostgate.store import schema
 from frostgate.store.audit import PendingAudit, append_audit
 from frostgate.store.bulk import insert_rows
-from frostgate.store.entries import decision_entry, decision_stream
+from frostgate.store.entries import decision_entry, decision_flags, decision_stream
 from frostgate.store.outbox import DEFAULT_AGGREGATE_WINDOW, enqueue_decision_alerts
 from frostgate.store.streams import StreamAppender
 from frostgate.store.tenancy import bind_tenant
@@ -429,6 +429,7 @@ class GroupCommitWriter:
                     {"tenant": tenant_id, "source": item.source, "event_type": item.event_type},
                 ).first()
             diff = _diff(lineage[key], item)
+            actionable, changed = decision_flags(item.actions, diff)
             row: dict[str, Any] = {
                 "tenant_id": tenant_id,
                 "seq": appender.next_index,
@@ -440,8 +441,8 @@ class GroupCommitWriter:
                 "score": item.score,
                 "rules": orjson.dumps(item.rules).decode(),
                 "actions": orjson.dumps(item.actions).decode(),
-                "actionable": bool(item.actions),
-                "changed": diff is None or len(diff) > 1,
+                "actionable": actionable,
+                "changed": changed,
                 "diff": None if diff is None else orjson.dumps(diff).decode(),
                 "policy_hash": item.policy_hash,
                 "created_at": item.created_at,
