@@ -4,7 +4,9 @@ public key alone, entries re-hashed, and tampering caught by the anchoring job."
 from __future__ import annotations
 
 import base64
+import contextlib
 import random
+import sqlite3
 
 import pytest
 import sqlalchemy as sa
@@ -276,3 +278,58 @@ def test_flags_kept_beside_the_entry_are_checked_against_it(env: Env, column: st
     assert column in report["reason"]
     streams = {s.stream: s for s in verify_database(env.settings).streams}
     assert streams["decisions/acme"].first_bad_index == 6
+
+
+def _as_the_file_owner(env: Env, *statements: str) -> None:
+    """Run ``statements`` on the SQLite file with foreign keys off, as whoever holds the
+    file can."""
+    path = env.db.write.url.database
+    assert path is not None
+    with contextlib.closing(sqlite3.connect(path)) as raw, raw:
+        for statement in statements:
+            raw.execute(statement)
+
+
+def test_a_tenant_whose_record_is_gone_still_has_its_streams_verified(env: Env) -> None:
+    """The verifier listed streams from the tenants table: deleting a tenant's record
+    (tenants are never deleted) hid its ledger, tampered rows included, and verification
+    passed."""
+    from frostgate.decisions.ledger_audit import verify_database
+
+    if env.db.dialect != "sqlite":
+        pytest.skip(
+            "on PostgreSQL the verifier connects as the RLS-bound application role, which "
+            "sees a tenant's rows only through its record; removing that record takes a "
+            "superuser (foreign keys, no DELETE policy)"
+        )
+    _ingest(env, 8, who="globex")
+    _as_the_file_owner(
+        env,
+        "DELETE FROM tenants WHERE tenant_id = 'globex'",
+        "UPDATE decisions SET score = 1 WHERE tenant_id = 'globex' AND seq = 5",
+    )
+    report = verify_database(env.settings)
+    assert not report.ok
+    streams = {s.stream: s for s in report.streams}
+    assert streams["decisions/globex"].first_bad_index == 5
+    assert not streams["audit/globex"].ok
+    assert "no tenant record" in str(streams["audit/globex"].reason)
+    assert streams["decisions/acme"].ok
+
+
+def test_a_missing_tree_node_fails_database_verification(env: Env) -> None:
+    """Only the stored nodes were compared: a deleted one passed, and proofs and packets
+    that need it then failed with 500s."""
+    from frostgate.decisions.ledger_audit import verify_database
+
+    _ingest(env, 9)
+    with env.db.write.begin() as conn:
+        conn.execute(
+            sa.text(
+                "DELETE FROM ledger_nodes WHERE stream = 'decisions/acme' AND level = 1 AND idx = 3"
+            )
+        )
+    streams = {s.stream: s for s in verify_database(env.settings).streams}
+    bad = streams["decisions/acme"]
+    assert (bad.ok, bad.first_bad_index) == (False, 6)
+    assert bad.reason == "stored tree node (1, 3) is missing"

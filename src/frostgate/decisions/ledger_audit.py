@@ -3,8 +3,10 @@
 For each stream (``decisions/<t>``, ``audit/<t>``, ``audit/_platform``): every row's
 entry is rebuilt from its columns and re-hashed, the chain is re-linked from genesis and
 compared with the head, every stored Merkle node is compared with a tree rebuilt from
-the re-derived leaves, and every stored checkpoint's signature, origin and root are
-checked, with consistency between consecutive checkpoints. The first failure of a stream
+the re-derived leaves (and none may be missing), and every stored checkpoint's
+signature, origin and root are checked, with consistency between consecutive
+checkpoints. Streams are those of every tenant record and of every tenant id found in
+the ledger tables: a tenant whose record is gone fails. The first failure of a stream
 is reported with its index; the other streams are still checked.
 """
 
@@ -24,9 +26,11 @@ from frostgate.ledger.note import NoteError, open_checkpoint
 from frostgate.ledger.rehash import LevelTree
 from frostgate.security.ledger_key import load_ledger_signer
 from frostgate.store import Database, open_database, schema
-from frostgate.store.catalog import all_streams, stream_source
+from frostgate.store.audit import audit_stream
+from frostgate.store.catalog import all_streams, ledger_tenants, stream_source
 from frostgate.store.checkpoints import checkpoints_since
 from frostgate.store.decisions import chain_rows, ledger_head
+from frostgate.store.entries import decision_stream
 from frostgate.store.tenancy import bind_tenant
 
 __all__ = ["DatabaseReport", "StreamReport", "verify_database"]
@@ -71,6 +75,25 @@ def _node(m: Any) -> tuple[int, int, bytes]:
     return int(m["level"]), int(m["idx"]), bytes(m["hash"])
 
 
+def _first_missing_node(size: int, seen: set[tuple[int, int]]) -> tuple[int, int] | None:
+    """The first complete aligned subtree of a ``size``-leaf tree (by leaf, then level)
+    that is not in ``seen``: the log stores every one of them (ledger/merkle.py), and
+    proofs and packets read them, so one gone is damage even if nothing else changed."""
+    expected = sum(size >> level for level in range(size.bit_length()))
+    if len(seen) == expected:
+        return None
+    for leaf in range(size):
+        level = 0
+        while level < size.bit_length() and (leaf >> level) << level == leaf:
+            index = leaf >> level
+            if (index + 1) << level > size:
+                break
+            if (level, index) not in seen:
+                return level, index
+            level += 1
+    return None
+
+
 def _verify_stream(
     conn: sa.Connection, settings: Settings, tenant_id: str, stream: str
 ) -> StreamReport:
@@ -92,6 +115,7 @@ def _verify_stream(
         return StreamReport(stream, False, chain.checked, chain.first_bad_index, chain.reason)
     tree = LevelTree(leaves)
     nodes = schema.ledger_nodes
+    seen: set[tuple[int, int]] = set()
     for node in conn.execute(
         sa.select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(nodes.c.stream == stream)
     ):
@@ -101,6 +125,17 @@ def _verify_stream(
             return StreamReport(
                 stream, False, chain.checked, start, f"stored tree node ({level}, {index}) is wrong"
             )
+        seen.add((level, index))
+    missing = _first_missing_node(tree.size, seen)
+    if missing is not None:
+        level, index = missing
+        return StreamReport(
+            stream,
+            False,
+            chain.checked,
+            index << level,
+            f"stored tree node ({level}, {index}) is missing",
+        )
     verifier = load_ledger_signer(settings).verifier()
     origin = stream_origin(settings.ledger_origin, stream)
     previous: tuple[int, bytes] | None = None
@@ -140,8 +175,16 @@ def verify_database(settings: Settings) -> DatabaseReport:
     try:
         with db.read.connect() as conn:
             streams = all_streams(conn)
+            listed = {tenant for tenant, _ in streams}
+            unlisted = sorted(ledger_tenants(conn) - listed)
+            for tenant in unlisted:
+                streams += [(tenant, decision_stream(tenant)), (tenant, audit_stream(tenant))]
             for tenant, stream in streams:
-                report.streams.append(_verify_stream(conn, settings, tenant, stream))
+                checked = _verify_stream(conn, settings, tenant, stream)
+                if tenant in unlisted and checked.ok:
+                    reason = f"tenant {tenant!r} has ledger rows but no tenant record"
+                    checked = StreamReport(stream, False, checked.checked, None, reason)
+                report.streams.append(checked)
     finally:
         db.dispose()
     return report

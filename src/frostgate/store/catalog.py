@@ -13,7 +13,7 @@ from frostgate.store.audit import PLATFORM, audit_entry, audit_stream
 from frostgate.store.entries import decision_entry, decision_stream
 from frostgate.store.tenancy import bind_platform
 
-__all__ = ["EntryOf", "all_streams", "stream_source"]
+__all__ = ["EntryOf", "all_streams", "ledger_tenants", "stream_source"]
 
 EntryOf = Callable[[Mapping[str, Any]], dict[str, Any]]
 
@@ -39,3 +39,16 @@ def all_streams(conn: sa.Connection) -> list[tuple[str, str]]:
     for tenant_id in tenant_ids:
         streams += [(tenant_id, decision_stream(tenant_id)), (tenant_id, audit_stream(tenant_id))]
     return streams
+
+
+def ledger_tenants(conn: sa.Connection) -> set[str]:
+    """Every tenant id the ledger tables hold rows of, whether or not its ``tenants``
+    record exists. Tenants are never deleted, so for a verifier one missing from
+    :func:`all_streams` is itself evidence; listing streams from the tenants table alone
+    would skip exactly the ledger whose record was removed. (On PostgreSQL an RLS-bound
+    role sees none of these rows; a superuser or the owner sees all.)"""
+    found: set[str] = set()
+    for table in (schema.ledger_heads, schema.checkpoints, schema.decisions, schema.audit_events):
+        found.update(conn.execute(sa.select(table.c.tenant_id).distinct()).scalars())
+    found.discard(PLATFORM)
+    return found
