@@ -175,6 +175,12 @@ def _secret_in_use(env: Env) -> httpx.Response:
     )
 
 
+def _third_secret(env: Env) -> httpx.Response:
+    path = f"/v1/hook-sources/{_hook_source(env)['source_id']}/secrets"
+    env.client.post(path, json={}, headers=env.headers())
+    return env.client.post(path, json={}, headers=env.headers())
+
+
 def _replayed(env: Env) -> httpx.Response:
     source = _hook_source(env)
     body = b'{"event_type": "x"}'
@@ -297,6 +303,7 @@ TRIGGERS: dict[ErrorCode, Trigger] = {
     ),
     ErrorCode.WEBHOOK_SECRET_INVALID: _secret_too_short,
     ErrorCode.WEBHOOK_SECRET_IN_USE: _secret_in_use,
+    ErrorCode.LIMIT_REACHED: _third_secret,
     ErrorCode.SIGNATURE_INVALID: lambda env: env.client.post(
         "/v1/hooks/hsrc_unknown", content=b"{}", headers={"content-type": "application/json"}
     ),
@@ -319,6 +326,7 @@ REASONED = {
     ErrorCode.TIMESTAMP_INVALID: {"timestamp is not ISO 8601"},
     ErrorCode.DUPLICATE_EVENT_IN_BATCH: {"events[1] repeats the event_id of events[0]"},
     ErrorCode.QUERY_UNKNOWN: {"unknown query parameter 'sinse'"},
+    ErrorCode.LIMIT_REACHED: {"a hook source holds at most 2 active secrets: revoke one first"},
 }
 
 

@@ -291,3 +291,23 @@ def test_a_secret_already_active_on_the_source_is_not_added_again(env: Env) -> N
     assert env.client.delete(f"{path}/{secret_id}", headers=env.headers()).status_code == 204
     back = env.client.post(path, json={"secret": source["secret"]}, headers=env.headers())
     assert back.status_code == 201, back.text
+
+
+def test_a_source_holds_at_most_two_active_secrets(env: Env) -> None:
+    """Every delivery is checked against every active secret (an HMAC over the whole
+    body each): with no cap, a tenant that added 1,000 secrets to its own source made
+    each unsigned 1 MiB post cost 0.8 s of the event loop, stalling every tenant. A
+    rotation needs two."""
+    source = _source(env)
+    path = f"/v1/hook-sources/{source['source_id']}/secrets"
+    second = env.client.post(path, json={}, headers=env.headers())
+    assert second.status_code == 201, second.text
+    third = env.client.post(path, json={}, headers=env.headers())
+    assert third.status_code == 409, third.text
+    assert third.json()["error_code"] == "LIMIT_REACHED"
+    assert "revoke" in third.json()["reason"]
+    [listed] = env.client.get("/v1/hook-sources", headers=env.headers()).json()["items"]
+    assert len(listed["secrets"]) == 2
+    first_id = listed["secrets"][0]["secret_id"]
+    assert env.client.delete(f"{path}/{first_id}", headers=env.headers()).status_code == 204
+    assert env.client.post(path, json={}, headers=env.headers()).status_code == 201

@@ -117,3 +117,29 @@ def test_the_tenant_egress_allowlist_narrows_endpoints(env: Env) -> None:
         headers=env.headers("globex"),
     )
     assert other.status_code == 201
+
+
+def test_a_tenant_has_at_most_fifty_live_endpoints(env: Env) -> None:
+    """Each endpoint is one more delivery per alert, all sharing the delivery workers;
+    the number a tenant may hold is bounded. A deleted endpoint frees its place."""
+    ids = []
+    for n in range(50):
+        r = env.client.post(
+            "/v1/webhooks", json={"url": f"https://hooks.example.com/{n}"}, headers=env.headers()
+        )
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["endpoint_id"])
+    over = env.client.post(
+        "/v1/webhooks", json={"url": "https://hooks.example.com/x"}, headers=env.headers()
+    )
+    assert over.status_code == 409, over.text
+    assert over.json()["error_code"] == "LIMIT_REACHED"
+    other = env.client.post(
+        "/v1/webhooks", json={"url": "https://hooks.example.com/g"}, headers=env.headers("globex")
+    )
+    assert other.status_code == 201, other.text
+    assert env.client.delete(f"/v1/webhooks/{ids[0]}", headers=env.headers()).status_code == 204
+    again = env.client.post(
+        "/v1/webhooks", json={"url": "https://hooks.example.com/x"}, headers=env.headers()
+    )
+    assert again.status_code == 201, again.text

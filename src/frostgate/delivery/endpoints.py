@@ -23,9 +23,17 @@ from frostgate.store import webhooks as repo
 from frostgate.store.outbox import ALERT_LEVELS
 from frostgate.store.tenancy import bind_tenant
 
-__all__ = ["EndpointSpec", "create_endpoint", "delete_endpoint", "set_enabled"]
+__all__ = [
+    "MAX_ENDPOINTS_PER_TENANT",
+    "EndpointSpec",
+    "create_endpoint",
+    "delete_endpoint",
+    "set_enabled",
+]
 
 MAX_EVENT_TYPES = 50
+#: Every live endpoint is one more delivery per alert, sharing the delivery workers.
+MAX_ENDPOINTS_PER_TENANT = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +74,13 @@ def create_endpoint(
     sealed = box.seal(secret, bound_to=repo.secret_binding(tenant_id, endpoint_id))
     with db.write.begin() as conn:
         bind_tenant(conn, tenant_id)
+        repo.serialize_tenant_change(conn, tenant_id, "endpoints")
+        if repo.count_endpoints(conn, tenant_id) >= MAX_ENDPOINTS_PER_TENANT:
+            reason = (
+                f"a tenant holds at most {MAX_ENDPOINTS_PER_TENANT} webhook endpoints: "
+                "delete one first"
+            )
+            raise FrostGateError(ErrorCode.LIMIT_REACHED, reason, reason=reason)
         try:
             egress.policy.destination(spec.url, repo.egress_hosts(conn, tenant_id))
         except EgressRefused as refused:

@@ -71,6 +71,7 @@ class ErrorCode(enum.Enum):
     )
     # Conflicts and quotas
     IDEMPOTENCY_CONFLICT = _Spec(409, "This event_id was already used with a different body.")
+    LIMIT_REACHED = _Spec(409, "A limit on the number of these records is reached.")
     TENANT_EXISTS = _Spec(409, "A tenant with this id already exists.")
     KEY_NOT_ACTIVE = _Spec(409, "The key is already revoked or expired.")
     PACKET_HISTORY_CHANGED = _Spec(

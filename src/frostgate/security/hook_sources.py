@@ -33,6 +33,7 @@ from frostgate.store import Database
 from frostgate.store import webhooks as repo
 
 __all__ = [
+    "MAX_ACTIVE_SECRETS",
     "HookRejected",
     "HookVerifier",
     "IssuedHookSecret",
@@ -41,6 +42,12 @@ __all__ = [
     "create_source",
     "revoke_secret",
 ]
+
+
+#: Every delivery is checked against every active secret of its source (one HMAC over
+#: the whole body each, before anything else is known about the sender); a rotation
+#: needs two.
+MAX_ACTIVE_SECRETS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +159,7 @@ def add_secret(
     chosen = _checked_secret(secret)
     now = datetime.now(UTC)
     with db.write.begin() as conn:
+        repo.serialize_tenant_change(conn, tenant_id, f"hook-secrets {source_id}")
         source = next(
             (s for s in repo.list_hook_sources(conn, tenant_id) if s.source_id == source_id), None
         )
@@ -160,6 +168,11 @@ def add_secret(
         key = decode_secret(chosen)
         if any(hmac.compare_digest(key, _open(box, source, s)) for s in source.secrets):
             raise FrostGateError(ErrorCode.WEBHOOK_SECRET_IN_USE)
+        if len(source.secrets) >= MAX_ACTIVE_SECRETS:
+            reason = (
+                f"a hook source holds at most {MAX_ACTIVE_SECRETS} active secrets: revoke one first"
+            )
+            raise FrostGateError(ErrorCode.LIMIT_REACHED, reason, reason=reason)
         secret_id = _store_secret(conn, box, tenant_id, source_id, chosen, now, actor=actor)
         audit_change(
             conn,
