@@ -6,6 +6,7 @@ import hashlib
 import io
 import itertools
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -219,6 +220,22 @@ def test_missing_packet_file(tmp_path: Path, vkey: str) -> None:
     assert set(report) == REPORT_KEYS
     assert report["ok"] is False
     assert "cannot read packet file" in report["reason"]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_a_packet_that_is_not_a_regular_file_is_refused_unread(
+    tmp_path: Path, vkey: str, special: str
+) -> None:
+    """The size cap read ``stat().st_size``, which is 0 for devices and pipes, and then
+    read without bound: /dev/zero grew to gigabytes, and a pipe blocked forever."""
+    path = Path(special)
+    if special == "fifo":
+        path = tmp_path / "packet.zip"
+        os.mkfifo(path)
+    result = run("--packet", str(path), "--vkey", vkey)
+    assert result.exit_code == 1
+    assert "not a regular file" in one_line(result.stderr)
 
 
 def test_bad_vkey(tmp_path: Path, packet_file: Path) -> None:

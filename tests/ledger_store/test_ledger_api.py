@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import pathlib
 import random
 import sqlite3
 
@@ -333,3 +334,171 @@ def test_a_missing_tree_node_fails_database_verification(env: Env) -> None:
     bad = streams["decisions/acme"]
     assert (bad.ok, bad.first_bad_index) == (False, 6)
     assert bad.reason == "stored tree node (1, 3) is missing"
+
+
+def _rewrite_history(env: Env, *, change: int | None = None, keep: int | None = None) -> bytes:
+    """Rewrite acme's decision stream behind the application's back, as someone with
+    write access to the database can: change entry ``change`` and/or drop every entry
+    from ``keep`` on, then recompute every leaf, chain hash, stored node and the head so
+    the stream is internally perfect. Checkpoint rows are left alone. Returns the new
+    root."""
+    from frostgate.ledger import GENESIS, MemoryTree, chain_hash
+    from frostgate.store import schema
+    from frostgate.store.entries import decision_entry
+
+    with env.db.write.begin() as conn:
+        if keep is not None:
+            conn.execute(
+                sa.text("DELETE FROM decisions WHERE tenant_id = 'acme' AND seq >= :k"), {"k": keep}
+            )
+        if change is not None:
+            conn.execute(
+                sa.text("UPDATE decisions SET score = 1 WHERE tenant_id = 'acme' AND seq = :s"),
+                {"s": change},
+            )
+        decisions = schema.decisions
+        rows = conn.execute(
+            sa.select(decisions).where(decisions.c.tenant_id == "acme").order_by(decisions.c.seq)
+        ).mappings()
+        prev, leaves = GENESIS, []
+        for row in list(rows):
+            leaf = entry_leaf_hash(decision_entry(row))
+            link = chain_hash(prev, leaf)
+            conn.execute(
+                sa.text(
+                    "UPDATE decisions SET leaf_hash = :l, prev_chain_hash = :p, chain_hash = :c"
+                    " WHERE tenant_id = 'acme' AND seq = :s"
+                ),
+                {"l": leaf.hex(), "p": prev.hex(), "c": link.hex(), "s": row["seq"]},
+            )
+            prev = link
+            leaves.append(leaf)
+        tree = MemoryTree(leaves)
+        conn.execute(sa.text("DELETE FROM ledger_nodes WHERE stream = 'decisions/acme'"))
+        for level in range(len(leaves).bit_length()):
+            for index in range(len(leaves) >> level):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO ledger_nodes (stream, tenant_id, level, idx, hash)"
+                        " VALUES ('decisions/acme', 'acme', :lv, :i, :h)"
+                    ),
+                    {"lv": level, "i": index, "h": tree.node(level, index)},
+                )
+        conn.execute(
+            sa.text(
+                "UPDATE ledger_heads SET size = :n, chain_hash = :c WHERE stream = 'decisions/acme'"
+            ),
+            {"n": len(leaves), "c": prev.hex()},
+        )
+    return tree.root()
+
+
+def test_anchoring_checks_history_against_the_signed_note_not_the_root_column(
+    env: Env,
+) -> None:
+    """The job read the previous root from the checkpoint row's unsigned root_hash
+    column: with history rewritten and that column set to the forged root, the log key
+    signed a fork of its own history."""
+    _ingest(env, 20)
+    assert {o.stream: o.status for o in _anchor(env)}["decisions/acme"] == "anchored"  # type: ignore[attr-defined]
+    forged = _rewrite_history(env, change=5)
+    with env.db.write.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE checkpoints SET root_hash = :r WHERE stream = 'decisions/acme'"),
+            {"r": forged.hex()},
+        )
+    _ingest(env, 4, "more")
+    outcome = {o.stream: o for o in _anchor(env)}["decisions/acme"]  # type: ignore[attr-defined]
+    assert outcome.status == "tampered"
+    assert "signed note" in outcome.detail
+    assert _checkpoint(env)[0] == 20  # nothing new was signed
+
+
+def test_anchoring_refuses_a_history_cut_below_what_it_signed(
+    env: Env, tmp_path: pathlib.Path
+) -> None:
+    """Truncating the stream and deleting the checkpoints that covered the lost tail left
+    nothing in the database to compare with: the job signed the shorter history. It now
+    remembers what it signed, and with an export directory so does a restarted job."""
+    from frostgate.jobs.anchor import Anchorer
+    from frostgate.security.ledger_key import load_ledger_signer
+
+    def anchorer() -> Anchorer:
+        return Anchorer(
+            env.db,
+            load_ledger_signer(env.settings),
+            origin_prefix=env.settings.ledger_origin,
+            lock_path=None,
+            export_dir=tmp_path / "exported",
+        )
+
+    first = anchorer()
+    _ingest(env, 20)
+    assert {o.stream: o.status for o in first.run_once()}["decisions/acme"] == "anchored"
+    _rewrite_history(env, keep=12)
+    with env.db.write.begin() as conn:
+        conn.execute(sa.text("DELETE FROM checkpoints WHERE stream = 'decisions/acme'"))
+    for job in (first, anchorer()):  # the same job, and one started afresh
+        outcome = {o.stream: o for o in job.run_once()}["decisions/acme"]
+        assert outcome.status == "truncated", outcome
+        assert "checkpoint 20" in outcome.detail
+    with env.db.read.connect() as conn:
+        signed = "SELECT count(*) FROM checkpoints WHERE stream = 'decisions/acme'"
+        assert conn.execute(sa.text(signed)).scalar() == 0
+
+
+def test_database_verification_checks_the_checkpoints_kept_outside_it(
+    env: Env, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database that lost its tail together with the checkpoints covering it (a bad
+    restore, or someone hiding decisions) verifies by itself: nothing in it says more
+    was signed. The exported checkpoints do; ``frostgate verify --checkpoints`` (default
+    FG_ANCHOR_EXPORT_DIR) holds the database to them."""
+    from typer.testing import CliRunner
+
+    from frostgate.cli import app
+    from frostgate.config import get_settings
+    from frostgate.decisions.ledger_audit import verify_database
+    from frostgate.jobs.anchor import Anchorer
+    from frostgate.security.ledger_key import load_ledger_signer
+
+    exported = tmp_path / "exported"
+    job = Anchorer(
+        env.db,
+        load_ledger_signer(env.settings),
+        origin_prefix=env.settings.ledger_origin,
+        lock_path=None,
+        export_dir=exported,
+    )
+    _ingest(env, 20)
+    job.run_once()
+    assert verify_database(env.settings, checkpoint_dir=exported).ok
+    _rewrite_history(env, keep=12)
+    with env.db.write.begin() as conn:
+        conn.execute(sa.text("DELETE FROM checkpoints WHERE stream = 'decisions/acme'"))
+    assert verify_database(env.settings).ok  # the database alone cannot tell
+    streams = {s.stream: s for s in verify_database(env.settings, checkpoint_dir=exported).streams}
+    bad = streams["decisions/acme"]
+    assert (bad.ok, bad.first_bad_index) == (False, 12)
+    assert bad.reason == "exported checkpoint 20 covers entries the database does not hold"
+    assert streams["audit/acme"].ok
+
+    for name, value in {
+        "FG_PROFILE": "test",
+        "FG_DATA_DIR": str(env.settings.data_dir),
+        "FG_DB_URL": env.settings.database_url,
+        "FG_KEY_PEPPERS": env.settings.key_peppers,
+    }.items():
+        monkeypatch.setenv(name, str(value))
+    monkeypatch.delenv("FG_ANCHOR_EXPORT_DIR", raising=False)
+    get_settings.cache_clear()
+    try:
+        assert CliRunner().invoke(app, ["verify"]).exit_code == 0
+        flagged = CliRunner().invoke(app, ["verify", "--checkpoints", str(exported)])
+        assert flagged.exit_code == 1, flagged.output
+        assert "exported checkpoint 20" in flagged.output
+        monkeypatch.setenv("FG_ANCHOR_EXPORT_DIR", str(exported))
+        get_settings.cache_clear()
+        assert CliRunner().invoke(app, ["verify"]).exit_code == 1
+    finally:
+        get_settings.cache_clear()

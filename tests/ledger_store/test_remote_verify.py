@@ -20,8 +20,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from typer.testing import CliRunner, Result
 
 from frostgate.cli import app
+from frostgate.cli.verify import REMOTE_MAX_RESPONSE_BYTES
 from frostgate.config import Settings
-from frostgate.decisions.remote_verify import verify_remote
+from frostgate.decisions.remote_verify import RemoteReport, verify_remote
 from frostgate.egress import client_from_settings
 from frostgate.ledger import generate_signing_key
 from frostgate.ledger.note import Signer, format_checkpoint, sign_note
@@ -124,6 +125,28 @@ def test_a_proof_of_another_entry_does_not_include_the_event(
         assert "entry 0 is event 'e0', not 'never-recorded'" in one_line(result)
         # The honest answer for a recorded event still passes through the same server.
         assert verify(hostile, "--event-id", "e0").exit_code == 0
+
+
+def test_entries_far_past_the_newest_checkpoint_end_verification(allowed: Served) -> None:
+    """Past its checkpoints a server owes nothing: a hostile one could serve well-chained
+    entries for ever. The verifier reads a bounded number of them."""
+    allowed.ingest(10)
+    allowed.anchor()
+    allowed.ingest(1500, "late")
+
+    def run(limit: int) -> RemoteReport:
+        client = client_from_settings(
+            allowed.settings.model_copy(update={"egress_allow_hosts": allowed.allow}),
+            max_response_bytes=REMOTE_MAX_RESPONSE_BYTES,
+        )
+        return asyncio.run(
+            verify_remote(client, allowed.url, allowed.keys["acme"], max_unanchored=limit)
+        )
+
+    assert run(2000).ok
+    refused = run(1000)
+    assert not refused.ok
+    assert "more than 1000 entries after its newest checkpoint (10)" in str(refused.reason)
 
 
 def test_human_summary_and_key_from_the_environment(allowed: Served) -> None:

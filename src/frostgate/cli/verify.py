@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -102,15 +103,23 @@ def _load_verifier(value: str) -> Verifier:
 
 
 def _read_packet(path: Path) -> bytes:
+    """The packet's bytes, never more than the cap: a device or a pipe reports size 0
+    and then never ends (or never starts), so only a regular file is opened, and the
+    read itself stops one byte past the cap."""
+    cap = DEFAULT_LIMITS.max_total
+    too_large = f"packet file is over the {cap}-byte cap"
     try:
-        size = path.stat().st_size
-        if size > DEFAULT_LIMITS.max_total:
-            raise _Failure(
-                f"packet file is {size} bytes, over the {DEFAULT_LIMITS.max_total}-byte cap"
-            )
-        return path.read_bytes()
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise _Failure(f"packet file {path} is not a regular file")
+        if path.stat().st_size > cap:
+            raise _Failure(too_large)
+        with path.open("rb") as handle:
+            data = handle.read(cap + 1)
     except OSError as exc:
         raise _Failure(f"cannot read packet file {path}: {exc.strerror or exc}") from None
+    if len(data) > cap:
+        raise _Failure(too_large)
+    return data
 
 
 @contextlib.contextmanager
@@ -260,13 +269,15 @@ def _verify_packet_file(
     )
 
 
-def _verify_database(json_output: bool) -> None:
+def _verify_database(checkpoints: Path | None, json_output: bool) -> None:
     from frostgate.config import get_settings
     from frostgate.decisions.ledger_audit import verify_database
 
     out, err = Console(), Console(stderr=True)
     try:
-        report = verify_database(get_settings())
+        settings = get_settings()
+        held_outside = checkpoints if checkpoints is not None else settings.anchor_export_dir
+        report = verify_database(settings, checkpoint_dir=held_outside)
         data = report.as_dict()
         ok = bool(report.ok)
     except Exception as exc:  # noqa: BLE001 - a one-line reason, never a traceback
@@ -397,6 +408,12 @@ def verify(
     event_id: str | None = typer.Option(
         None, "--event-id", help="With --url: also prove this event's inclusion."
     ),
+    checkpoints: Path | None = typer.Option(
+        None,
+        "--checkpoints",
+        help="Database mode: checkpoints kept outside the database (the "
+        "FG_ANCHOR_EXPORT_DIR layout; default that directory) each stream must hold.",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print a machine-readable report."),
 ) -> None:
     """Verify the ledger: an audit packet with the log's public key, a served ledger
@@ -406,6 +423,8 @@ def verify(
         raise typer.BadParameter("give --packet or --url, not both")
     if url is None and (key is not None or event_id is not None):
         raise typer.BadParameter("--key and --event-id apply only with --url")
+    if checkpoints is not None and (url is not None or packet is not None):
+        raise typer.BadParameter("--checkpoints applies only to the database")
     if url is not None:
         if event_index is not None:
             raise typer.BadParameter("--event-index applies only with --packet")
@@ -414,6 +433,6 @@ def verify(
     if packet is None:
         if vkey is not None or event_index is not None:
             raise typer.BadParameter("--vkey and --event-index apply only with --packet or --url")
-        _verify_database(json_output)
+        _verify_database(checkpoints, json_output)
         return
     _verify_packet_file(packet, vkey, event_index, json_output)

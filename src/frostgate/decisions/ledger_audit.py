@@ -6,7 +6,10 @@ compared with the head, every stored Merkle node is compared with a tree rebuilt
 the re-derived leaves (and none may be missing), and every stored checkpoint's
 signature, origin and root are checked, with consistency between consecutive
 checkpoints. Streams are those of every tenant record and of every tenant id found in
-the ledger tables: a tenant whose record is gone fails. The first failure of a stream
+the ledger tables: a tenant whose record is gone fails. Given checkpoints kept outside
+the database (``frostgate verify --checkpoints``), each stream must hold the newest of
+them: the database alone cannot show that it lost a tail together with the
+checkpoints that covered it. The first failure of a stream
 is reported with its index; the other streams are still checked.
 """
 
@@ -14,13 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from frostgate.config import Settings
 from frostgate.decisions.verify import verify_chain
-from frostgate.jobs.anchor import stream_origin
+from frostgate.jobs.anchor import ExportedCheckpointError, newest_exported, stream_origin
 from frostgate.ledger import ProofError, consistency_proof, verify_consistency
 from frostgate.ledger.note import NoteError, open_checkpoint
 from frostgate.ledger.rehash import LevelTree
@@ -95,7 +99,11 @@ def _first_missing_node(size: int, seen: set[tuple[int, int]]) -> tuple[int, int
 
 
 def _verify_stream(
-    conn: sa.Connection, settings: Settings, tenant_id: str, stream: str
+    conn: sa.Connection,
+    settings: Settings,
+    tenant_id: str,
+    stream: str,
+    checkpoint_dir: Path | None,
 ) -> StreamReport:
     bind_tenant(conn, tenant_id)
     table, entry_of = stream_source(stream)
@@ -166,21 +174,51 @@ def _verify_stream(
             except ProofError as exc:
                 return StreamReport(stream, False, chain.checked, previous[0], str(exc))
         previous = (opened.size, opened.root)
+    if checkpoint_dir is not None:
+        try:
+            outside = newest_exported(checkpoint_dir, stream, verifier, origin)
+        except ExportedCheckpointError as exc:
+            return StreamReport(stream, False, chain.checked, None, str(exc))
+        if outside is not None:
+            if outside.size > tree.size:
+                reason = (
+                    f"exported checkpoint {outside.size} covers entries the database does not hold"
+                )
+                return StreamReport(stream, False, chain.checked, tree.size, reason)
+            if tree.root(outside.size) != outside.root:
+                reason = f"exported checkpoint {outside.size} root differs"
+                return StreamReport(stream, False, chain.checked, None, reason)
     return StreamReport(stream, True, chain.checked, None, None, checkpoints=len(stored))
 
 
-def verify_database(settings: Settings) -> DatabaseReport:
+def _exported_tenants(checkpoint_dir: Path | None) -> set[str]:
+    """Tenants with a stream folder under ``checkpoint_dir`` (``<kind>/<tenant>/``)."""
+    if checkpoint_dir is None:
+        return set()
+    return {
+        folder.name
+        for kind in ("decisions", "audit")
+        if (checkpoint_dir / kind).is_dir()
+        for folder in (checkpoint_dir / kind).iterdir()
+        if folder.is_dir()
+    }
+
+
+def verify_database(settings: Settings, *, checkpoint_dir: Path | None = None) -> DatabaseReport:
+    """Verify every stream; with ``checkpoint_dir`` (exported or witnessed checkpoints in
+    the ``FG_ANCHOR_EXPORT_DIR`` layout) each stream must also hold the newest one kept
+    there, and a stream kept there must exist."""
     db: Database = open_database(settings.database_url)
     report = DatabaseReport()
     try:
         with db.read.connect() as conn:
             streams = all_streams(conn)
             listed = {tenant for tenant, _ in streams}
-            unlisted = sorted(ledger_tenants(conn) - listed)
+            unlisted = sorted((ledger_tenants(conn) | _exported_tenants(checkpoint_dir)) - listed)
             for tenant in unlisted:
                 streams += [(tenant, decision_stream(tenant)), (tenant, audit_stream(tenant))]
             for tenant, stream in streams:
-                checked = _verify_stream(conn, settings, tenant, stream)
+                checked = _verify_stream(conn, settings, tenant, stream, checkpoint_dir)
                 if tenant in unlisted and checked.ok:
                     reason = f"tenant {tenant!r} has ledger rows but no tenant record"
                     checked = StreamReport(stream, False, checked.checked, None, reason)

@@ -31,6 +31,7 @@ from frostgate.ledger import ProofError, verify_inclusion
 from frostgate.ledger.note import NoteError, Verifier
 
 __all__ = [
+    "MAX_UNANCHORED",
     "PAGE_SIZE",
     "STREAMS",
     "RemoteFailure",
@@ -44,6 +45,10 @@ __all__ = [
 PAGE_SIZE: Final = 1000
 #: The checkpoints endpoint serves at most this many checkpoints per request.
 CHECKPOINT_PAGE: Final = 1000
+#: Entries past a stream's newest checkpoint the verifier reads before it gives up (the
+#: anchoring job signs every 10,000 entries or every minute, so an honest server is far
+#: below this).
+MAX_UNANCHORED: Final = 1_000_000
 #: The streams a tenant key can read, in the order they are verified.
 STREAMS: Final = ("decisions", "audit")
 
@@ -190,6 +195,7 @@ async def _stream(
     progress: Progress | None,
     done_before: int,
     started: list[StreamCheck],
+    max_unanchored: int,
 ) -> tuple[StreamCheck, StreamSummary]:
     base = f"/v1/ledger/{kind}"
     first = await api.get(f"{base}/checkpoints?since=0")
@@ -218,6 +224,13 @@ async def _stream(
         items = _field(body, "entries", list, f"{kind} entries")
         check.add_entries(items)
         start += len(items)
+        if start - check.newest_size > max_unanchored:
+            # The checkpoints bound what a server owes; past them it could serve
+            # well-chained entries until the verifier runs out of memory.
+            raise RemoteFailure(
+                f"{kind} entries: the server serves more than {max_unanchored} entries "
+                f"after its newest checkpoint ({check.newest_size})"
+            )
         if progress is not None:
             progress(done_before + start, done_before + max(start, check.newest_size))
         if len(items) < PAGE_SIZE:
@@ -297,8 +310,10 @@ async def verify_remote(
     pinned: Verifier | None = None,
     event_id: str | None = None,
     progress: Progress | None = None,
+    max_unanchored: int = MAX_UNANCHORED,
 ) -> RemoteReport:
-    """Verify the key's tenant's streams at ``base_url``; never raises."""
+    """Verify the key's tenant's streams at ``base_url``; never raises. More than
+    ``max_unanchored`` entries past a stream's newest checkpoint is a failure."""
     report = RemoteReport(url=base_url)
     if not key or not key.isprintable() or any(c.isspace() for c in key):
         report.reason = "the API key is empty or holds spaces or control characters"
@@ -314,7 +329,9 @@ async def verify_remote(
             report.streams.append(stream)
             started: list[StreamCheck] = []
             try:
-                check, summary = await _stream(api, kind, prefix, verifier, progress, done, started)
+                check, summary = await _stream(
+                    api, kind, prefix, verifier, progress, done, started, max_unanchored
+                )
             except StreamFailure as exc:
                 stream.reason, stream.first_bad_index = exc.reason, exc.index
                 if started:

@@ -2,13 +2,17 @@
 
 For each stream the job reads the head size, computes the RFC 9162 root from the stored
 subtree hashes, and before signing checks the new tree against the previous signed
-checkpoint: the consistency proof must verify (a rewritten history fails here), the
-stored root of an unchanged tree must still match, a head smaller than the last
-checkpoint is a truncation, and every leaf added since the last checkpoint is re-derived
-from its row and compared with the stored leaf hash. A failed check is a critical audit
-event, is kept in :attr:`Anchorer.problems` (which ``/health/ready`` reports), and no
-checkpoint is signed for that stream. Checkpoints are C2SP signed notes with origin
-``<FG_LEDGER_ORIGIN>/<stream>``; they are only ever inserted.
+checkpoint, as its signed note says (never the row's unsigned columns): the consistency
+proof must verify (a rewritten history fails here), the stored root of an unchanged
+tree must still match, a head smaller than the last checkpoint is a truncation, and
+every leaf added since the last checkpoint is re-derived from its row and compared with
+the stored leaf hash. The previous checkpoint is the database's newest, unless the job
+knows a newer one it signed (in this process, or in ``FG_ANCHOR_EXPORT_DIR`` after a
+restart): then checkpoints were deleted with the history they covered, a truncation.
+A failed check is a critical audit event, is kept in :attr:`Anchorer.problems` (which
+``/health/ready`` reports), and no checkpoint is signed for that stream. Checkpoints
+are C2SP signed notes with origin ``<FG_LEDGER_ORIGIN>/<stream>``; they are only ever
+inserted.
 
 Only one process anchors at a time: a PostgreSQL advisory lock, or a file lock next to
 the SQLite database. An anchored outcome carries its signed note, which the service
@@ -20,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,7 +40,15 @@ from frostgate.ledger import (
     root,
     verify_consistency,
 )
-from frostgate.ledger.note import Signer, format_checkpoint, sign_note
+from frostgate.ledger.note import (
+    Checkpoint,
+    NoteError,
+    Signer,
+    Verifier,
+    format_checkpoint,
+    open_checkpoint,
+    sign_note,
+)
 from frostgate.security.audit import new_audit
 from frostgate.store import Database, schema
 from frostgate.store.audit import append_audit
@@ -44,7 +57,13 @@ from frostgate.store.checkpoints import insert_checkpoint, latest_checkpoint
 from frostgate.store.streams import StoredTree
 from frostgate.store.tenancy import bind_tenant
 
-__all__ = ["AnchorOutcome", "Anchorer", "stream_origin"]
+__all__ = [
+    "AnchorOutcome",
+    "Anchorer",
+    "ExportedCheckpointError",
+    "newest_exported",
+    "stream_origin",
+]
 
 log = logging.getLogger("frostgate.anchor")
 
@@ -69,6 +88,49 @@ class AnchorOutcome:
     status: str  # anchored | unchanged | empty | inconsistent | truncated | tampered
     detail: str = ""
     note: str = ""  # the signed checkpoint, when status is "anchored" (for witnesses)
+
+
+class _Refused(Exception):
+    """The stream cannot be anchored: ``status`` is the outcome, the message why."""
+
+    def __init__(self, status: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+# An exported checkpoint's file name: its size, zero-padded (``Anchorer._export``).
+_EXPORTED = re.compile(r"[0-9]{20}\.checkpoint")
+# A signed note is a few hundred bytes; anything much larger is not one.
+_MAX_EXPORTED_BYTES = 64 * 1024
+
+
+class ExportedCheckpointError(Exception):
+    """The newest exported checkpoint of a stream cannot be read or does not verify."""
+
+
+def newest_exported(
+    export_dir: Path, stream: str, verifier: Verifier, origin: str
+) -> Checkpoint | None:
+    """The newest checkpoint exported for ``stream`` under ``export_dir`` (the layout
+    ``FG_ANCHOR_EXPORT_DIR`` gets), verified; None when there is none. Checkpoints kept
+    outside the database are what a database that lost its tail together with the
+    checkpoints covering it is held to."""
+    folder = export_dir / stream
+    names = sorted(p.name for p in folder.glob("*.checkpoint") if _EXPORTED.fullmatch(p.name))
+    if not names:
+        return None
+    newest = folder / names[-1]
+    try:
+        with newest.open("rb") as handle:
+            note = handle.read(_MAX_EXPORTED_BYTES + 1)
+        if len(note) > _MAX_EXPORTED_BYTES:
+            raise ExportedCheckpointError(f"exported checkpoint {newest} is too large")
+        checkpoint = open_checkpoint(note, verifier, origin=origin)
+    except (OSError, NoteError) as exc:
+        raise ExportedCheckpointError(f"exported checkpoint {newest}: {exc}") from None
+    if f"{checkpoint.size:020d}.checkpoint" != newest.name:
+        raise ExportedCheckpointError(f"exported checkpoint {newest} holds size {checkpoint.size}")
+    return checkpoint
 
 
 def _rows(
@@ -131,6 +193,9 @@ class Anchorer:
         self._prefix = origin_prefix
         self._lock_path = lock_path
         self._export_dir = export_dir
+        self._verifier = signer.verifier()
+        # stream -> (size, root) of the newest checkpoint this job signed or exported.
+        self._signed: dict[str, tuple[int, bytes]] = {}
         self.problems: dict[str, str] = {}
         self.last_run: datetime | None = None
 
@@ -184,7 +249,12 @@ class Anchorer:
             bind_tenant(conn, tenant_id)
             heads = schema.ledger_heads
             size = conn.execute(sa.select(heads.c.size).where(heads.c.stream == stream)).scalar()
-            last = latest_checkpoint(conn, tenant_id, stream)
+            try:
+                last = self._last_signed(conn, tenant_id, stream)
+            except _Refused as refused:
+                return self._problem(
+                    tenant_id, stream, int(size or 0), refused.status, str(refused)
+                )
             if size is None:
                 if last is not None:
                     return self._problem(
@@ -196,16 +266,16 @@ class Anchorer:
             try:
                 new_root = root(size, tree)
                 if last is not None:
-                    if size < last.size:
+                    last_size, old_root = last
+                    if size < last_size:
                         return self._problem(
                             tenant_id,
                             stream,
                             size,
                             "truncated",
-                            f"head {size} < checkpoint {last.size}",
+                            f"head {size} < checkpoint {last_size}",
                         )
-                    old_root = bytes.fromhex(last.root_hash)
-                    if size == last.size:
+                    if size == last_size:
                         if new_root != old_root:
                             return self._problem(
                                 tenant_id,
@@ -216,9 +286,9 @@ class Anchorer:
                             )
                         self.problems.pop(stream, None)
                         return AnchorOutcome(stream, size, "unchanged")
-                    proof = consistency_proof(last.size, size, tree)
-                    verify_consistency(last.size, size, proof, old_root, new_root)
-                start = 0 if last is None else last.size
+                    proof = consistency_proof(last_size, size, tree)
+                    verify_consistency(last_size, size, proof, old_root, new_root)
+                start = 0 if last is None else last[0]
                 rows = _rows(conn, stream, tenant_id, start, size, self._pause)
                 for index, derived, stored in rows:
                     if derived != stored:
@@ -236,9 +306,53 @@ class Anchorer:
         )
         with self._db.write.begin() as conn:
             insert_checkpoint(conn, tenant_id, stream, size, new_root, note, datetime.now(UTC))
+        self._signed[stream] = (size, new_root)
         self._export(stream, size, note)
         self.problems.pop(stream, None)
         return AnchorOutcome(stream, size, "anchored", note=note)
+
+    def _last_signed(
+        self, conn: sa.Connection, tenant_id: str, stream: str
+    ) -> tuple[int, bytes] | None:
+        """``(size, root)`` of the newest checkpoint this log signed for ``stream``, as
+        its signed note says (the row's own columns are not signed: trusting them let a
+        rewritten history pass as consistent). A checkpoint this job remembers signing,
+        in this process or in the export directory, that is newer than the database's
+        newest means the history was cut and the evidence deleted with it."""
+        origin = stream_origin(self._prefix, stream)
+        stored = latest_checkpoint(conn, tenant_id, stream)
+        in_database: tuple[int, bytes] | None = None
+        if stored is not None:
+            try:
+                opened = open_checkpoint(stored.note, self._verifier, origin=origin)
+            except NoteError as exc:
+                raise _Refused("tampered", f"checkpoint {stored.size}: {exc}") from None
+            if opened.size != stored.size or opened.root.hex() != stored.root_hash:
+                raise _Refused(
+                    "tampered", f"checkpoint {stored.size}: the row differs from its signed note"
+                )
+            in_database = (opened.size, opened.root)
+        remembered = self._remembered(stream, origin)
+        if remembered is not None and (in_database is None or in_database[0] < remembered[0]):
+            raise _Refused(
+                "truncated",
+                f"checkpoint {remembered[0]}, signed by this log, is gone from the database",
+            )
+        return in_database
+
+    def _remembered(self, stream: str, origin: str) -> tuple[int, bytes] | None:
+        """The newest checkpoint signed for ``stream`` that this job knows of outside the
+        database: signed by this process, or (first asked) the newest exported file."""
+        if stream in self._signed or self._export_dir is None:
+            return self._signed.get(stream)
+        try:
+            opened = newest_exported(self._export_dir, stream, self._verifier, origin)
+        except ExportedCheckpointError as exc:
+            raise _Refused("inconsistent", str(exc)) from None
+        if opened is None:
+            return None
+        self._signed[stream] = (opened.size, opened.root)
+        return self._signed[stream]
 
     def _problem(
         self, tenant_id: str, stream: str, size: int, status: str, detail: str
