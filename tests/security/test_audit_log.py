@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from starlette.testclient import TestClient
 
+from frostgate.api import build_app
 from frostgate.ledger import GENESIS, chain_hash, entry_leaf_hash
 from frostgate.security import admin
 from frostgate.security.peppers import load_peppers
@@ -130,3 +132,56 @@ def test_audit_rows_form_a_verifiable_chain_per_stream(env: Env) -> None:
             assert row["prev_chain_hash"] == prev.hex()
             prev = chain_hash(prev, leaf)
             assert prev.hex() == row["chain_hash"]
+
+
+def test_failures_from_one_ipv6_64_are_summarised_together(env: Env) -> None:
+    """Summaries were keyed by the full address: every address of a /64 (2**64 of them)
+    wrote its own audit row. A /64 is one client's usual allocation."""
+    settings = env.settings.model_copy(update={"trusted_proxy_cidrs": "10.0.0.1/32"})
+    with TestClient(build_app(settings), client=("10.0.0.1", 40000)) as proxied:
+        for n in range(1, 21):
+            r = proxied.get(
+                "/v1/stats",
+                headers={
+                    "Authorization": f"Bearer {FORGED}",
+                    "x-forwarded-for": f"2001:db8:5:5::{n:x}",
+                },
+            )
+            assert r.status_code == 401
+        audit = proxied.app.audit  # type: ignore[attr-defined]
+        proxied.portal.call(audit.drain)  # type: ignore[union-attr]
+        proxied.portal.call(lambda: audit.flush(everything=True))  # type: ignore[union-attr]
+    events = _audit(env, "platform", "?kind=auth_failure")
+    assert sorted(int(str(e["count"])) for e in events) == [1, 19]
+
+
+def test_a_canary_used_over_and_over_is_one_event_and_a_count(env: Env) -> None:
+    """Each use of a canary key wrote a critical event and an alert per endpoint: 3,200
+    uses in 15 s queued 3,200 alerts, and a real decision alert waited behind them for
+    over ten minutes. Uses of one canary are summarised (first at once, then a count),
+    from any address."""
+    canary = admin.mint_key(
+        env.db,
+        load_peppers(env.settings),
+        tenant_id="acme",
+        kind="canary",
+        scopes=frozenset({"stats:read"}),
+    )
+    settings = env.settings.model_copy(update={"trusted_proxy_cidrs": "10.0.0.1/32"})
+    with TestClient(build_app(settings), client=("10.0.0.1", 40000)) as proxied:
+        for n in range(60):
+            r = proxied.get(
+                "/v1/stats",
+                headers={
+                    "Authorization": f"Bearer {canary.token}",
+                    "x-forwarded-for": f"198.51.100.{n % 7 + 1}",
+                },
+            )
+            assert r.status_code == 401
+        audit = proxied.app.audit  # type: ignore[attr-defined]
+        proxied.portal.call(audit.drain)  # type: ignore[union-attr]
+        proxied.portal.call(lambda: audit.flush(everything=True))  # type: ignore[union-attr]
+    events = _audit(env, "acme", "?kind=canary_key_used")
+    assert sorted(int(str(e["count"])) for e in events) == [1, 59]
+    assert {e["severity"] for e in events} == {"critical"}
+    assert {e["actor_key_id"] for e in events} == {canary.key_id}

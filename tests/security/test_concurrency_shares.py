@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from frostgate.config import Settings
-from frostgate.security.gate import _address_holder
+from frostgate.security.client_ip import address_group
 from frostgate.store import Database
 from tests.ledger_store.served import Served, serve
 
@@ -110,18 +110,18 @@ def test_tenants_behind_one_address_are_held_to_their_own_shares(
 @pytest.mark.parametrize(
     ("source", "holder"),
     [
-        ("203.0.113.7", "address 203.0.113.7"),
-        ("2001:db8:1:2::1", "address 2001:db8:1:2::/64"),
-        ("2001:db8:1:2:ffff::9", "address 2001:db8:1:2::/64"),
-        ("2001:db8:1:3::1", "address 2001:db8:1:3::/64"),
-        ("::ffff:198.51.100.4", "address 198.51.100.4"),
-        ("unknown", "address unknown"),
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff::9", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        ("::ffff:198.51.100.4", "198.51.100.4"),
+        ("unknown", "unknown"),
     ],
 )
 def test_ipv6_clients_hold_places_by_their_64(source: str, holder: str) -> None:
     """One IPv6 client holds a /64 (counted per address, 2**64 places); IPv4-mapped
     peers (dual-stack sockets) are their IPv4 address, not one shared ::ffff:0:0/96."""
-    assert _address_holder(source) == holder
+    assert address_group(source) == holder
 
 
 def test_a_client_leaving_mid_body_is_no_server_error(

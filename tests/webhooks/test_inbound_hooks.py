@@ -311,3 +311,36 @@ def test_a_source_holds_at_most_two_active_secrets(env: Env) -> None:
     first_id = listed["secrets"][0]["secret_id"]
     assert env.client.delete(f"{path}/{first_id}", headers=env.headers()).status_code == 204
     assert env.client.post(path, json={}, headers=env.headers()).status_code == 201
+
+
+def test_an_ipv6_flood_spread_over_one_64_shares_one_bucket(env: Env) -> None:
+    """The hook rate limit keyed each IPv6 address apart: ten addresses of one /64 sent
+    500 unsigned deliveries each, all reaching the signature check. A /64 is one
+    client's usual allocation; it is one bucket, as it is one in-flight share."""
+    settings = env.settings.model_copy(
+        update={
+            "hook_rate_limit_burst": 3,
+            "hook_rate_limit_per_second": 0.001,
+            "trusted_proxy_cidrs": "10.0.0.1/32",
+        }
+    )
+    source = _source(env)
+    with TestClient(build_app(settings), client=("10.0.0.1", 40000)) as proxied:
+        codes = [
+            proxied.post(
+                f"/v1/hooks/{source['source_id']}",
+                content=b"{}",
+                headers={
+                    "content-type": "application/json",
+                    "x-forwarded-for": f"2001:db8:77:1::{n:x}",
+                },
+            ).status_code
+            for n in range(1, 7)
+        ]
+        assert codes == [401, 401, 401, 429, 429, 429]
+        other = proxied.post(
+            f"/v1/hooks/{source['source_id']}",
+            content=b"{}",
+            headers={"content-type": "application/json", "x-forwarded-for": "2001:db8:77:2::1"},
+        )
+        assert other.status_code == 401  # the next /64 has its own bucket

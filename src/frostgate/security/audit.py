@@ -21,7 +21,7 @@ from typing import Any
 
 import uuid_utils
 
-from frostgate.security.client_ip import ClientAddress
+from frostgate.security.client_ip import ClientAddress, address_group
 from frostgate.store import GroupCommitWriter
 from frostgate.store.audit import PLATFORM, PendingAudit
 
@@ -38,8 +38,11 @@ SUMMARISED_KINDS = frozenset(
         "honeypot_hit",
         "hook_rejected",
         "egress_refused",
+        "canary_key_used",
     }
 )
+# Summarised per key rather than per client address.
+_SUMMARISED_BY_KEY = frozenset({"canary_key_used"})
 _MAX_OPEN_SUMMARIES = 10_000
 
 
@@ -120,7 +123,13 @@ class AuditRecorder:
             detail=detail,
         )
         if kind in SUMMARISED_KINDS:
-            key = (event.tenant_id, kind, event.client_ip)
+            # Who repeats: the key for a canary (one alarm per leaked key, from anywhere),
+            # else the client, an IPv6 /64 as one.
+            if kind in _SUMMARISED_BY_KEY:
+                who = event.actor_key_id
+            else:
+                who = None if event.client_ip is None else address_group(event.client_ip)
+            key = (event.tenant_id, kind, who)
             summary = self._open.get(key)
             if summary is not None:
                 summary.repeats += 1

@@ -13,9 +13,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-__all__ = ["ClientAddress", "TrustedProxies", "client_address"]
+__all__ = ["ClientAddress", "TrustedProxies", "address_group", "client_address"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _MAX_HOPS = 32
@@ -84,3 +85,21 @@ def client_address(scope: MutableMapping[str, Any], trusted: TrustedProxies) -> 
         if address not in trusted:
             break
     return ClientAddress(believed, peer, claimed, via_trusted_proxy=True)
+
+
+@lru_cache(maxsize=4096)
+def address_group(address: str) -> str:
+    """The client a believed address stands for, wherever FrostGate counts by address
+    (in-flight shares, the hook rate limit, audit summaries): an IPv4 address itself,
+    an IPv6 address by its /64, one site's usual allocation (counted address by
+    address, one client could be 2**64 clients). IPv4-mapped addresses are IPv4; text
+    that is not an IPv6 address (a Unix socket peer) stands for itself."""
+    if ":" not in address:
+        return address
+    try:
+        ip = ipaddress.IPv6Address(address)
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))

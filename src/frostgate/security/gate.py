@@ -18,14 +18,12 @@ exception text leaves.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import itertools
 import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote
 
@@ -34,7 +32,12 @@ from starlette.requests import ClientDisconnect
 from frostgate.errors import ErrorCode, FrostGateError, error_body
 from frostgate.security.audit import AuditRecorder
 from frostgate.security.authn import CanaryKeyUsed, KeyAuthenticator, Principal
-from frostgate.security.client_ip import ClientAddress, TrustedProxies, client_address
+from frostgate.security.client_ip import (
+    ClientAddress,
+    TrustedProxies,
+    address_group,
+    client_address,
+)
 from frostgate.security.ratelimit import RateLimitRefused
 from frostgate.security.routes import RouteSpec, RouteTable
 
@@ -248,13 +251,13 @@ class AuthGate:
             # refused before its body is read unless its key is good, and then its
             # tenant's share answers: keyless clients cannot crowd out tenants that
             # share their address, e.g. behind one NAT.)
-            holder = _address_holder(source)
-            if not self._hold(holder, limits.max_concurrent_per_address, held):
+            client = address_group(source)
+            if not self._hold(f"address {client}", limits.max_concurrent_per_address, held):
                 return Refusal(ErrorCode.CONCURRENCY_LIMITED, _RETRY_SOON)
             if spec.signed and self.address_rate_limit is not None:
                 # Keyless but costly to refuse (a lookup, signature checks): limited by
-                # the client address before the handler runs.
-                return await _limited(self.address_rate_limit(source), extra_headers)
+                # the client (address, or IPv6 /64) before the handler runs.
+                return await _limited(self.address_rate_limit(client), extra_headers)
             return None
 
         token = _presented_key(headers)
@@ -298,7 +301,8 @@ class AuthGate:
         if principal.tenant_id is not None:
             holder, limit = f"tenant {principal.tenant_id}", limits.max_concurrent_per_tenant
         else:  # a platform key: its address's share
-            holder, limit = _address_holder(source), limits.max_concurrent_per_address
+            holder = f"address {address_group(source)}"
+            limit = limits.max_concurrent_per_address
         if not self._hold(holder, limit, held):
             return Refusal(ErrorCode.CONCURRENCY_LIMITED, _RETRY_SOON)
         if spec.writes and self.rate_limit is not None:
@@ -418,22 +422,6 @@ async def _limited(check: Awaitable[Headers], extra_headers: Headers) -> Refusal
     except FrostGateError as exc:
         return Refusal(exc.code)
     return None
-
-
-@lru_cache(maxsize=4096)
-def _address_holder(source: str) -> str:
-    """Who holds a request's in-flight place by its client address: an IPv4 address
-    itself, an IPv6 address by its /64 (one site's usual allocation: counted address by
-    address, one client could take 2**64 places). IPv4-mapped addresses are IPv4."""
-    if ":" not in source:
-        return f"address {source}"
-    try:
-        ip = ipaddress.IPv6Address(source)
-    except ValueError:
-        return f"address {source}"  # not an IPv6 address (a Unix socket peer): itself
-    if ip.ipv4_mapped is not None:
-        return f"address {ip.ipv4_mapped}"
-    return f"address {ipaddress.IPv6Network((int(ip) >> 64 << 64, 64))}"
 
 
 def _honeypot_form(path: str) -> str:
