@@ -114,9 +114,14 @@ def test_a_lookup_refuses_filters_it_would_ignore(env: Env) -> None:
 
 
 def test_a_manual_block_drops_the_ipv6_zone_so_lookups_match(env: Env) -> None:
-    """``fe80::1%eth0`` was stored with its zone: no lookup (``ip=fe80::1``) and no
-    CrowdSec query matched it, while bouncers were served the zoned literal."""
-    for value, stored in (("fe80::1%eth0", "fe80::1"), ("fe80::%eth1/64", "fe80::/64")):
+    """``2001:db8::1%eth0`` was stored with its zone: no lookup (``ip=2001:db8::1``) and
+    no CrowdSec query matched it, while bouncers were served the zoned literal. (Zones
+    are usual on link-local addresses, which are never enforced; the parser takes them
+    on any IPv6 address.)"""
+    for value, stored in (
+        ("2001:db8::1%eth0", "2001:db8::1"),
+        ("2001:db8::%eth1/64", "2001:db8::/64"),
+    ):
         r = env.client.post(
             "/v1/mitigations",
             json={"action": "block_ip", "value": value, "ttl_seconds": 600},
@@ -124,9 +129,10 @@ def test_a_manual_block_drops_the_ipv6_zone_so_lookups_match(env: Env) -> None:
         )
         assert r.status_code == 201, r.text
         assert r.json()["value"] == stored
-    assert sorted(m["value"] for m in lookup(env, "fe80::1")) == ["fe80::/64", "fe80::1"]
-    crowdsec = env.client.get("/crowdsec/v1/decisions?ip=fe80::1", headers=env.headers())
-    assert sorted(d["value"] for d in crowdsec.json()) == ["fe80::/64", "fe80::1"]
+    found = sorted(m["value"] for m in lookup(env, "2001:db8::1"))
+    assert found == ["2001:db8::/64", "2001:db8::1"]
+    crowdsec = env.client.get("/crowdsec/v1/decisions?ip=2001:db8::1", headers=env.headers())
+    assert sorted(d["value"] for d in crowdsec.json()) == ["2001:db8::/64", "2001:db8::1"]
 
 
 @pytest.mark.parametrize(
@@ -406,3 +412,84 @@ def test_expiry_in_bulk_skips_a_mitigation_lifted_meanwhile(env: Env) -> None:
     expired_seqs = sorted(r.seq for r in rows.values() if r and r.status == "expired")
     assert expired_seqs[0] > lifted.seq
     assert len(set(expired_seqs)) == 2
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("0.0.0.0", "this-network"),
+        ("::", "unspecified"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("255.255.255.255", "broadcast or reserved"),
+        ("224.0.0.1", "multicast"),
+        ("64:ff9b::7f00:1", "loopback"),  # NAT64 form of 127.0.0.1
+    ],
+)
+def test_an_event_cannot_make_a_bouncer_block_loopback_or_link_local(
+    env: Env, address: str, kind: str
+) -> None:
+    """Whoever controls a logged source address got ``block_ip 127.0.0.1`` (or the
+    metadata address, or ::) active and served to the tenant's bouncers, which would cut
+    off their own host. Such addresses are recorded as rejected, never enforced."""
+    defend(env, brute(address, "special-1"))
+    assert (
+        env.client.get("/v1/mitigations?status=active", headers=env.headers()).json()["items"] == []
+    )
+    [rejected] = env.client.get("/v1/mitigations?status=rejected", headers=env.headers()).json()[
+        "items"
+    ]
+    assert rejected["status_reason"] == f"target is a {kind} address: never enforced"
+    manual = env.client.post(
+        "/v1/mitigations",
+        json={"action": "block_ip", "value": address, "ttl_seconds": 600},
+        headers=env.headers(),
+    )
+    assert manual.json()["status"] == "rejected", manual.text
+
+
+@pytest.mark.parametrize("value", ["0.0.0.0/0", "127.0.0.0/8", "::/0", "fe80::/64"])
+def test_no_range_over_loopback_or_link_local_is_enforced(env: Env, value: str) -> None:
+    r = env.client.post(
+        "/v1/mitigations",
+        json={"action": "block_ip", "value": value, "ttl_seconds": 600},
+        headers=env.headers(),
+    )
+    assert r.json()["status"] == "rejected", r.text
+    assert "never enforced" in r.json()["status_reason"]
+
+
+def test_the_allowlist_matches_every_form_of_an_allowlisted_target(env: Env) -> None:
+    """An IPv4-mapped CIDR was stored as IPv6 and never matched (targets are unmapped),
+    the NAT64, 6to4 and IPv4-compatible forms of an allowlisted address were enforced,
+    and a user allowlisted as ``admin`` was blocked as ``Admin``."""
+    r = env.client.put(
+        "/v1/enforcement/envelope",
+        json={
+            "allowlist": {
+                "cidrs": ["203.0.113.0/24", "::ffff:192.0.2.0/120"],
+                "users": ["admin"],
+            }
+        },
+        headers=env.headers(),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["allowlist"]["cidrs"] == ["203.0.113.0/24", "192.0.2.0/24"]
+    cases = [
+        ("block_ip", "192.0.2.7"),
+        ("block_ip", "64:ff9b::203.0.113.5"),
+        ("block_ip", "2002:cb00:7105::1"),
+        ("block_ip", "::203.0.113.5"),
+        ("block_user", "Admin"),
+        ("block_user", "ADMIN"),
+    ]
+    for action, value in cases:
+        made = env.client.post(
+            "/v1/mitigations",
+            json={"action": action, "value": value, "ttl_seconds": 600},
+            headers=env.headers(),
+        )
+        assert (value, made.json()["status"]) == (value, "rejected"), made.text
+        assert made.json()["status_reason"] == "target is allowlisted"

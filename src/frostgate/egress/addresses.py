@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Final
 
-__all__ = ["IPAddress", "forbidden_reason"]
+__all__ = ["IPAddress", "embedded_v4", "forbidden_reason"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -54,8 +54,9 @@ _SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
 _TEREDO = ipaddress.ip_network("2001::/32")
 
 
-def _embedded_v4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 transition form leads to, if it is one."""
+def embedded_v4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 transition form leads to, if it is one. (The mitigation
+    envelope uses it too: an allowlisted IPv4 address is protected in all its forms.)"""
     if address.ipv4_mapped is not None:
         return address.ipv4_mapped
     value = int(address)
@@ -75,7 +76,7 @@ def forbidden_reason(address: IPAddress) -> str | None:
     if isinstance(address, ipaddress.IPv6Address):
         if address.scope_id:
             return "scoped IPv6 address"
-        embedded = _embedded_v4(address)
+        embedded = embedded_v4(address)
         if embedded is not None:
             inner = forbidden_reason(embedded)
             if inner is not None:

@@ -1,8 +1,9 @@
 """A tenant's mission envelope: which mitigations may take effect, for how long, how many.
 
 Pure data and one function, :func:`admit`, that decides the initial state of a proposed
-mitigation: ``rejected`` (outside the envelope, or the target is allowlisted — it is kept
-for the record but never enforced), ``pending`` (needs an approval: the doctrine asked
+mitigation: ``rejected`` (outside the envelope, the target is allowlisted, or it is an
+address no enforcement point may act on, such as loopback — it is kept for the record
+but never enforced), ``pending`` (needs an approval: the doctrine asked
 for one, the range is broad, or the blast-radius cap for the window is used up), or
 ``active``. The envelope is stored per tenant as JSON; a tenant without one gets
 :data:`DEFAULT_ENVELOPE`.
@@ -15,9 +16,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from frostgate.egress.addresses import embedded_v4
 from frostgate.enforcement.targets import ACTIONS, Target
 
-__all__ = ["DEFAULT_ENVELOPE", "Admission", "Envelope", "EnvelopeInvalid", "admit"]
+__all__ = [
+    "DEFAULT_ENVELOPE",
+    "Admission",
+    "Envelope",
+    "EnvelopeInvalid",
+    "admit",
+    "never_enforced",
+]
 
 MAX_TTL_CEILING = 90 * 86_400
 # Every enforceable action counts against the blast-radius cap, not only blocks: a
@@ -73,7 +82,9 @@ class Envelope:
         if not isinstance(allow, dict) or set(allow) - {"cidrs", "users"}:
             raise EnvelopeInvalid("allowlist is {cidrs, users}")
         try:
-            networks = tuple(ipaddress.ip_network(c, strict=False) for c in allow.get("cidrs", []))
+            networks = tuple(
+                _unmapped(ipaddress.ip_network(c, strict=False)) for c in allow.get("cidrs", [])
+            )
         except (TypeError, ValueError) as exc:
             raise EnvelopeInvalid("allowlist.cidrs must be CIDR strings") from exc
         users = allow.get("users", [])
@@ -103,11 +114,20 @@ class Envelope:
         }
 
     def allowlisted(self, target: Target) -> bool:
+        """Whether ``target`` is protected. Generous on purpose (a miss blocks what must
+        never be blocked): user names match whatever their case, and an address matches
+        in every IPv6 form that leads to an allowlisted IPv4 address."""
         if target.scope == "user":
-            return target.value in self.allowlist_users
+            wanted = target.value.casefold()
+            return any(user.casefold() == wanted for user in self.allowlist_users)
         if target.scope == "ip":
             address = ipaddress.ip_address(target.value)
-            return any(address in n for n in self.allowlist_networks)
+            forms: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
+            if isinstance(address, ipaddress.IPv6Address):
+                embedded = embedded_v4(address)
+                if embedded is not None:
+                    forms.append(embedded)
+            return any(form in n for form in forms for n in self.allowlist_networks)
         if target.scope == "range":
             network = ipaddress.ip_network(target.value)
             return any(
@@ -118,6 +138,60 @@ class Envelope:
 
 
 DEFAULT_ENVELOPE = Envelope()
+
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+# Addresses no enforcement point may act on, whatever the envelope: an event's source
+# address is the sender's word, and a block of loopback, "this network", link-local (the
+# cloud metadata address), multicast or the reserved/broadcast block would turn the
+# tenant's bouncers on their own hosts. Private and unique-local ranges are not here:
+# an attacker inside the network is a real target.
+_NEVER_ENFORCED = (
+    (ipaddress.ip_network("0.0.0.0/8"), "this-network"),
+    (ipaddress.ip_network("127.0.0.0/8"), "loopback"),
+    (ipaddress.ip_network("169.254.0.0/16"), "link-local"),
+    (ipaddress.ip_network("224.0.0.0/4"), "multicast"),
+    (ipaddress.ip_network("240.0.0.0/4"), "broadcast or reserved"),
+    (ipaddress.ip_network("::/128"), "unspecified"),
+    (ipaddress.ip_network("::1/128"), "loopback"),
+    (ipaddress.ip_network("fe80::/10"), "link-local"),
+    (ipaddress.ip_network("ff00::/8"), "multicast"),
+)
+
+
+def _unmapped(
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network,
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An IPv4-mapped range in IPv4 form, as targets are (``::ffff:192.0.2.0/120`` is
+    ``192.0.2.0/24``): kept mapped, it never matched anything."""
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
+        return ipaddress.IPv4Network(
+            (int(network.network_address) & 0xFFFFFFFF, network.prefixlen - 96)
+        )
+    return network
+
+
+def never_enforced(target: Target) -> str | None:
+    """What kind of address ``target`` is, when no mitigation may act on it: an address
+    in (or, through an IPv6 transition form, leading into) one of those blocks, or a
+    range overlapping one."""
+    if target.scope == "ip":
+        address = ipaddress.ip_address(target.value)
+        forms: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
+        if isinstance(address, ipaddress.IPv6Address):
+            embedded = embedded_v4(address)
+            if embedded is not None:
+                forms.append(embedded)
+        for form in forms:
+            for network, kind in _NEVER_ENFORCED:
+                if form.version == network.version and form in network:
+                    return kind
+        return None
+    if target.scope == "range":
+        candidate = ipaddress.ip_network(target.value)
+        for network, kind in _NEVER_ENFORCED:
+            if candidate.version == network.version and candidate.overlaps(network):
+                return kind
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +219,9 @@ def admit(
     ttl = min(ttl_seconds, envelope.max_ttl_seconds)
     if action not in envelope.allowed_actions:
         return Admission("rejected", f"action {action} is outside the envelope", ttl)
+    never = never_enforced(target)
+    if never is not None:
+        return Admission("rejected", f"target is a {never} address: never enforced", ttl)
     if envelope.allowlisted(target):
         return Admission("rejected", "target is allowlisted", ttl)
     if needs_approval:

@@ -27,6 +27,7 @@ from frostgate.enforcement.envelope import (
     Envelope,
     EnvelopeInvalid,
     admit,
+    never_enforced,
 )
 from frostgate.enforcement.targets import Target, TargetInvalid, parse_target
 from frostgate.errors import ErrorCode, FrostGateError
@@ -206,7 +207,11 @@ class MitigationService:
             # an action removed or a target allowlisted since the proposal stays out.
             envelope = self._envelope(conn, tenant_id)
             target = Target(current.scope, current.value)
-            if current.action not in envelope.allowed_actions or envelope.allowlisted(target):
+            if (
+                current.action not in envelope.allowed_actions
+                or envelope.allowlisted(target)
+                or never_enforced(target) is not None
+            ):
                 reason = "outside the tenant's envelope now"
                 raise FrostGateError(ErrorCode.MITIGATION_INVALID, reason, reason=reason)
             moved = repo.transition(
