@@ -27,6 +27,8 @@ def _prod(tmp_path: Path, **overrides: object) -> Settings:
         "db_url": "postgresql://frostgate_app@127.0.0.1:5432/frostgate",
         "key_peppers": GOOD_PEPPER,
         "rate_limit_backend": "redis",
+        "replay_cache_backend": "redis",
+        "window_backend": "redis",
         "redis_url": "redis://127.0.0.1:6379/0",
         "cors_origins": "https://console.example",
         "ledger_signing_key": _LEDGER_KEY,
@@ -48,6 +50,10 @@ def test_a_safe_prod_configuration_has_no_settings_problem(tmp_path: Path) -> No
         ({"key_peppers": "p1:" + "1f" * 8}, "32 random bytes"),
         ({"rate_limit_backend": "memory"}, "Redis rate limiter"),
         ({"redis_url": ""}, "Redis rate limiter"),
+        # One process's memory: with several, a replayed delivery was accepted once per
+        # worker, and brute-force counts split across workers.
+        ({"replay_cache_backend": "memory"}, "FG_REPLAY_CACHE_BACKEND=redis"),
+        ({"window_backend": "memory"}, "FG_WINDOW_BACKEND=redis"),
         ({"cors_origins": "*"}, "CORS"),
         ({"cors_origins": "http://console.example"}, "https://"),
         ({"ledger_signing_key": ""}, "FG_LEDGER_SIGNING_KEY"),

@@ -193,6 +193,13 @@ def startup_problems(settings: Settings) -> list[str]:
         problems.append(
             "prod requires the Redis rate limiter (FG_RATE_LIMIT_BACKEND=redis, FG_REDIS_URL)"
         )
+    # Like the rate limiter, state a prod deployment's processes must share: in one
+    # process's memory a replayed webhook is accepted once per worker, and a brute
+    # force spread over workers is counted in parts.
+    if settings.replay_cache_backend != "redis":
+        problems.append("prod requires the Redis replay cache (FG_REPLAY_CACHE_BACKEND=redis)")
+    if settings.window_backend != "redis":
+        problems.append("prod requires Redis window state (FG_WINDOW_BACKEND=redis)")
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if "*" in origins or "null" in origins:
         problems.append("prod refuses CORS origin '*' or 'null'; list exact origins")
