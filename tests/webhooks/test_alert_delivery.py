@@ -288,3 +288,30 @@ def test_a_destination_refused_at_delivery_is_audited_and_retried(
     settle_audit(env)
     [event] = audit_items(env, "acme", "egress_refused")
     assert "allowlist" in event["detail"]["reason"]
+
+
+def test_one_tenants_backlog_to_a_hanging_receiver_does_not_starve_another_tenant(
+    env: Env, receiver: Receiver
+) -> None:
+    """Messages were claimed oldest first from one queue: a tenant with a backlog to a
+    receiver that never answers held every delivery slot for its timeout, round after
+    round, and another tenant's alert waited 42 s. A tenant holds at most half the slots,
+    and claims alternate between tenants."""
+    receiver.behaviour = lambda s: Behaviour(hang_seconds=3) if s.path == "/slow" else Behaviour()
+    worker = services_of(env).delivery
+    worker.settings = dataclasses.replace(worker.settings, concurrency=4)
+    slow = env.client.post(  # the same receiver, on its hanging path
+        "/v1/webhooks",
+        json={"url": f"http://127.0.0.1:{receiver.port}/slow", "max_per_minute": 10_000},
+        headers=env.headers("globex"),
+    )
+    assert slow.status_code == 201, slow.text
+    create_endpoint(env, receiver)
+    for n in range(12):
+        payload = {"src_ip": f"198.51.100.{n + 1}", "failed_auths": 9}
+        _defend(env, f"flood-{n}", who="globex", payload=payload)
+    wait_for(lambda: sum(s.path == "/slow" for s in receiver.seen) >= 2)
+    started = time.monotonic()
+    _defend(env, "mine")
+    wait_for(lambda: any(s.path == "/hook" and b'"mine"' in s.body for s in receiver.seen))
+    assert time.monotonic() - started < 0.9

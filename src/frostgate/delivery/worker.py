@@ -5,8 +5,9 @@ claimed with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the exclusive wr
 transaction on SQLite), so each due message goes to one worker, and a worker killed
 mid-delivery only delays its messages until their lease runs out. Each message is sent
 as its own task with the egress client's time and size bounds, and at most
-``concurrency`` are in flight, so a receiver that hangs, resets or floods never holds
-up another endpoint's deliveries or the API.
+``concurrency`` are in flight, at most half of them one tenant's, so a receiver that
+hangs, resets or floods never holds up another endpoint's deliveries, another tenant's
+or the API.
 
 Every attempt is recorded. Success (2xx) delivers; anything else (3xx included: we do
 not follow redirects) is retried with backoff and jitter, honouring ``Retry-After``,
@@ -20,10 +21,11 @@ counting an attempt.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -87,6 +89,7 @@ class DeliveryWorker:
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
         self._inflight: set[asyncio.Task[None]] = set()
+        self._held: Counter[str] = Counter()  # in flight here, per tenant
         self._sent: dict[str, deque[float]] = {}
         self.delivered = 0
 
@@ -106,12 +109,19 @@ class DeliveryWorker:
         free = self.settings.concurrency - len(self._inflight)
         if free <= 0:
             return 0
-        claimed = await anyio.to_thread.run_sync(self._claim, free)
+        claimed = await anyio.to_thread.run_sync(self._claim, free, dict(self._held))
         for message in claimed:
             task = asyncio.create_task(self._deliver(message))
             self._inflight.add(task)
+            self._held[message.tenant_id] += 1
             task.add_done_callback(self._inflight.discard)
+            task.add_done_callback(functools.partial(self._release, message.tenant_id))
         return len(claimed)
+
+    def _release(self, tenant_id: str, _task: asyncio.Task[None]) -> None:
+        self._held[tenant_id] -= 1
+        if self._held[tenant_id] <= 0:
+            del self._held[tenant_id]
 
     async def drain(self) -> None:
         """Wait for every delivery in flight (tests)."""
@@ -124,13 +134,18 @@ class DeliveryWorker:
             task.cancel()
         await self.drain()
 
-    def _claim(self, limit: int) -> list[Claimed]:
+    def _claim(self, limit: int, held: dict[str, int]) -> list[Claimed]:
         now = self._clock()
         with self._db.read.connect() as conn:
             if not any_due(conn, now):
                 return []
+        # Half the slots at most per tenant: a backlog to a receiver that never answers
+        # cannot hold the others' alerts back.
+        cap = max(1, self.settings.concurrency // 2)
         with self._db.write.begin() as conn:
-            return claim_due(conn, now, limit=limit, lease=self.settings.lease)
+            return claim_due(
+                conn, now, limit=limit, lease=self.settings.lease, tenant_cap=cap, held=held
+            )
 
     async def _deliver(self, message: Claimed) -> None:
         started = self._clock()
