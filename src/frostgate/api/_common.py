@@ -13,7 +13,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from frostgate.api.context import Services, services
-from frostgate.errors import ErrorCode, FrostGateError
+from frostgate.errors import ErrorCode, FrostGateError, unknown_name_reason
 from frostgate.security import Principal, parse_json
 from frostgate.security.limits import Batch
 from frostgate.store.decisions import DecisionFilter
@@ -41,13 +41,40 @@ async def read_json(request: Request, *, batch: Batch | None = None) -> Any:
     return parse_json(body, services(request).json_limits, batch=batch)
 
 
+async def read_object(request: Request, *, optional: bool = False) -> dict[str, Any]:
+    """A JSON object body (:func:`read_json`'s limits first) holding only the fields its
+    route declares in the served OpenAPI document (:func:`json_body`). A field a handler
+    does not know was ignored before: ``"ttl"`` for ``ttl_seconds`` took the default.
+    ``optional``: an empty body is ``{}``."""
+    if optional and not await request.body():
+        return {}
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise FrostGateError(ErrorCode.VALIDATION_FAILED, "body must be an object")
+    spec = request.state.route
+    declared = services(request).body_fields[(spec.method, spec.path)]
+    for name in body:
+        if name not in declared:
+            reason = unknown_name_reason("field", name)
+            raise FrostGateError(ErrorCode.VALIDATION_FAILED, reason, reason=reason)
+    return body
+
+
 def json_body(
-    properties: dict[str, Any], *, required: tuple[str, ...] = (), optional_body: bool = False
+    properties: dict[str, Any],
+    *,
+    required: tuple[str, ...] = (),
+    optional_body: bool = False,
+    closed: bool = True,
 ) -> dict[str, Any]:
     """``openapi_extra`` declaring a JSON object body. Handlers read bodies with
     :func:`read_json` (size, depth and string limits first), so FastAPI cannot see them;
-    without this the served document says the operation takes no body."""
+    without this the served document says the operation takes no body. ``closed``: no
+    other field is taken (:func:`read_object` holds the handler to it); events and
+    documents with their own parser are open."""
     schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if closed:
+        schema["additionalProperties"] = False
     if required:
         schema["required"] = list(required)
     return {

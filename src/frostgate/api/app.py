@@ -29,7 +29,7 @@ from frostgate.api.context import Services
 from frostgate.api.direct import DirectRoutes, direct_handlers
 from frostgate.api.feed_notifier import FeedNotifier
 from frostgate.api.heavy import HeavyReads
-from frostgate.api.openapi import complete_openapi, query_names
+from frostgate.api.openapi import body_fields, complete_openapi, query_names
 from frostgate.config import Settings, get_settings
 from frostgate.decisions import DecisionService
 from frostgate.decisions.windows import MemoryWindowStore, RedisWindowStore, WindowStore
@@ -405,6 +405,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
     if problems:
         raise RuntimeError("route table disagrees with mounted routes: " + "; ".join(problems))
     app.openapi_schema = complete_openapi(app.openapi(), table)
+    svc.body_fields = body_fields(app.openapi_schema)
     handlers = direct_handlers(routers_decide.router, _DIRECT_DECISIONS)
     handlers.update(direct_handlers(routers_enforcement.router, _DIRECT_BOUNCERS))
     direct = DirectRoutes(app, handlers, _render_frostgate_error)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
@@ -47,6 +48,8 @@ class Services:
     mitigation_index: MitigationIndex
     bouncer_cursors: CursorBook
     heavy_reads: HeavyReads
+    # (method, path) -> the body fields a closed-body route takes (the served OpenAPI).
+    body_fields: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
     # Set when any state lives in Redis (rate limits, windows, replay ids): readiness
     # then includes Redis.
     redis_probe: RedisProbe | None = None

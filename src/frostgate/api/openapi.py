@@ -32,7 +32,7 @@ from typing import Any
 from frostgate.errors import ErrorCode
 from frostgate.security import RouteTable
 
-__all__ = ["complete_openapi", "query_names"]
+__all__ = ["body_fields", "complete_openapi", "query_names"]
 
 _SCHEME = "apiKey"
 _ERROR_SCHEMA = "ErrorBody"
@@ -144,3 +144,17 @@ def query_names(document: dict[str, Any]) -> dict[tuple[str, str], frozenset[str
         for path, operations in document.get("paths", {}).items()
         for method, operation in operations.items()
     }
+
+
+def body_fields(document: dict[str, Any]) -> dict[tuple[str, str], frozenset[str]]:
+    """The fields each operation of ``document`` with a closed JSON object body
+    (``additionalProperties: false``) takes, by (method, path): what
+    :func:`frostgate.api._common.read_object` lets through."""
+    fields: dict[tuple[str, str], frozenset[str]] = {}
+    for path, operations in document.get("paths", {}).items():
+        for method, operation in operations.items():
+            content = operation.get("requestBody", {}).get("content", {})
+            schema = content.get("application/json", {}).get("schema", {})
+            if schema.get("additionalProperties") is False:
+                fields[(method.upper(), path)] = frozenset(schema.get("properties", {}))
+    return fields

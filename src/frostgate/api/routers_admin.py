@@ -23,7 +23,7 @@ from frostgate.api._common import (
     keyset_page,
     parse_cursor,
     parse_time,
-    read_json,
+    read_object,
 )
 from frostgate.api.context import services
 from frostgate.errors import ErrorCode, FrostGateError
@@ -62,12 +62,6 @@ def _issued_view(issued: admin.IssuedKey) -> dict[str, Any]:
         "scopes": sorted(issued.scopes),
         "expires_at": admin.instant(issued.expires_at),
     }
-
-
-def _object(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise FrostGateError(ErrorCode.VALIDATION_FAILED, "body must be an object")
-    return body
 
 
 def _scopes(value: Any) -> frozenset[str]:
@@ -130,7 +124,7 @@ async def _visible_key(request: Request, key_id: str) -> key_repo.KeyRecord:
 )
 async def mint_key(request: Request) -> Response:
     principal = _principal(request)
-    body = _object(await read_json(request))
+    body = await read_object(request)
     scopes = _scopes(body.get("scopes"))
     label = body.get("label", "")
     if not isinstance(label, str) or len(label) > 200:
@@ -207,8 +201,7 @@ async def rotate_key(request: Request, key_id: str) -> Response:
     # is issuing, so a key may rotate only what it could have minted.
     if not _within_grant(_principal(request), target.kind, target.scopes):
         raise FrostGateError(ErrorCode.SCOPE_ESCALATION, "rotating a key with more scopes")
-    raw = await request.body()
-    body = _object(await read_json(request)) if raw else {}
+    body = await read_object(request, optional=True)
     grace = _seconds(body.get("grace_seconds"), DEFAULT_ROTATION_GRACE, MAX_ROTATION_GRACE)
     assert grace is not None
     svc = services(request)
@@ -267,7 +260,7 @@ def _quota(value: Any) -> int | None:
     ),
 )
 async def create_tenant(request: Request) -> Response:
-    body = _object(await read_json(request))
+    body = await read_object(request)
     tenant_id = body.get("tenant_id")
     name = body.get("name")
     if not isinstance(tenant_id, str) or not tenant_repo.TENANT_ID_RE.fullmatch(tenant_id):
@@ -323,7 +316,7 @@ async def resume_tenant(request: Request, tenant_id: str) -> Response:
 
 @router.put("/v1/tenants/{tenant_id}/quota", openapi_extra=json_body({"daily_event_quota": _QUOTA}))
 async def set_quota(request: Request, tenant_id: str) -> Response:
-    body = _object(await read_json(request))
+    body = await read_object(request)
     quota = _quota(body.get("daily_event_quota"))
     svc = services(request)
     changed = await anyio.to_thread.run_sync(

@@ -22,6 +22,7 @@ from frostgate.api._common import (
     raw_json_response,
     read_call,
     read_json,
+    read_object,
     storage_call,
 )
 from frostgate.api.context import services
@@ -82,9 +83,7 @@ def _view(row: repo.MitigationRow) -> dict[str, Any]:
     ),
 )
 async def add_mitigation(request: Request) -> Response:
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise FrostGateError(ErrorCode.VALIDATION_FAILED, "body must be an object")
+    body = await read_object(request)
     action = body.get("action", "block_ip")
     ttl = body.get("ttl_seconds", 3600)
     reason = body.get("reason", "manual")
@@ -162,7 +161,8 @@ async def get_envelope(request: Request) -> Response:
     return json_response(envelope.as_dict())
 
 
-@router.put("/v1/enforcement/envelope", openapi_extra=json_body({}))
+# Open here: Envelope.parse refuses unknown fields itself, with the envelope's reason.
+@router.put("/v1/enforcement/envelope", openapi_extra=json_body({}, closed=False))
 async def put_envelope(request: Request) -> Response:
     body = await read_json(request)
     if not isinstance(body, dict):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from frostgate.api._common import json_body, json_response, parse_window, read_json, tenant_of
+from frostgate.api._common import json_body, json_response, parse_window, read_object, tenant_of
 from frostgate.api.context import services
 from frostgate.decisions.packets import Packet, create_packet, load_packet
 from frostgate.errors import ErrorCode, FrostGateError
@@ -34,9 +32,7 @@ router = APIRouter()
 )
 async def create(request: Request) -> Response:
     tenant_id = tenant_of(request)
-    body: Any = await read_json(request)
-    if not isinstance(body, dict):
-        raise FrostGateError(ErrorCode.VALIDATION_FAILED)
+    body = await read_object(request)
     since = body.get("since")
     until = body.get("until")
     kind = body.get("stream", "decisions")

@@ -20,6 +20,7 @@ from frostgate.api._common import (
     raw_json_response,
     read_call,
     read_json,
+    read_object,
     storage_call,
 )
 from frostgate.api.context import services
@@ -47,12 +48,6 @@ def _owner(request: Request) -> str:
 def _actor(request: Request) -> admin.Actor:
     principal: Principal = request.state.principal
     return admin.Actor(key_id=principal.key_id, address=request.state.client, via="api")
-
-
-def _object(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise FrostGateError(ErrorCode.VALIDATION_FAILED, "body must be an object")
-    return body
 
 
 def _endpoint_view(endpoint: repo.Endpoint) -> dict[str, Any]:
@@ -114,7 +109,7 @@ def _spec(body: dict[str, Any]) -> endpoint_admin.EndpointSpec:
 )
 async def create_webhook(request: Request) -> Response:
     svc = services(request)
-    spec = _spec(_object(await read_json(request)))
+    spec = _spec(await read_object(request))
     try:
         endpoint, secret = await storage_call(
             lambda: endpoint_admin.create_endpoint(
@@ -167,7 +162,7 @@ async def delete_webhook(request: Request, endpoint_id: str) -> Response:
 )
 async def patch_webhook(request: Request, endpoint_id: str) -> Response:
     svc = services(request)
-    body = _object(await read_json(request))
+    body = await read_object(request)
     enabled = body.get("enabled")
     if not isinstance(enabled, bool) or set(body) != {"enabled"}:
         raise FrostGateError(ErrorCode.VALIDATION_FAILED, "only 'enabled' can change")
@@ -286,7 +281,7 @@ async def list_deliveries(request: Request, endpoint_id: str) -> Response:
 )
 async def create_hook_source(request: Request) -> Response:
     svc = services(request)
-    body = _object(await read_json(request))
+    body = await read_object(request)
     name = body.get("name")
     if not isinstance(name, str):
         raise FrostGateError(ErrorCode.VALIDATION_FAILED, "name")
@@ -342,8 +337,7 @@ async def list_hook_sources(request: Request) -> Response:
 )
 async def add_hook_secret(request: Request, source_id: str) -> Response:
     svc = services(request)
-    raw = await request.body()
-    body = _object(await read_json(request)) if raw else {}
+    body = await read_object(request, optional=True)
     secret = body.get("secret")
     if secret is not None and not isinstance(secret, str):
         raise FrostGateError(ErrorCode.WEBHOOK_SECRET_INVALID)
@@ -375,7 +369,9 @@ async def revoke_hook_secret(request: Request, source_id: str, secret_id: str) -
 
 @router.post(
     "/v1/hooks/{source_id}",
-    openapi_extra=json_body({"event_type": {"type": "string"}, "source": {"type": "string"}}),
+    openapi_extra=json_body(
+        {"event_type": {"type": "string"}, "source": {"type": "string"}}, closed=False
+    ),
 )
 async def receive_hook(request: Request, source_id: str) -> Response:
     """An event from an external system, signed per Standard Webhooks (no key; F1)."""
@@ -429,8 +425,7 @@ async def receive_hook(request: Request, source_id: str) -> Response:
 async def mint_canary_key(request: Request) -> Response:
     """A key indistinguishable from a real one; any use of it is a critical tripwire."""
     svc = services(request)
-    raw = await request.body()
-    body = _object(await read_json(request)) if raw else {}
+    body = await read_object(request, optional=True)
     label = body.get("label", "")
     if not isinstance(label, str) or len(label) > 200:
         raise FrostGateError(ErrorCode.VALIDATION_FAILED, "label")

@@ -8,11 +8,12 @@ so an upstream message cannot leak internal state and clients can rely on the co
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 import orjson
 
-__all__ = ["ErrorCode", "FrostGateError", "error_body"]
+__all__ = ["ErrorCode", "FrostGateError", "error_body", "unknown_name_reason"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,15 @@ class FrostGateError(Exception):
         super().__init__(log_message or code.name)
         self.code = code
         self.reason = reason
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+
+
+def unknown_name_reason(what: str, name: str) -> str:
+    """The ``reason`` refusing an unknown query parameter or body field: it repeats the
+    name only when it is a plain identifier, never arbitrary client text."""
+    return f"unknown {what} {name!r}" if _PLAIN_NAME.fullmatch(name) else f"unknown {what}"
 
 
 def error_body(code: ErrorCode, request_id: str, reason: str | None = None) -> bytes:

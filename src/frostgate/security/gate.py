@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from urllib.parse import parse_qsl, unquote
 
 from starlette.requests import ClientDisconnect
 
-from frostgate.errors import ErrorCode, FrostGateError, error_body
+from frostgate.errors import ErrorCode, FrostGateError, error_body, unknown_name_reason
 from frostgate.security.audit import AuditRecorder
 from frostgate.security.authn import CanaryKeyUsed, KeyAuthenticator, Principal
 from frostgate.security.client_ip import (
@@ -65,7 +64,6 @@ _SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 _HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
 _KEY_QUERY_PARAMS = frozenset({"api_key", "apikey", "key", "token", "access_token", "x-api-key"})
 _TENANT_QUERY_PARAMS = frozenset({"tenant", "tenant_id"})
-_PLAIN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 _BEARER = [(b"www-authenticate", b"Bearer")]
 _RETRY_SOON = [(b"retry-after", b"1")]
 
@@ -318,9 +316,7 @@ class AuthGate:
         known = self.query_names.get((spec.method, spec.path), frozenset())
         for name, _ in params:
             if name not in known and name not in _TENANT_QUERY_PARAMS:
-                if _PLAIN_NAME.fullmatch(name):
-                    return f"unknown query parameter {name!r}"
-                return "unknown query parameter"
+                return unknown_name_reason("query parameter", name)
         return None
 
     def _record_denial(
