@@ -173,3 +173,19 @@ def test_a_key_in_the_query_of_a_public_route_is_refused_too(env: Env) -> None:
         r = env.client.request("GET" if "health" in url else "POST", url)
         assert r.status_code == 400, url
         assert r.json()["error_code"] == "KEY_IN_QUERY"
+
+
+def test_a_query_parameter_given_twice_is_refused(env: Env) -> None:
+    """``chain/verify?start=0&start=5`` checked from 5: the last value won in silence,
+    so a client (or a proxy that appends parameters) could not tell which was used."""
+    for url in (
+        "/v1/forensics/chain/verify?start=0&start=5",
+        "/v1/decisions?threat_level=high&threat_level=low",
+        "/v1/stats?tenant=acme&tenant=acme",
+    ):
+        r = env.client.get(url, headers=env.headers())
+        assert r.status_code == 422, url
+        assert r.json()["error_code"] == "QUERY_REPEATED"
+        assert r.json()["reason"].startswith("query parameter '")
+    public = env.client.get("/health/live?x=1&x=2")
+    assert public.json()["error_code"] in {"QUERY_UNKNOWN", "QUERY_REPEATED"}

@@ -286,6 +286,9 @@ TRIGGERS: dict[ErrorCode, Trigger] = {
     ErrorCode.STORAGE_UNAVAILABLE: _storage_down,
     ErrorCode.NOT_READY: _not_ready,
     ErrorCode.RATE_LIMITER_UNAVAILABLE: _limiter_down,
+    ErrorCode.QUERY_REPEATED: lambda env: env.client.get(
+        "/v1/decisions?limit=1&limit=2", headers=env.headers()
+    ),
     ErrorCode.QUERY_UNKNOWN: lambda env: env.client.get(
         "/v1/stats?sinse=2026-01-01", headers=env.headers()
     ),
@@ -326,6 +329,7 @@ REASONED = {
     ErrorCode.TIMESTAMP_INVALID: {"timestamp is not ISO 8601"},
     ErrorCode.DUPLICATE_EVENT_IN_BATCH: {"events[1] repeats the event_id of events[0]"},
     ErrorCode.QUERY_UNKNOWN: {"unknown query parameter 'sinse'"},
+    ErrorCode.QUERY_REPEATED: {"query parameter 'limit'"},
     ErrorCode.LIMIT_REACHED: {"a hook source holds at most 2 active secrets: revoke one first"},
 }
 

@@ -49,6 +49,7 @@ _PUBLIC_ERRORS = frozenset(
         ErrorCode.OVERLOADED,
         ErrorCode.CONCURRENCY_LIMITED,
         ErrorCode.QUERY_UNKNOWN,
+        ErrorCode.QUERY_REPEATED,
         ErrorCode.KEY_IN_QUERY,
         ErrorCode.REQUEST_TIMEOUT,
     }

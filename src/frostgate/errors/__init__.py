@@ -64,6 +64,7 @@ class ErrorCode(enum.Enum):
     )
     WEBHOOK_REPLAYED = _Spec(409, "This webhook-id was already received.")
     QUERY_UNKNOWN = _Spec(422, "The query names a parameter this route does not take.")
+    QUERY_REPEATED = _Spec(422, "The query gives a parameter more than once.")
     # Enforcement
     MITIGATION_INVALID = _Spec(422, "The mitigation action, target or duration is invalid.")
     MITIGATION_STATE = _Spec(409, "The mitigation is not in a state that allows this change.")

@@ -242,9 +242,9 @@ class AuthGate:
             self.audit.record("key_in_query", "warning", None, address=address, route=route)
             return Refusal(ErrorCode.KEY_IN_QUERY)
         if spec.public:
-            unknown = self._unknown_query_name(spec, params)
-            if unknown is not None:
-                return Refusal(ErrorCode.QUERY_UNKNOWN, reason=unknown)
+            refused = self._query_refusal(spec, params)
+            if refused is not None:
+                return refused
             # Keyless: the client address's share answers for it. (A keyed request is
             # refused before its body is read unless its key is good, and then its
             # tenant's share answers: keyless clients cannot crowd out tenants that
@@ -292,9 +292,9 @@ class AuthGate:
         if principal.kind == "tenant" and any(t != principal.tenant_id for t in named):
             self._record_denial("tenant_mismatch", principal, address, route)
             return Refusal(ErrorCode.TENANT_MISMATCH)
-        unknown = self._unknown_query_name(spec, params)
-        if unknown is not None:
-            return Refusal(ErrorCode.QUERY_UNKNOWN, reason=unknown)
+        refused = self._query_refusal(spec, params)
+        if refused is not None:
+            return refused
         state["principal"] = principal
         if principal.tenant_id is not None:
             holder, limit = f"tenant {principal.tenant_id}", limits.max_concurrent_per_tenant
@@ -309,14 +309,21 @@ class AuthGate:
             )
         return None
 
-    def _unknown_query_name(self, spec: RouteSpec, params: list[tuple[str, str]]) -> str | None:
+    def _query_refusal(self, spec: RouteSpec, params: list[tuple[str, str]]) -> Refusal | None:
         """Why the query is refused, if it names a parameter the route does not take
-        (``tenant``/``tenant_id`` aside, which every route takes as an assertion). The
-        name is repeated only when it is a plain identifier, never arbitrary client text."""
+        (``tenant``/``tenant_id`` aside, which every route takes as an assertion), or one
+        parameter twice (the last value won in silence). A name is repeated only when it
+        is a plain identifier, never arbitrary client text."""
         known = self.query_names.get((spec.method, spec.path), frozenset())
+        seen: set[str] = set()
         for name, _ in params:
             if name not in known and name not in _TENANT_QUERY_PARAMS:
-                return unknown_name_reason("query parameter", name)
+                return Refusal(
+                    ErrorCode.QUERY_UNKNOWN, reason=unknown_name_reason("query parameter", name)
+                )
+            if name in seen:
+                return Refusal(ErrorCode.QUERY_REPEATED, reason=f"query parameter {name!r}")
+            seen.add(name)
         return None
 
     def _record_denial(
