@@ -142,13 +142,13 @@ def test_every_vector_is_refused_and_no_connection_reaches_the_listener(
     listeners: tuple[Listener, Listener | None],
 ) -> None:
     v4, v6 = listeners
-    refusals: list[tuple[str | None, str, str | None]] = []
+    refusals: list[tuple[str | None, EgressRefused]] = []
     policy = EgressPolicy(https_only=False, allowed_ports=frozenset({80, 443, v4.port}))
     client = EgressClient(
         policy,
         resolver=fake_resolver,
         timeouts=EgressTimeouts(connect=0.5, read=0.5, total=1.0),
-        on_refusal=lambda tenant, reason, host: refusals.append((tenant, reason, host)),
+        on_refusal=lambda tenant, refused: refusals.append((tenant, refused)),
     )
     outcomes: dict[str, str] = {}
 
@@ -170,7 +170,7 @@ def test_every_vector_is_refused_and_no_connection_reaches_the_listener(
         assert v6.accepted == 0
     # every refusal is reported with a reason (the API turns these into audit events)
     assert len(refusals) == len(vectors(v4.port))
-    assert all(reason for _tenant, reason, _host in refusals)
+    assert all(refused.reason and refused.detail for _tenant, refused in refusals)
 
 
 def test_rebinding_cannot_win_the_name_is_resolved_once(listener: Listener) -> None:
@@ -215,4 +215,39 @@ def test_a_redirect_to_an_internal_address_is_not_followed(
     assert response.status == 302
     assert not response.ok
     assert len(receiver.seen) == 1
+    assert listener.accepted == 0
+
+
+def test_a_name_refused_after_resolution_tells_the_tenant_nothing_about_what_it_resolved_to(
+    listener: Listener,
+) -> None:
+    """The reason reached the tenant (the webhook test route, its deliveries log and its
+    audit stream): "resolves to a forbidden address: private (RFC 1918)", "…: loopback"
+    or "host did not resolve" mapped which internal names exist and where they point. A
+    name's refusal after DNS is one sentence; the specific one is the operator's."""
+    refusals: list[EgressRefused] = []
+    policy = EgressPolicy(https_only=False, allowed_ports=frozenset({443}))
+    client = EgressClient(
+        policy,
+        resolver=fake_resolver,
+        timeouts=EgressTimeouts(connect=0.5, read=0.5, total=1.0),
+        on_refusal=lambda _tenant, refused: refusals.append(refused),
+    )
+    reasons: dict[str, str] = {}
+
+    async def attempt(host: str) -> None:
+        with pytest.raises(EgressRefused) as refused:
+            await client.post(f"https://{host}/", b"{}", {}, tenant_id="acme")
+        reasons[host] = refused.value.reason
+
+    for host in ("private.test", "evil.test", "metadata.test", "nxdomain.test", "empty.test"):
+        asyncio.run(attempt(host))
+    assert set(reasons.values()) == {"host does not resolve to a permitted address"}
+    details = {r.host: r.detail for r in refusals}
+    assert details["private.test"] == "resolves to a forbidden address: private (RFC 1918)"
+    assert details["nxdomain.test"] == "host did not resolve"
+    # A literal address says nothing the client did not write: its reason stays precise.
+    with pytest.raises(EgressRefused) as literal:
+        asyncio.run(client.post("https://10.1.2.3/", b"{}", {}, tenant_id="acme"))
+    assert literal.value.reason == "forbidden address: private (RFC 1918)"
     assert listener.accepted == 0

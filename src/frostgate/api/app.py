@@ -34,7 +34,7 @@ from frostgate.config import Settings, get_settings
 from frostgate.decisions import DecisionService
 from frostgate.decisions.windows import MemoryWindowStore, RedisWindowStore, WindowStore
 from frostgate.delivery import DeliverySettings, DeliveryWorker
-from frostgate.egress import EgressClient, client_from_settings
+from frostgate.egress import EgressClient, EgressRefused, client_from_settings
 from frostgate.enforcement.cursors import CursorBook
 from frostgate.enforcement.index import MitigationIndex
 from frostgate.enforcement.service import MitigationService
@@ -220,10 +220,13 @@ def _redis_probe(settings: Settings) -> RedisProbe | None:
 
 
 def _egress(settings: Settings, audit: AuditRecorder) -> EgressClient:
-    def refused(tenant_id: str | None, reason: str, host: str | None) -> None:
-        audit.record(
-            "egress_refused", "warning", tenant_id, detail={"reason": reason, "host": host}
-        )
+    def refused(tenant_id: str | None, refusal: EgressRefused) -> None:
+        detail = {"reason": refusal.reason, "host": refusal.host}
+        audit.record("egress_refused", "warning", tenant_id, detail=detail)
+        if refusal.detail != refusal.reason and tenant_id is not None:
+            # What DNS answered is the operator's to know, never the tenant's.
+            precise = {"reason": refusal.detail, "host": refusal.host, "tenant_id": tenant_id}
+            audit.record("egress_refused", "warning", None, detail=precise)
 
     return client_from_settings(settings, on_refusal=refused)
 

@@ -23,7 +23,7 @@ from typing import Any
 import httpcore
 
 from frostgate.egress.addresses import IPAddress
-from frostgate.egress.policy import Destination, EgressPolicy, EgressRefused
+from frostgate.egress.policy import Destination, EgressPolicy, EgressRefused, refused_after_dns
 
 __all__ = [
     "EgressClient",
@@ -36,7 +36,9 @@ __all__ = [
 ]
 
 Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
-RefusalHook = Callable[[str | None, str, str | None], None]
+# (tenant id, the refusal): its ``reason`` may reach the tenant, its ``detail`` is the
+# operator's.
+RefusalHook = Callable[[str | None, EgressRefused], None]
 
 
 class EgressFailed(Exception):
@@ -183,7 +185,7 @@ class EgressClient:
         try:
             return await self._resolver(dest.host, dest.port)
         except OSError as exc:
-            raise EgressRefused("host did not resolve", dest.host) from exc
+            raise refused_after_dns(dest.host, "host did not resolve") from exc
 
     async def _send(
         self,
@@ -243,7 +245,7 @@ class EgressClient:
 
     def _refused(self, tenant_id: str | None, refused: EgressRefused) -> None:
         if self._on_refusal is not None:
-            self._on_refusal(tenant_id, refused.reason, refused.host)
+            self._on_refusal(tenant_id, refused)
 
 
 def _host_header(dest: Destination) -> str:

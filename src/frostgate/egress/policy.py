@@ -28,11 +28,13 @@ from frostgate.egress.addresses import IPAddress, forbidden_reason
 
 __all__ = [
     "MAX_URL_LENGTH",
+    "RESOLVED_REFUSAL",
     "Destination",
     "EgressPolicy",
     "EgressRefused",
     "parse_allow_hosts",
     "parse_destination",
+    "refused_after_dns",
 ]
 
 MAX_URL_LENGTH = 2048
@@ -41,13 +43,22 @@ _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _FORBIDDEN_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
 
 
-class EgressRefused(Exception):
-    """The policy refuses a destination; ``reason`` is stable text for the audit log."""
+#: What a tenant is told when a name is refused after DNS, whatever the answer was: the
+#: precise reason ("resolves to ... private", "did not resolve") would map which
+#: internal names exist and where they point.
+RESOLVED_REFUSAL = "host does not resolve to a permitted address"
 
-    def __init__(self, reason: str, host: str | None = None) -> None:
+
+class EgressRefused(Exception):
+    """The policy refuses a destination. ``reason`` is stable text that may reach the
+    tenant; ``detail`` (default: the reason) is the operator's, more precise where the
+    reason must not be (a name refused after resolution)."""
+
+    def __init__(self, reason: str, host: str | None = None, *, detail: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.host = host
+        self.detail = detail or reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,10 +211,18 @@ class EgressPolicy:
         """The address to connect to, if *every* resolved address is allowed."""
         resolved = list(addresses)
         if not resolved:
-            raise EgressRefused("host did not resolve", dest.host)
+            raise refused_after_dns(dest.host, "host did not resolve")
         if (dest.host, dest.port) not in self.allow_hosts:
             for address in resolved:
                 reason = forbidden_reason(address)
                 if reason is not None:
-                    raise EgressRefused(f"resolves to a forbidden address: {reason}", dest.host)
+                    precise = f"resolves to a forbidden address: {reason}"
+                    if dest.ip_literal is not None:  # the client wrote it: nothing to hide
+                        raise EgressRefused(f"forbidden address: {reason}", dest.host)
+                    raise refused_after_dns(dest.host, precise)
         return resolved[0]
+
+
+def refused_after_dns(host: str, detail: str) -> EgressRefused:
+    """A name refused for what DNS answered: the tenant's reason is one sentence."""
+    return EgressRefused(RESOLVED_REFUSAL, host, detail=detail)
