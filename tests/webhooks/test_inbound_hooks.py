@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook
 from starlette.testclient import TestClient
 
@@ -344,3 +345,38 @@ def test_an_ipv6_flood_spread_over_one_64_shares_one_bucket(env: Env) -> None:
             headers={"content-type": "application/json", "x-forwarded-for": "2001:db8:77:2::1"},
         )
         assert other.status_code == 401  # the next /64 has its own bucket
+
+
+def test_a_secret_from_before_holders_were_recorded_is_the_sources_creators(env: Env) -> None:
+    """Secrets stored before migration 0010 have no recorded holder. Its backfill ran as
+    the owner role, which PostgreSQL's forced row-level security shows no rows, so they
+    kept none and their deliveries' blocks had no proposer: the source's creator could
+    approve them again. Such a secret is its source creator's, as before."""
+    source = _source(env)
+    with env.db.write.begin() as conn:
+        conn.execute(sa.text("UPDATE hook_source_secrets SET created_by = NULL"))
+    mid = _guarded_block(env, source["source_id"], source["secret"], "g-legacy-1")
+    own = env.client.post(f"/v1/mitigations/{mid}/approve", headers=env.headers())
+    assert own.status_code == 403, own.text
+    assert own.json()["error_code"] == "APPROVAL_BY_PROPOSER"
+
+
+def test_only_the_newest_two_secrets_of_a_source_verify(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sources that held more secrets before the cap keep them, and each costs an HMAC
+    over the whole body of every delivery: only the two newest are tried."""
+    from frostgate.security import hook_sources
+
+    source = _source(env)
+    path = f"/v1/hook-sources/{source['source_id']}/secrets"
+    monkeypatch.setattr(hook_sources, "MAX_ACTIVE_SECRETS", 3)  # data from before the cap
+    second = env.client.post(path, json={}, headers=env.headers()).json()["secret"]
+    third = env.client.post(path, json={}, headers=env.headers()).json()["secret"]
+    monkeypatch.undo()
+    body = orjson.dumps(EVENT)
+    oldest = _post(env, source["source_id"], body, _signed(source["secret"], body, "old-1"))
+    assert oldest.status_code == 401
+    for n, secret in enumerate((second, third)):
+        r = _post(env, source["source_id"], body, _signed(secret, body, f"new-{n}"))
+        assert r.status_code == 200, r.text

@@ -233,7 +233,10 @@ class HookVerifier:
         if source is None or not source.secrets:
             tenant_id = None if source is None else source.tenant_id
             raise HookRejected(ErrorCode.SIGNATURE_INVALID, "unknown source", tenant_id=tenant_id)
-        keys = [_open(self._box, source, stored) for stored in source.secrets]
+        # The newest two: a source may hold more from before the cap, and every one tried
+        # is an HMAC over the whole body before anything is known about the sender.
+        tried = source.secrets[-MAX_ACTIVE_SECRETS:]
+        keys = [_open(self._box, source, stored) for stored in tried]
         try:
             signed = verify(keys, headers, body, now=int(time.time()), tolerance=self._tolerance)
         except SignatureRejected as rejected:
@@ -251,7 +254,9 @@ class HookVerifier:
             source.source_id,
             source.name,
             signed.webhook_id,
-            source.secrets[signed.key_index].created_by,
+            # A secret from before holders were recorded (migration 0010) is its
+            # source creator's, as every secret was before.
+            tried[signed.key_index].created_by or source.created_by,
         )
 
     async def release(self, verified: VerifiedHook) -> None:
