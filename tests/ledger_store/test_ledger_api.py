@@ -502,3 +502,105 @@ def test_database_verification_checks_the_checkpoints_kept_outside_it(
         assert CliRunner().invoke(app, ["verify"]).exit_code == 1
     finally:
         get_settings.cache_clear()
+
+
+def test_an_export_that_fails_is_reported_and_the_other_streams_still_anchor(
+    env: Env, tmp_path: pathlib.Path
+) -> None:
+    """An exception from writing the export left run_once, so every stream after the
+    failing one went unanchored that round. A failed export is logged and named in the
+    stream's outcome; the checkpoint itself is signed and stored."""
+    from frostgate.jobs.anchor import Anchorer
+    from frostgate.security.ledger_key import load_ledger_signer
+
+    blocked = tmp_path / "exported"
+    blocked.write_text("a file where the directory should be")
+    job = Anchorer(
+        env.db,
+        load_ledger_signer(env.settings),
+        origin_prefix=env.settings.ledger_origin,
+        lock_path=None,
+        export_dir=blocked,
+    )
+    _ingest(env, 5)
+    _ingest(env, 3, who="globex")
+    outcomes = {o.stream: o for o in job.run_once()}
+    for stream in ("decisions/acme", "decisions/globex"):
+        assert outcomes[stream].status == "anchored"
+        assert outcomes[stream].detail.startswith("export failed")
+    assert _checkpoint(env)[0] == 5
+
+
+def test_an_exported_checkpoint_that_is_not_a_regular_file_is_refused_unread(
+    env: Env, tmp_path: pathlib.Path
+) -> None:
+    """A FIFO named like a checkpoint blocked the anchoring thread for ever."""
+    import os
+
+    from frostgate.jobs.anchor import Anchorer
+    from frostgate.security.ledger_key import load_ledger_signer
+
+    exported = tmp_path / "exported"
+    (exported / "decisions" / "acme").mkdir(parents=True)
+    os.mkfifo(exported / "decisions" / "acme" / f"{30:020d}.checkpoint")
+    job = Anchorer(
+        env.db,
+        load_ledger_signer(env.settings),
+        origin_prefix=env.settings.ledger_origin,
+        lock_path=None,
+        export_dir=exported,
+    )
+    _ingest(env, 5)
+    outcome = {o.stream: o for o in job.run_once()}["decisions/acme"]
+    assert outcome.status == "inconsistent"
+    assert "not a regular file" in outcome.detail
+
+
+def test_checkpoints_held_outside_are_read_before_the_database(
+    env: Env, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read after a stream's rows, a checkpoint the anchoring job exported meanwhile was
+    newer than what the database showed, and a healthy, running ledger failed as if it
+    had lost its tail. Every kept checkpoint is read before the database is opened."""
+    from frostgate.decisions import ledger_audit
+    from frostgate.jobs.anchor import Anchorer
+    from frostgate.security.ledger_key import load_ledger_signer
+
+    exported = tmp_path / "exported"
+    events: list[str] = []
+    real_newest, real_open = ledger_audit.newest_exported, ledger_audit.open_database
+
+    def newest(*args: object) -> object:
+        events.append("read export")
+        return real_newest(*args)  # type: ignore[arg-type]
+
+    def opened(*args: object) -> object:
+        events.append("open database")
+        return real_open(*args)  # type: ignore[arg-type]
+
+    job = Anchorer(
+        env.db,
+        load_ledger_signer(env.settings),
+        origin_prefix=env.settings.ledger_origin,
+        lock_path=None,
+        export_dir=exported,
+    )
+    _ingest(env, 5)
+    job.run_once()
+    monkeypatch.setattr(ledger_audit, "newest_exported", newest)
+    monkeypatch.setattr(ledger_audit, "open_database", opened)
+    assert ledger_audit.verify_database(env.settings, checkpoint_dir=exported).ok
+    assert "read export" in events
+    assert events.index("open database") > max(
+        i for i, e in enumerate(events) if e == "read export"
+    )
+
+
+def test_a_checkpoint_directory_that_is_not_there_fails_verification(
+    env: Env, tmp_path: pathlib.Path
+) -> None:
+    """A typo or an unmounted volume verified clean, as if nothing were kept outside."""
+    from frostgate.decisions.ledger_audit import verify_database
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        verify_database(env.settings, checkpoint_dir=tmp_path / "not-mounted")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +43,7 @@ from rich.table import Table
 from frostgate.decisions.remote_verify import RemoteReport, verify_remote
 from frostgate.ledger.note import NoteError, Verifier
 from frostgate.ledger.packet import DEFAULT_LIMITS, PacketReport, verify_packet
+from frostgate.store.files import NotARegularFile, TooLarge, read_regular_file
 
 __all__ = ["PROGRESS_THRESHOLD", "verify"]
 
@@ -103,23 +103,17 @@ def _load_verifier(value: str) -> Verifier:
 
 
 def _read_packet(path: Path) -> bytes:
-    """The packet's bytes, never more than the cap: a device or a pipe reports size 0
-    and then never ends (or never starts), so only a regular file is opened, and the
-    read itself stops one byte past the cap."""
+    """The packet's bytes, never more than the cap, from a regular file only (a device
+    or a pipe reports size 0 and then never ends, or never starts)."""
     cap = DEFAULT_LIMITS.max_total
-    too_large = f"packet file is over the {cap}-byte cap"
     try:
-        if not stat.S_ISREG(path.stat().st_mode):
-            raise _Failure(f"packet file {path} is not a regular file")
-        if path.stat().st_size > cap:
-            raise _Failure(too_large)
-        with path.open("rb") as handle:
-            data = handle.read(cap + 1)
+        return read_regular_file(path, cap)
+    except NotARegularFile:
+        raise _Failure(f"packet file {path} is not a regular file") from None
+    except TooLarge:
+        raise _Failure(f"packet file is over the {cap}-byte cap") from None
     except OSError as exc:
         raise _Failure(f"cannot read packet file {path}: {exc.strerror or exc}") from None
-    if len(data) > cap:
-        raise _Failure(too_large)
-    return data
 
 
 @contextlib.contextmanager

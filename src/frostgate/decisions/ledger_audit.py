@@ -26,11 +26,11 @@ from frostgate.config import Settings
 from frostgate.decisions.verify import verify_chain
 from frostgate.jobs.anchor import ExportedCheckpointError, newest_exported, stream_origin
 from frostgate.ledger import ProofError, consistency_proof, verify_consistency
-from frostgate.ledger.note import NoteError, open_checkpoint
+from frostgate.ledger.note import Checkpoint, NoteError, open_checkpoint
 from frostgate.ledger.rehash import LevelTree
 from frostgate.security.ledger_key import load_ledger_signer
 from frostgate.store import Database, open_database, schema
-from frostgate.store.audit import audit_stream
+from frostgate.store.audit import PLATFORM, audit_stream
 from frostgate.store.catalog import all_streams, ledger_tenants, stream_source
 from frostgate.store.checkpoints import checkpoints_since
 from frostgate.store.decisions import chain_rows, ledger_head
@@ -103,7 +103,7 @@ def _verify_stream(
     settings: Settings,
     tenant_id: str,
     stream: str,
-    checkpoint_dir: Path | None,
+    outside: Checkpoint | ExportedCheckpointError | None,
 ) -> StreamReport:
     bind_tenant(conn, tenant_id)
     table, entry_of = stream_source(stream)
@@ -174,53 +174,67 @@ def _verify_stream(
             except ProofError as exc:
                 return StreamReport(stream, False, chain.checked, previous[0], str(exc))
         previous = (opened.size, opened.root)
-    if checkpoint_dir is not None:
-        try:
-            outside = newest_exported(checkpoint_dir, stream, verifier, origin)
-        except ExportedCheckpointError as exc:
-            return StreamReport(stream, False, chain.checked, None, str(exc))
-        if outside is not None:
-            if outside.size > tree.size:
-                reason = (
-                    f"exported checkpoint {outside.size} covers entries the database does not hold"
-                )
-                return StreamReport(stream, False, chain.checked, tree.size, reason)
-            if tree.root(outside.size) != outside.root:
-                reason = f"exported checkpoint {outside.size} root differs"
-                return StreamReport(stream, False, chain.checked, None, reason)
+    if isinstance(outside, ExportedCheckpointError):
+        return StreamReport(stream, False, chain.checked, None, str(outside))
+    if outside is not None:
+        if outside.size > tree.size:
+            reason = f"exported checkpoint {outside.size} covers entries the database does not hold"
+            return StreamReport(stream, False, chain.checked, tree.size, reason)
+        if tree.root(outside.size) != outside.root:
+            reason = f"exported checkpoint {outside.size} root differs"
+            return StreamReport(stream, False, chain.checked, None, reason)
     return StreamReport(stream, True, chain.checked, None, None, checkpoints=len(stored))
 
 
-def _exported_tenants(checkpoint_dir: Path | None) -> set[str]:
-    """Tenants with a stream folder under ``checkpoint_dir`` (``<kind>/<tenant>/``)."""
-    if checkpoint_dir is None:
-        return set()
-    return {
-        folder.name
-        for kind in ("decisions", "audit")
-        if (checkpoint_dir / kind).is_dir()
-        for folder in (checkpoint_dir / kind).iterdir()
-        if folder.is_dir()
-    }
+HeldOutside = dict[str, Checkpoint | ExportedCheckpointError]
+
+
+def _held_outside(settings: Settings, checkpoint_dir: Path) -> HeldOutside:
+    """The newest checkpoint kept under ``checkpoint_dir`` for each stream folder there
+    (``<kind>/<tenant>/``), or why it cannot be read. Read before the database: one the
+    anchoring job exports while verification runs is newer than what the database
+    showed, and must not pass for a lost tail."""
+    if not checkpoint_dir.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {checkpoint_dir} does not exist")
+    verifier = load_ledger_signer(settings).verifier()
+    held: HeldOutside = {}
+    for kind in ("decisions", "audit"):
+        if not (checkpoint_dir / kind).is_dir():
+            continue
+        for folder in sorted((checkpoint_dir / kind).iterdir()):
+            if not folder.is_dir():
+                continue
+            stream = f"{kind}/{folder.name}"
+            origin = stream_origin(settings.ledger_origin, stream)
+            try:
+                newest = newest_exported(checkpoint_dir, stream, verifier, origin)
+            except ExportedCheckpointError as exc:
+                held[stream] = exc
+                continue
+            if newest is not None:
+                held[stream] = newest
+    return held
 
 
 def verify_database(settings: Settings, *, checkpoint_dir: Path | None = None) -> DatabaseReport:
     """Verify every stream; with ``checkpoint_dir`` (exported or witnessed checkpoints in
     the ``FG_ANCHOR_EXPORT_DIR`` layout) each stream must also hold the newest one kept
     there, and a stream kept there must exist."""
+    held = {} if checkpoint_dir is None else _held_outside(settings, checkpoint_dir)
+    exported_tenants = {stream.split("/", 1)[1] for stream in held} - {PLATFORM}
     db: Database = open_database(settings.database_url)
     report = DatabaseReport()
     try:
         with db.read.connect() as conn:
             streams = all_streams(conn)
             listed = {tenant for tenant, _ in streams}
-            unlisted = sorted((ledger_tenants(conn) | _exported_tenants(checkpoint_dir)) - listed)
+            unlisted = sorted((ledger_tenants(conn) | exported_tenants) - listed)
             for tenant in unlisted:
                 streams += [(tenant, decision_stream(tenant)), (tenant, audit_stream(tenant))]
             for tenant, stream in streams:
-                checked = _verify_stream(conn, settings, tenant, stream, checkpoint_dir)
+                checked = _verify_stream(conn, settings, tenant, stream, held.get(stream))
                 if tenant in unlisted and checked.ok:
-                    reason = f"tenant {tenant!r} has ledger rows but no tenant record"
+                    reason = f"tenant {tenant!r} has ledger data but no tenant record"
                     checked = StreamReport(stream, False, checked.checked, None, reason)
                 report.streams.append(checked)
     finally:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -54,6 +55,7 @@ from frostgate.store import Database, schema
 from frostgate.store.audit import append_audit
 from frostgate.store.catalog import all_streams, stream_source
 from frostgate.store.checkpoints import insert_checkpoint, latest_checkpoint
+from frostgate.store.files import read_regular_file
 from frostgate.store.streams import StoredTree
 from frostgate.store.tenancy import bind_tenant
 
@@ -121,11 +123,9 @@ def newest_exported(
         return None
     newest = folder / names[-1]
     try:
-        with newest.open("rb") as handle:
-            note = handle.read(_MAX_EXPORTED_BYTES + 1)
-        if len(note) > _MAX_EXPORTED_BYTES:
-            raise ExportedCheckpointError(f"exported checkpoint {newest} is too large")
-        checkpoint = open_checkpoint(note, verifier, origin=origin)
+        checkpoint = open_checkpoint(
+            read_regular_file(newest, _MAX_EXPORTED_BYTES), verifier, origin=origin
+        )
     except (OSError, NoteError) as exc:
         raise ExportedCheckpointError(f"exported checkpoint {newest}: {exc}") from None
     if f"{checkpoint.size:020d}.checkpoint" != newest.name:
@@ -307,8 +307,13 @@ class Anchorer:
         with self._db.write.begin() as conn:
             insert_checkpoint(conn, tenant_id, stream, size, new_root, note, datetime.now(UTC))
         self._signed[stream] = (size, new_root)
-        self._export(stream, size, note)
         self.problems.pop(stream, None)
+        try:
+            self._export(stream, size, note)
+        except OSError as exc:
+            # Signed and stored all the same; the other streams still anchor this round.
+            log.error("ledger %s: checkpoint %d not exported: %s", stream, size, exc)
+            return AnchorOutcome(stream, size, "anchored", f"export failed: {exc}", note=note)
         return AnchorOutcome(stream, size, "anchored", note=note)
 
     def _last_signed(
@@ -375,8 +380,17 @@ class Anchorer:
         return AnchorOutcome(stream, size, status, detail)
 
     def _export(self, stream: str, size: int, note: str) -> None:
+        """Write the checkpoint to ``<export dir>/<stream>/<size>.checkpoint``, whole or
+        not at all (a temporary file, fsynced, then renamed): the newest export is what a
+        restarted job holds the database to, and a torn one would stop the stream."""
         if self._export_dir is None:
             return
         target = self._export_dir / stream
         target.mkdir(parents=True, exist_ok=True)
-        (target / f"{size:020d}.checkpoint").write_text(note)
+        final = target / f"{size:020d}.checkpoint"
+        partial = target / f".{final.name}.partial"
+        with partial.open("wb") as handle:
+            handle.write(note.encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, final)
