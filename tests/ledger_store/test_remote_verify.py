@@ -122,7 +122,7 @@ def test_a_proof_of_another_entry_does_not_include_the_event(
         hostile.anchor()
         result = verify(hostile, "--event-id", "never-recorded")
         assert result.exit_code == 1, result.output
-        assert "entry 0 is event 'e0', not 'never-recorded'" in one_line(result)
+        assert "entry 0 is not event 'never-recorded'" in one_line(result)
         # The honest answer for a recorded event still passes through the same server.
         assert verify(hostile, "--event-id", "e0").exit_code == 0
 
@@ -147,6 +147,35 @@ def test_entries_far_past_the_newest_checkpoint_end_verification(allowed: Served
     refused = run(1000)
     assert not refused.ok
     assert "more than 1000 entries after its newest checkpoint (10)" in str(refused.reason)
+
+
+def _denies_every_proof(app: ASGIApp) -> ASGIApp:
+    """A hostile server: it serves its entries but answers 404 to every inclusion proof,
+    as if an event it recorded were unknown."""
+
+    async def hostile(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/proof/inclusion"):
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b'{"error_code":"NOT_FOUND"}'})
+            return
+        await app(scope, receive, send)
+
+    return hostile
+
+
+def test_a_server_denying_an_event_it_served_fails(
+    settings: Settings, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 404 for the proof was taken at its word ("not included"), though the verifier
+    had just re-hashed the event's entry under a signed checkpoint."""
+    for hostile in serve(settings, db, wrap=_denies_every_proof):
+        monkeypatch.setenv("FG_PROFILE", "test")
+        monkeypatch.setenv("FG_EGRESS_ALLOW_HOSTS", hostile.allow)
+        hostile.ingest(5)
+        hostile.anchor()
+        result = verify(hostile, "--event-id", "e3")
+        assert result.exit_code == 1, result.output
+        assert "denies a proof of event 'e3', which it served as entry 3" in one_line(result)
 
 
 def test_human_summary_and_key_from_the_environment(allowed: Served) -> None:

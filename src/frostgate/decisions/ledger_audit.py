@@ -79,13 +79,15 @@ def _node(m: Any) -> tuple[int, int, bytes]:
     return int(m["level"]), int(m["idx"]), bytes(m["hash"])
 
 
+def _complete_subtrees(size: int) -> int:
+    """How many complete aligned subtrees a ``size``-leaf tree has: the log stores every
+    one of them (ledger/merkle.py), and proofs and packets read them."""
+    return sum(size >> level for level in range(size.bit_length()))
+
+
 def _first_missing_node(size: int, seen: set[tuple[int, int]]) -> tuple[int, int] | None:
     """The first complete aligned subtree of a ``size``-leaf tree (by leaf, then level)
-    that is not in ``seen``: the log stores every one of them (ledger/merkle.py), and
-    proofs and packets read them, so one gone is damage even if nothing else changed."""
-    expected = sum(size >> level for level in range(size.bit_length()))
-    if len(seen) == expected:
-        return None
+    that is not in ``seen``: one gone is damage even if nothing else changed."""
     for leaf in range(size):
         level = 0
         while level < size.bit_length() and (leaf >> level) << level == leaf:
@@ -123,7 +125,7 @@ def _verify_stream(
         return StreamReport(stream, False, chain.checked, chain.first_bad_index, chain.reason)
     tree = LevelTree(leaves)
     nodes = schema.ledger_nodes
-    seen: set[tuple[int, int]] = set()
+    stored_nodes = 0
     for node in conn.execute(
         sa.select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(nodes.c.stream == stream)
     ):
@@ -133,8 +135,15 @@ def _verify_stream(
             return StreamReport(
                 stream, False, chain.checked, start, f"stored tree node ({level}, {index}) is wrong"
             )
-        seen.add((level, index))
-    missing = _first_missing_node(tree.size, seen)
+        stored_nodes += 1
+    # Each stored node is a distinct (level, index) inside the tree (the primary key,
+    # and the check above), so the count tells whether any is missing; which one is
+    # looked up only then.
+    missing = None
+    if stored_nodes != _complete_subtrees(tree.size):
+        query = sa.select(nodes.c.level, nodes.c.idx).where(nodes.c.stream == stream)
+        seen = {(int(row.level), int(row.idx)) for row in conn.execute(query)}
+        missing = _first_missing_node(tree.size, seen)
     if missing is not None:
         level, index = missing
         return StreamReport(

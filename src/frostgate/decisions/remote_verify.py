@@ -196,6 +196,7 @@ async def _stream(
     done_before: int,
     started: list[StreamCheck],
     max_unanchored: int,
+    event_id: str | None,
 ) -> tuple[StreamCheck, StreamSummary]:
     base = f"/v1/ledger/{kind}"
     first = await api.get(f"{base}/checkpoints?since=0")
@@ -204,7 +205,7 @@ async def _stream(
         raise RemoteFailure(
             f"{kind} checkpoints: origin {origin!r} is not under the log's {prefix!r}/{kind}/"
         )
-    check = StreamCheck(origin[len(prefix) + 1 :], origin, verifier)
+    check = StreamCheck(origin[len(prefix) + 1 :], origin, verifier, event_id=event_id)
     started.append(check)
     page = _field(first, "checkpoints", list, f"{kind} checkpoints")
     while True:
@@ -252,22 +253,25 @@ async def _event(
                 f"/v1/ledger/{kind}/proof/inclusion?event_id={quoted}&size={newest.size}"
             )
         except RemoteStatus as exc:
+            if exc.status not in (404, 422):
+                raise
+            served = check.event_index
+            if served is not None and served < newest.size:
+                raise RemoteFailure(
+                    f"the server denies a proof of event {event_id!r}, which it served "
+                    f"as entry {served} of {summary.name}, under its newest checkpoint"
+                ) from None
             if exc.status == 422:  # found, but after the newest checkpoint
                 unanchored.append(f"{summary.name} (newest checkpoint {newest.size})")
-            if exc.status in (404, 422):
-                continue
-            raise
+            continue
         index = _field(proof, "index", int, "inclusion proof")
         hashes = _field(proof, "hashes", list, "inclusion proof")
         if not 0 <= index < newest.size:
             raise RemoteFailure(f"inclusion proof: index {index} is outside the checkpoint")
         # The proof is only worth something if it is the asked-for event's entry: a
         # valid proof of another entry "includes" nothing.
-        recorded = check.event_id(index)
-        if recorded != event_id:
-            raise RemoteFailure(
-                f"inclusion proof: entry {index} is event {recorded!r}, not {event_id!r}"
-            )
+        if check.event_index != index:
+            raise RemoteFailure(f"inclusion proof: entry {index} is not event {event_id!r}")
         leaf = summary.tree.leaf(index)
         if proof.get("leaf_hash") != leaf.hex():
             raise RemoteFailure(
@@ -330,7 +334,7 @@ async def verify_remote(
             started: list[StreamCheck] = []
             try:
                 check, summary = await _stream(
-                    api, kind, prefix, verifier, progress, done, started, max_unanchored
+                    api, kind, prefix, verifier, progress, done, started, max_unanchored, event_id
                 )
             except StreamFailure as exc:
                 stream.reason, stream.first_bad_index = exc.reason, exc.index

@@ -77,13 +77,18 @@ class StreamSummary:
 class StreamCheck:
     """Feed checkpoint pages, then entry pages, then call :meth:`finish`."""
 
-    def __init__(self, name: str, origin: str, verifier: Verifier) -> None:
+    def __init__(
+        self, name: str, origin: str, verifier: Verifier, *, event_id: str | None = None
+    ) -> None:
+        """``event_id``: an event to look for; :attr:`event_index` is where it was served
+        (what a proof of it must be a proof of)."""
         self.name = name
         self.origin = origin
         self._verifier = verifier
         self.checkpoints: list[Checkpoint] = []
         self._leaves: list[bytes] = []
-        self._event_ids: list[object] = []
+        self._wanted = event_id
+        self.event_index: int | None = None
         self._prev = GENESIS
 
     @property
@@ -166,13 +171,11 @@ class StreamCheck:
                 start + bad_link,
             )
         self._leaves += leaves
-        self._event_ids += map(_own_event_id, entries)
         self._prev = links[-1]
-
-    def event_id(self, index: int) -> object:
-        """The ``event_id`` field of verified entry ``index`` (None if it has none): what
-        a proof of that entry proves was recorded."""
-        return self._event_ids[index]
+        if self._wanted is not None and self.event_index is None:
+            found = [i for i, e in enumerate(map(_own_event_id, entries)) if e == self._wanted]
+            if found:
+                self.event_index = start + found[0]
 
     def _check_own_fields(
         self, entries: Sequence[dict[str, Any]], expected: list[int], start: int
