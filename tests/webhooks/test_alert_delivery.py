@@ -314,4 +314,4 @@ def test_one_tenants_backlog_to_a_hanging_receiver_does_not_starve_another_tenan
     started = time.monotonic()
     _defend(env, "mine")
     wait_for(lambda: any(s.path == "/hook" and b'"mine"' in s.body for s in receiver.seen))
-    assert time.monotonic() - started < 0.9
+    assert time.monotonic() - started < 2.0  # unfair, it waits behind three rounds: 3 s

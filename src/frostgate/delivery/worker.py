@@ -39,7 +39,7 @@ from frostgate.security.audit import AuditRecorder
 from frostgate.security.secret_box import SecretBox
 from frostgate.security.webhook_signature import decode_secret, signed_headers
 from frostgate.store import Database
-from frostgate.store.outbox import Claimed, any_due, claim_due, finish_attempt
+from frostgate.store.outbox import Claimed, any_due, claim_due, due_candidates, finish_attempt
 from frostgate.store.webhooks import secret_binding
 
 __all__ = ["DeliverySettings", "DeliveryWorker"]
@@ -136,16 +136,17 @@ class DeliveryWorker:
 
     def _claim(self, limit: int, held: dict[str, int]) -> list[Claimed]:
         now = self._clock()
-        with self._db.read.connect() as conn:
-            if not any_due(conn, now):
-                return []
         # Half the slots at most per tenant: a backlog to a receiver that never answers
         # cannot hold the others' alerts back.
         cap = max(1, self.settings.concurrency // 2)
+        with self._db.read.connect() as conn:
+            if not any_due(conn, now):
+                return []
+            chosen = due_candidates(conn, now, limit=limit, tenant_cap=cap, held=held)
+        if not chosen:
+            return []
         with self._db.write.begin() as conn:
-            return claim_due(
-                conn, now, limit=limit, lease=self.settings.lease, tenant_cap=cap, held=held
-            )
+            return claim_due(conn, now, chosen, lease=self.settings.lease)
 
     async def _deliver(self, message: Claimed) -> None:
         started = self._clock()

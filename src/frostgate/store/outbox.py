@@ -42,6 +42,7 @@ __all__ = [
     "Claimed",
     "any_due",
     "claim_due",
+    "due_candidates",
     "enqueue_audit_alerts",
     "enqueue_decision_alerts",
     "enqueue_notice",
@@ -309,64 +310,54 @@ def any_due(conn: sa.Connection, now: datetime) -> bool:
     return conn.execute(sa.select(_o.c.message_id).where(_due(now)).limit(1)).first() is not None
 
 
-def claim_due(
+def due_candidates(
     conn: sa.Connection,
     now: datetime,
     *,
     limit: int,
-    lease: timedelta,
     tenant_cap: int,
-    held: Mapping[str, int] | None = None,
-) -> list[Claimed]:
-    """Claim up to ``limit`` due messages (and ones whose lease ran out), sealing bodies.
+    held: Mapping[str, int],
+) -> list[str]:
+    """The ids of up to ``limit`` due messages to claim, oldest first, fair between
+    tenants: no tenant gets more than ``tenant_cap`` in flight counting ``held`` (the
+    caller's, per tenant), and a tenant at its cap is not even read. Oldest-first over
+    one queue let a tenant with a backlog to a receiver that never answers hold every
+    slot for its timeout, round after round. A read: it runs outside the write lock
+    (SQLite has one), and :func:`claim_due` checks each row is still due."""
+    bind_delivery(conn)
+    capped = sorted(tenant for tenant, n in held.items() if n >= tenant_cap)
+    query = sa.select(_o.c.message_id, _o.c.tenant_id).where(_due(now))
+    if capped:
+        query = query.where(_o.c.tenant_id.not_in(capped))
+    rows = conn.execute(query.order_by(_o.c.next_attempt_at).limit(limit)).all()
+    taken: dict[str, int] = dict(held)
+    chosen: list[str] = []
+    for row in rows:
+        tenant_id: str = row.tenant_id
+        # Past its cap within this round a tenant's further rows wait for the next one
+        # (it is then left out of the read): a round may claim fewer than ``limit``.
+        if taken.get(tenant_id, 0) < tenant_cap:
+            taken[tenant_id] = taken.get(tenant_id, 0) + 1
+            chosen.append(row.message_id)
+    return chosen
 
-    Fair between tenants: candidates are ranked within their tenant (oldest first) and
-    taken rank by rank, so claims alternate between tenants, and no tenant gets more than
-    ``tenant_cap`` in flight counting the ``held`` ones (the caller's, per tenant).
-    Oldest-first over one queue let a tenant with a backlog to a receiver that never
-    answers hold every slot for its timeout, round after round.
+
+def claim_due(
+    conn: sa.Connection, now: datetime, message_ids: Sequence[str], *, lease: timedelta
+) -> list[Claimed]:
+    """Claim the messages of ``message_ids`` (from :func:`due_candidates`) that are
+    still due, in that order, sealing bodies.
 
     On PostgreSQL the rows are locked with ``FOR UPDATE SKIP LOCKED`` so several
     processes claim disjoint sets; on SQLite the write transaction is exclusive.
     """
     bind_delivery(conn)
-    held = held or {}
-    rank = (
-        sa.func.row_number()
-        .over(partition_by=_o.c.tenant_id, order_by=(_o.c.next_attempt_at, _o.c.message_id))
-        .label("rank")
-    )
-    ranked = (
-        sa.select(_o.c.message_id, _o.c.tenant_id, _o.c.next_attempt_at, rank)
-        .where(_due(now))
-        .subquery()
-    )
-    # Every candidate passed over belongs to a tenant holding messages in flight, so
-    # ``limit`` plus what is held is always enough to fill ``limit``.
-    candidates = conn.execute(
-        sa.select(ranked.c.message_id, ranked.c.tenant_id)
-        .where(ranked.c.rank <= tenant_cap)
-        .order_by(ranked.c.rank, ranked.c.next_attempt_at, ranked.c.message_id)
-        .limit(limit + sum(held.values()))
-    ).all()
-    taken: dict[str, int] = dict(held)
-    chosen: list[str] = []
-    for row in candidates:
-        message_id: str = row.message_id
-        tenant_id: str = row.tenant_id
-        if len(chosen) == limit:
-            break
-        if taken.get(tenant_id, 0) < tenant_cap:
-            taken[tenant_id] = taken.get(tenant_id, 0) + 1
-            chosen.append(message_id)
-    if not chosen:
+    if not message_ids:
         return []
-    query = sa.select(_o).where(_o.c.message_id.in_(chosen), _due(now))
+    query = sa.select(_o).where(_o.c.message_id.in_(message_ids), _due(now))
     if conn.dialect.name == "postgresql":
-        # Window functions cannot be locked; the chosen rows are, and a row another
-        # process claimed meanwhile is no longer due or is skipped.
         query = query.with_for_update(skip_locked=True)
-    order = {message_id: position for position, message_id in enumerate(chosen)}
+    order = {message_id: position for position, message_id in enumerate(message_ids)}
     rows = sorted(conn.execute(query), key=lambda r: order[r.message_id])
     if not rows:
         return []
