@@ -121,12 +121,7 @@ class Envelope:
             wanted = target.value.casefold()
             return any(user.casefold() == wanted for user in self.allowlist_users)
         if target.scope == "ip":
-            address = ipaddress.ip_address(target.value)
-            forms: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
-            if isinstance(address, ipaddress.IPv6Address):
-                embedded = embedded_v4(address)
-                if embedded is not None:
-                    forms.append(embedded)
+            forms = _address_forms(target.value)
             return any(form in n for form in forms for n in self.allowlist_networks)
         if target.scope == "range":
             network = ipaddress.ip_network(target.value)
@@ -158,6 +153,18 @@ _NEVER_ENFORCED = (
 )
 
 
+def _address_forms(value: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """An address and, for an IPv6 transition form (NAT64, 6to4, IPv4-compatible, ...),
+    the IPv4 address it leads to: a rule about the one holds for the other."""
+    address = ipaddress.ip_address(value)
+    forms: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = embedded_v4(address)
+        if embedded is not None:
+            forms.append(embedded)
+    return forms
+
+
 def _unmapped(
     network: ipaddress.IPv4Network | ipaddress.IPv6Network,
 ) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -175,13 +182,7 @@ def never_enforced(target: Target) -> str | None:
     in (or, through an IPv6 transition form, leading into) one of those blocks, or a
     range overlapping one."""
     if target.scope == "ip":
-        address = ipaddress.ip_address(target.value)
-        forms: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
-        if isinstance(address, ipaddress.IPv6Address):
-            embedded = embedded_v4(address)
-            if embedded is not None:
-                forms.append(embedded)
-        for form in forms:
+        for form in _address_forms(target.value):
             for network, kind in _NEVER_ENFORCED:
                 if form.version == network.version and form in network:
                     return kind
