@@ -270,3 +270,27 @@ def test_whole_stream_reads_run_one_per_tenant(env: Env) -> None:
         portal.call(running.__exit__, None, None, None)
     again = env.client.get("/v1/forensics/chain/verify", headers=env.headers())
     assert again.json() == {"ok": True, "checked": 2, "first_bad_index": None, "reason": None}
+
+
+def test_stats_run_two_at_a_time_per_tenant(env: Env) -> None:
+    """Sixteen concurrent /v1/stats calls over a 351,000-decision window (3.7 s each)
+    took another tenant's one-row read from 10 ms to 24.5 s, and sixty-four exhausted
+    the connection pool (503 for everyone). Statistics run two at a time per tenant; a
+    third is refused at once while another tenant's still run."""
+    _post(env, [BRUTE, QUIET])
+    stats_reads = app_services(env.client.app).stats_reads
+    portal = env.client.portal  # type: ignore[union-attr]
+    held = [stats_reads.slot("acme"), stats_reads.slot("acme")]
+    for slot in held:
+        portal.call(slot.__enter__)
+    try:
+        for path in ("/v1/stats", "/v1/stats/summary"):
+            r = env.client.get(path, headers=env.headers())
+            assert r.status_code == 429, r.text
+            assert r.json()["error_code"] == "CONCURRENCY_LIMITED"
+            assert "statistics" in r.json()["reason"]
+        assert env.client.get("/v1/stats", headers=env.headers("globex")).status_code == 200
+    finally:
+        for slot in held:
+            portal.call(slot.__exit__, None, None, None)
+    assert env.client.get("/v1/stats", headers=env.headers()).status_code == 200

@@ -332,6 +332,8 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         mitigation_index=mitigation_index,
         bouncer_cursors=CursorBook(db),
         heavy_reads=HeavyReads(),
+        # Two per tenant; six in all, within the read pool's sixteen connections.
+        stats_reads=HeavyReads(per_tenant=2, process_limit=6, what="statistics are"),
         redis_probe=_redis_probe(settings),
     )
 

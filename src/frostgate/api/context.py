@@ -48,6 +48,7 @@ class Services:
     mitigation_index: MitigationIndex
     bouncer_cursors: CursorBook
     heavy_reads: HeavyReads
+    stats_reads: HeavyReads
     # (method, path) -> the body fields a closed-body route takes (the served OpenAPI).
     body_fields: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
     # Set when any state lives in Redis (rate limits, windows, replay ids): readiness

@@ -249,8 +249,9 @@ async def _stats(request: Request, since: str | None, until: str | None) -> Any:
     tenant_id = tenant_of(request)
     svc = services(request)
     previous_start, start, end = _windows(since, until, datetime.now(UTC))
-    current = await read_call(svc, tenant_id, repo.stats, since=start, until=end)
-    previous = await read_call(svc, tenant_id, repo.stats, since=previous_start, until=start)
+    with svc.stats_reads.slot(tenant_id):
+        current = await read_call(svc, tenant_id, repo.stats, since=start, until=end)
+        previous = await read_call(svc, tenant_id, repo.stats, since=previous_start, until=start)
     seconds = (end - start).total_seconds()
     levels = {level: current["by_threat_level"].get(level, 0) for level in THREAT_LEVELS}
     current["by_threat_level"] = levels
