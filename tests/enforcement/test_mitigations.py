@@ -493,3 +493,78 @@ def test_the_allowlist_matches_every_form_of_an_allowlisted_target(env: Env) -> 
         )
         assert (value, made.json()["status"]) == (value, "rejected"), made.text
         assert made.json()["status_reason"] == "target is allowlisted"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "64:ff9b::7f00:0/120",  # NAT64 form of 127.0.0.0/24
+        "::7f00:0/104",  # IPv4-compatible form of 127.0.0.0/8
+        "2002:7f00:1::/48",  # 6to4 form of 127.0.0.1
+        "64:ff9b::/64",  # every NAT64 address: loopback included
+        "2001:0:4136:e378::/64",  # Teredo clients behind one server: any IPv4
+    ],
+)
+def test_a_range_in_an_ipv6_transition_form_of_loopback_is_not_enforced(
+    env: Env, value: str
+) -> None:
+    """Each address of these ranges was refused on its own, but the range was active:
+    NAT64, 6to4 and IPv4-compatible ranges are judged by the IPv4 range they lead to."""
+    r = env.client.post(
+        "/v1/mitigations",
+        json={"action": "block_ip", "value": value, "ttl_seconds": 600},
+        headers=env.headers(),
+    )
+    assert r.json()["status"] == "rejected", r.text
+
+
+def test_a_range_in_a_transition_form_of_an_allowlisted_range_is_allowlisted(env: Env) -> None:
+    r = env.client.put(
+        "/v1/enforcement/envelope",
+        json={"allowlist": {"cidrs": ["192.0.2.0/24"]}},
+        headers=env.headers(),
+    )
+    assert r.status_code == 200, r.text
+    for value in ("64:ff9b::c000:200/120", "2002:c000:205::/48"):
+        made = env.client.post(
+            "/v1/mitigations",
+            json={"action": "block_ip", "value": value, "ttl_seconds": 600},
+            headers=env.headers(),
+        )
+        assert made.json()["status"] == "rejected", made.text
+        assert made.json()["status_reason"] == "target is allowlisted"
+    public = env.client.post(
+        "/v1/mitigations",
+        json={"action": "block_ip", "value": "64:ff9b::cb00:7100/120", "ttl_seconds": 600},
+        headers=env.headers(),
+    )
+    assert public.json()["status"] == "active", public.text  # 203.0.113.0/24 is fair game
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1", "localhost", "db.localhost", "169.254.169.254"])
+def test_a_host_action_on_loopback_or_link_local_is_not_enforced(env: Env, value: str) -> None:
+    """quarantine_host and terminate took IP literals and ``localhost`` as host names
+    and skipped both the never-enforced list and the allowlist."""
+    r = env.client.post(
+        "/v1/mitigations",
+        json={"action": "quarantine_host", "value": value, "ttl_seconds": 600},
+        headers=env.headers(),
+    )
+    assert r.json()["status"] == "rejected", r.text
+    assert "never enforced" in r.json()["status_reason"]
+
+
+def test_a_host_action_on_an_allowlisted_address_is_not_enforced(env: Env) -> None:
+    r = env.client.put(
+        "/v1/enforcement/envelope",
+        json={"allowlist": {"cidrs": ["192.0.2.0/24"]}},
+        headers=env.headers(),
+    )
+    assert r.status_code == 200, r.text
+    made = env.client.post(
+        "/v1/mitigations",
+        json={"action": "terminate", "value": "192.0.2.5", "ttl_seconds": 600},
+        headers=env.headers(),
+    )
+    assert made.json()["status"] == "rejected", made.text
+    assert made.json()["status_reason"] == "target is allowlisted"

@@ -120,13 +120,14 @@ class Envelope:
         if target.scope == "user":
             wanted = target.value.casefold()
             return any(user.casefold() == wanted for user in self.allowlist_users)
-        if target.scope == "ip":
-            forms = _address_forms(target.value)
+        address = _as_address(target)
+        if address is not None:
+            forms = _address_forms(address)
             return any(form in n for form in forms for n in self.allowlist_networks)
         if target.scope == "range":
-            network = ipaddress.ip_network(target.value)
             return any(
-                network.version == n.version and network.overlaps(n)
+                form.version == n.version and form.overlaps(n)
+                for form in _range_forms(ipaddress.ip_network(target.value))
                 for n in self.allowlist_networks
             )
         return False
@@ -153,6 +154,19 @@ _NEVER_ENFORCED = (
 )
 
 
+def _as_address(target: Target) -> str | None:
+    """The address a target names: an ``ip`` target, or a host target written as an
+    IP literal (a quarantine of ``127.0.0.1`` is one of loopback)."""
+    if target.scope == "ip":
+        return target.value
+    if target.scope == "host":
+        try:
+            return str(ipaddress.ip_address(target.value))
+        except ValueError:
+            return None
+    return None
+
+
 def _address_forms(value: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     """An address and, for an IPv6 transition form (NAT64, 6to4, IPv4-compatible, ...),
     the IPv4 address it leads to: a rule about the one holds for the other."""
@@ -177,21 +191,63 @@ def _unmapped(
     return network
 
 
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits (NAT64, RFC 6052;
+# IPv4-compatible; IPv4-translated, RFC 2765), and 6to4 (RFC 3056: bits 16-47).
+_LAST_32_BITS = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+)
+_SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
+# Prefixes whose IPv4 address is not a plain bit range (Teredo's is obfuscated; the
+# local-use NAT64 prefix has no fixed layout): a range there may lead anywhere.
+_OPAQUE = (ipaddress.IPv6Network("2001::/32"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+_EVERY_V4 = ipaddress.IPv4Network("0.0.0.0/0")
+
+
+def _range_forms(
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network,
+) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """A range and the IPv4 ranges its IPv6 transition forms lead to (all of IPv4 for a
+    range wider than such a prefix, or inside an opaque one)."""
+    forms: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = [network]
+    if not isinstance(network, ipaddress.IPv6Network):
+        return forms
+    value, length = int(network.network_address), network.prefixlen
+    for prefix in _LAST_32_BITS:
+        if network.subnet_of(prefix):
+            forms.append(ipaddress.IPv4Network((value & 0xFFFFFFFF, length - 96)))
+        elif prefix.subnet_of(network):
+            forms.append(_EVERY_V4)
+    if network.subnet_of(_SIX_TO_FOUR):
+        forms.append(ipaddress.IPv4Network(((value >> 80) & 0xFFFFFFFF, min(length, 48) - 16)))
+    elif _SIX_TO_FOUR.subnet_of(network):
+        forms.append(_EVERY_V4)
+    if any(network.overlaps(opaque) for opaque in _OPAQUE):
+        forms.append(_EVERY_V4)
+    return forms
+
+
 def never_enforced(target: Target) -> str | None:
     """What kind of address ``target`` is, when no mitigation may act on it: an address
-    in (or, through an IPv6 transition form, leading into) one of those blocks, or a
-    range overlapping one."""
-    if target.scope == "ip":
-        for form in _address_forms(target.value):
+    in (or, through an IPv6 transition form, leading into) one of those blocks, a range
+    overlapping one (in any of its forms), or a host named ``localhost``."""
+    if target.scope == "host" and (
+        target.value == "localhost" or target.value.endswith(".localhost")
+    ):
+        return "loopback"  # RFC 6761: always the local host
+    address = _as_address(target)
+    if address is not None:
+        for form in _address_forms(address):
             for network, kind in _NEVER_ENFORCED:
                 if form.version == network.version and form in network:
                     return kind
         return None
     if target.scope == "range":
-        candidate = ipaddress.ip_network(target.value)
-        for network, kind in _NEVER_ENFORCED:
-            if candidate.version == network.version and candidate.overlaps(network):
-                return kind
+        for span in _range_forms(ipaddress.ip_network(target.value)):
+            for network, kind in _NEVER_ENFORCED:
+                if span.version == network.version and span.overlaps(network):
+                    return kind
     return None
 
 
