@@ -604,3 +604,37 @@ def test_a_checkpoint_directory_that_is_not_there_fails_verification(
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
         verify_database(env.settings, checkpoint_dir=tmp_path / "not-mounted")
+
+
+def test_a_job_that_remembers_a_checkpoint_holds_the_tree_to_its_root(
+    env: Env, tmp_path: pathlib.Path
+) -> None:
+    """Only the remembered checkpoint's size was compared: once a job without memory
+    (``frostgate anchor`` with no export directory) had signed a rewritten history at
+    that size or beyond, the remembering job signed on over it."""
+    from frostgate.jobs.anchor import Anchorer
+    from frostgate.security.ledger_key import load_ledger_signer
+
+    def anchorer(export_dir: pathlib.Path | None) -> Anchorer:
+        return Anchorer(
+            env.db,
+            load_ledger_signer(env.settings),
+            origin_prefix=env.settings.ledger_origin,
+            lock_path=None,
+            export_dir=export_dir,
+        )
+
+    remembering = anchorer(tmp_path / "exported")
+    _ingest(env, 10)
+    assert {o.stream: o.status for o in remembering.run_once()}["decisions/acme"] == "anchored"
+    _rewrite_history(env, change=5)
+    with env.db.write.begin() as conn:
+        conn.execute(sa.text("DELETE FROM checkpoints WHERE stream = 'decisions/acme'"))
+    forgetful = {o.stream: o.status for o in anchorer(None).run_once()}
+    assert forgetful["decisions/acme"] == "anchored"  # it has nothing to compare with
+    for grown in (False, True):  # unchanged since, and grown since
+        if grown:
+            _ingest(env, 3, "more")
+        outcome = {o.stream: o for o in remembering.run_once()}["decisions/acme"]
+        assert outcome.status == "inconsistent", outcome
+        assert "checkpoint 10" in outcome.detail

@@ -265,6 +265,18 @@ class Anchorer:
             tree = StoredTree(conn, stream)
             try:
                 new_root = root(size, tree)
+                remembered = self._signed.get(stream)
+                # The database's newest may be as large or larger and still not descend
+                # from what this job signed (a job without memory signed over a rewrite).
+                # (_last_signed refused a remembered one larger than the database's.)
+                if remembered is not None and root(remembered[0], tree) != remembered[1]:
+                    return self._problem(
+                        tenant_id,
+                        stream,
+                        size,
+                        "inconsistent",
+                        f"the tree no longer holds checkpoint {remembered[0]} signed by this log",
+                    )
                 if last is not None:
                     last_size, old_root = last
                     if size < last_size:
