@@ -568,3 +568,16 @@ def test_a_host_action_on_an_allowlisted_address_is_not_enforced(env: Env) -> No
     )
     assert made.json()["status"] == "rejected", made.text
     assert made.json()["status_reason"] == "target is allowlisted"
+
+
+def test_a_crowdsec_lookup_takes_one_probe(env: Env) -> None:
+    """``?ip=…&range=…`` answered for the ip and dropped the range in silence."""
+    both = env.client.get(
+        "/crowdsec/v1/decisions?ip=198.51.100.1&range=203.0.113.9/32", headers=env.headers()
+    )
+    assert both.status_code == 422, both.text
+    assert both.json()["error_code"] == "FILTER_INVALID"
+    blank = env.client.get(
+        "/crowdsec/v1/decisions?ip=&range=203.0.113.9/32&value=", headers=env.headers()
+    )
+    assert blank.status_code == 200, blank.text  # blank LAPI parameters are absent ones

@@ -638,3 +638,34 @@ def test_a_job_that_remembers_a_checkpoint_holds_the_tree_to_its_root(
         outcome = {o.stream: o for o in remembering.run_once()}["decisions/acme"]
         assert outcome.status == "inconsistent", outcome
         assert "checkpoint 10" in outcome.detail
+
+
+def test_an_export_directory_not_made_yet_is_a_fresh_install_not_a_failure(
+    env: Env, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With FG_ANCHOR_EXPORT_DIR set before the first anchoring made it, verify failed a
+    healthy ledger. The configured directory not existing yet is said, not failed; one
+    named with --checkpoints must exist."""
+    from typer.testing import CliRunner
+
+    from frostgate.cli import app
+    from frostgate.config import get_settings
+
+    _ingest(env, 3)
+    for name, value in {
+        "FG_PROFILE": "test",
+        "FG_DATA_DIR": str(env.settings.data_dir),
+        "FG_DB_URL": env.settings.database_url,
+        "FG_KEY_PEPPERS": env.settings.key_peppers,
+        "FG_ANCHOR_EXPORT_DIR": str(tmp_path / "not-yet"),
+    }.items():
+        monkeypatch.setenv(name, str(value))
+    get_settings.cache_clear()
+    try:
+        fresh = CliRunner().invoke(app, ["verify"])
+        assert fresh.exit_code == 0, fresh.output
+        assert "does not exist: no exported checkpoints checked" in fresh.output
+        named = CliRunner().invoke(app, ["verify", "--checkpoints", str(tmp_path / "typo")])
+        assert named.exit_code == 1
+    finally:
+        get_settings.cache_clear()

@@ -285,9 +285,12 @@ async def crowdsec_decisions(request: Request) -> Response:
     # may name the value as ``ip``, ``range`` or (with ``scope``) ``value``
     svc = services(request)
     query = request.query_params
-    probe = query.get("ip") or query.get("range") or query.get("value")
-    if probe is None or len(probe) > 256:
-        raise FrostGateError(ErrorCode.FILTER_INVALID)
+    # One probe: with two, the second was dropped in silence and its answer missing.
+    probes = [v for v in (query.get("ip"), query.get("range"), query.get("value")) if v]
+    if len(probes) != 1 or len(probes[0]) > 256:
+        reason = "give exactly one of ip, range and value"
+        raise FrostGateError(ErrorCode.FILTER_INVALID, reason, reason=reason)
+    probe = probes[0]
     view = await svc.mitigation_index.view(_tenant(request))
     now = svc.mitigation_index.now()
     return raw_json_response(b"".join(crowdsec_parts(view.lookup(probe, now), now)))

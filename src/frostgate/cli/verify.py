@@ -270,7 +270,19 @@ def _verify_database(checkpoints: Path | None, json_output: bool) -> None:
     out, err = Console(), Console(stderr=True)
     try:
         settings = get_settings()
-        held_outside = checkpoints if checkpoints is not None else settings.anchor_export_dir
+        held_outside = checkpoints
+        configured = settings.anchor_export_dir
+        if held_outside is None and configured is not None:
+            if configured.is_dir():
+                held_outside = configured
+            else:  # nothing anchored yet on a fresh install: nothing exported to hold to
+                err.print(
+                    f"FG_ANCHOR_EXPORT_DIR {configured} does not exist: "
+                    "no exported checkpoints checked",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
         report = verify_database(settings, checkpoint_dir=held_outside)
         data = report.as_dict()
         ok = bool(report.ok)
