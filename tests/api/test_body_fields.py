@@ -71,3 +71,30 @@ def test_declared_fields_and_open_event_bodies_still_pass(env: Env) -> None:
     assert ok.status_code == 201, ok.text
     event = {"event_type": "auth.failed", "anything": {"goes": 1}, "custom_field": "x"}
     assert env.client.post("/v1/defend", json=event, headers=env.headers()).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("who", "method", "path"),
+    [
+        ("platform", "POST", "/v1/tenants/globex/suspend"),
+        ("acme", "POST", "/v1/mitigations/mit_x/approve"),
+        ("acme", "DELETE", "/v1/keys/key_x"),
+        ("acme", "GET", "/v1/decisions"),
+    ],
+)
+def test_a_body_sent_to_a_route_that_takes_none_is_refused(
+    env: Env, who: str, method: str, path: str
+) -> None:
+    """``POST /v1/tenants/evil/suspend`` with ``{"dry_run": true}`` suspended the tenant:
+    a route that declares no body read none, whatever it was sent."""
+    r = env.client.request(
+        method,
+        path,
+        content=b'{"dry_run": true}',
+        headers={**env.headers(who), "content-type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["error_code"] == "VALIDATION_FAILED"
+    assert r.json()["reason"] == "this route takes no body"
+    status = env.client.get("/v1/tenants", headers=env.headers("platform")).json()
+    assert {t["tenant_id"]: t["status"] for t in status["items"]}["globex"] == "active"

@@ -29,7 +29,7 @@ from frostgate.api.context import Services
 from frostgate.api.direct import DirectRoutes, direct_handlers
 from frostgate.api.feed_notifier import FeedNotifier
 from frostgate.api.heavy import HeavyReads
-from frostgate.api.openapi import body_fields, complete_openapi, query_names
+from frostgate.api.openapi import body_fields, bodyless, complete_openapi, query_names
 from frostgate.config import Settings, get_settings
 from frostgate.decisions import DecisionService
 from frostgate.decisions.windows import MemoryWindowStore, RedisWindowStore, WindowStore
@@ -432,6 +432,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         ),
         trusted_proxies=TrustedProxies.parse(settings.trusted_proxy_cidrs),
         query_names=query_names(app.openapi_schema),
+        bodyless=bodyless(app.openapi_schema),
         cors_origins=frozenset(o.strip() for o in settings.cors_origins.split(",") if o.strip()),
         rate_limit=rate_limit,
         address_rate_limit=hook_rate_limit,

@@ -32,7 +32,7 @@ from typing import Any
 from frostgate.errors import ErrorCode
 from frostgate.security import RouteTable
 
-__all__ = ["body_fields", "complete_openapi", "query_names"]
+__all__ = ["body_fields", "bodyless", "complete_openapi", "query_names"]
 
 _SCHEME = "apiKey"
 _ERROR_SCHEMA = "ErrorBody"
@@ -159,3 +159,14 @@ def body_fields(document: dict[str, Any]) -> dict[tuple[str, str], frozenset[str
             if schema.get("additionalProperties") is False:
                 fields[(method.upper(), path)] = frozenset(schema.get("properties", {}))
     return fields
+
+
+def bodyless(document: dict[str, Any]) -> frozenset[tuple[str, str]]:
+    """The operations of ``document`` that declare no request body, by (method, path):
+    a body sent to one would be ignored, so the gate refuses it."""
+    return frozenset(
+        (method.upper(), path)
+        for path, operations in document.get("paths", {}).items()
+        for method, operation in operations.items()
+        if "requestBody" not in operation
+    )

@@ -102,6 +102,7 @@ class AuthGate:
         limits: GateLimits,
         trusted_proxies: TrustedProxies,
         query_names: Mapping[tuple[str, str], frozenset[str]],
+        bodyless: frozenset[tuple[str, str]] = frozenset(),
         cors_origins: frozenset[str] = frozenset(),
         rate_limit: RateLimitHook | None = None,
         address_rate_limit: AddressLimitHook | None = None,
@@ -116,6 +117,7 @@ class AuthGate:
         # (method, path template) -> the query parameters the route declares; anything
         # else in a query is refused (a misspelt filter must not silently match all).
         self.query_names = query_names
+        self.bodyless = bodyless
         self.cors_origins = cors_origins
         self.rate_limit = rate_limit
         self.address_rate_limit = address_rate_limit
@@ -242,7 +244,7 @@ class AuthGate:
             self.audit.record("key_in_query", "warning", None, address=address, route=route)
             return Refusal(ErrorCode.KEY_IN_QUERY)
         if spec.public:
-            refused = self._query_refusal(spec, params)
+            refused = self._query_refusal(spec, params) or self._unread_body(spec, headers)
             if refused is not None:
                 return refused
             # Keyless: the client address's share answers for it. (A keyed request is
@@ -292,7 +294,7 @@ class AuthGate:
         if principal.kind == "tenant" and any(t != principal.tenant_id for t in named):
             self._record_denial("tenant_mismatch", principal, address, route)
             return Refusal(ErrorCode.TENANT_MISMATCH)
-        refused = self._query_refusal(spec, params)
+        refused = self._query_refusal(spec, params) or self._unread_body(spec, headers)
         if refused is not None:
             return refused
         state["principal"] = principal
@@ -324,6 +326,17 @@ class AuthGate:
             if name in seen:
                 return Refusal(ErrorCode.QUERY_REPEATED, reason=f"query parameter {name!r}")
             seen.add(name)
+        return None
+
+    def _unread_body(self, spec: RouteSpec, headers: Mapping[str, str]) -> Refusal | None:
+        """A body sent to a route that declares none: it would be ignored, and the client
+        believe it was read (``{"dry_run": true}`` to a suspension suspended)."""
+        if (spec.method, spec.path) not in self.bodyless:
+            return None
+        length = headers.get("content-length")
+        if (length is not None and length != "0") or "transfer-encoding" in headers:
+            reason = "this route takes no body"
+            return Refusal(ErrorCode.VALIDATION_FAILED, reason=reason)
         return None
 
     def _record_denial(
