@@ -13,8 +13,10 @@ import pytest
 import sqlalchemy as sa
 
 from frostgate.api.context import app_services
+from frostgate.jobs.anchor import Anchorer
 from frostgate.ledger import entry_leaf_hash, verify_consistency, verify_inclusion
 from frostgate.ledger.note import Verifier, open_checkpoint
+from frostgate.security.ledger_key import load_ledger_signer
 from tests.conftest import Env
 
 EVENT = {"source": "sshd", "event_type": "auth.failed", "payload": {"src_ip": "203.0.113.9"}}
@@ -32,6 +34,17 @@ def _ingest(env: Env, count: int, prefix: str = "e", who: str = "acme") -> None:
 def _anchor(env: Env) -> list[object]:
     outcomes: list[object] = app_services(env.client.app).anchorer.run_once()
     return outcomes
+
+
+def _job(env: Env, export_dir: pathlib.Path | None) -> Anchorer:
+    """An anchoring job of its own (not the app's), exporting to ``export_dir``."""
+    return Anchorer(
+        env.db,
+        load_ledger_signer(env.settings),
+        origin_prefix=env.settings.ledger_origin,
+        lock_path=None,
+        export_dir=export_dir,
+    )
 
 
 def _checkpoint(env: Env, stream: str = "decisions") -> tuple[int, bytes]:
@@ -420,25 +433,14 @@ def test_anchoring_refuses_a_history_cut_below_what_it_signed(
     """Truncating the stream and deleting the checkpoints that covered the lost tail left
     nothing in the database to compare with: the job signed the shorter history. It now
     remembers what it signed, and with an export directory so does a restarted job."""
-    from frostgate.jobs.anchor import Anchorer
-    from frostgate.security.ledger_key import load_ledger_signer
 
-    def anchorer() -> Anchorer:
-        return Anchorer(
-            env.db,
-            load_ledger_signer(env.settings),
-            origin_prefix=env.settings.ledger_origin,
-            lock_path=None,
-            export_dir=tmp_path / "exported",
-        )
-
-    first = anchorer()
+    first = _job(env, tmp_path / "exported")
     _ingest(env, 20)
     assert {o.stream: o.status for o in first.run_once()}["decisions/acme"] == "anchored"
     _rewrite_history(env, keep=12)
     with env.db.write.begin() as conn:
         conn.execute(sa.text("DELETE FROM checkpoints WHERE stream = 'decisions/acme'"))
-    for job in (first, anchorer()):  # the same job, and one started afresh
+    for job in (first, _job(env, tmp_path / "exported")):  # the same job, and one started afresh
         outcome = {o.stream: o for o in job.run_once()}["decisions/acme"]
         assert outcome.status == "truncated", outcome
         assert "checkpoint 20" in outcome.detail
@@ -459,17 +461,9 @@ def test_database_verification_checks_the_checkpoints_kept_outside_it(
     from frostgate.cli import app
     from frostgate.config import get_settings
     from frostgate.decisions.ledger_audit import verify_database
-    from frostgate.jobs.anchor import Anchorer
-    from frostgate.security.ledger_key import load_ledger_signer
 
     exported = tmp_path / "exported"
-    job = Anchorer(
-        env.db,
-        load_ledger_signer(env.settings),
-        origin_prefix=env.settings.ledger_origin,
-        lock_path=None,
-        export_dir=exported,
-    )
+    job = _job(env, exported)
     _ingest(env, 20)
     job.run_once()
     assert verify_database(env.settings, checkpoint_dir=exported).ok
@@ -510,18 +504,10 @@ def test_an_export_that_fails_is_reported_and_the_other_streams_still_anchor(
     """An exception from writing the export left run_once, so every stream after the
     failing one went unanchored that round. A failed export is logged and named in the
     stream's outcome; the checkpoint itself is signed and stored."""
-    from frostgate.jobs.anchor import Anchorer
-    from frostgate.security.ledger_key import load_ledger_signer
 
     blocked = tmp_path / "exported"
     blocked.write_text("a file where the directory should be")
-    job = Anchorer(
-        env.db,
-        load_ledger_signer(env.settings),
-        origin_prefix=env.settings.ledger_origin,
-        lock_path=None,
-        export_dir=blocked,
-    )
+    job = _job(env, blocked)
     _ingest(env, 5)
     _ingest(env, 3, who="globex")
     outcomes = {o.stream: o for o in job.run_once()}
@@ -537,19 +523,10 @@ def test_an_exported_checkpoint_that_is_not_a_regular_file_is_refused_unread(
     """A FIFO named like a checkpoint blocked the anchoring thread for ever."""
     import os
 
-    from frostgate.jobs.anchor import Anchorer
-    from frostgate.security.ledger_key import load_ledger_signer
-
     exported = tmp_path / "exported"
     (exported / "decisions" / "acme").mkdir(parents=True)
     os.mkfifo(exported / "decisions" / "acme" / f"{30:020d}.checkpoint")
-    job = Anchorer(
-        env.db,
-        load_ledger_signer(env.settings),
-        origin_prefix=env.settings.ledger_origin,
-        lock_path=None,
-        export_dir=exported,
-    )
+    job = _job(env, exported)
     _ingest(env, 5)
     outcome = {o.stream: o for o in job.run_once()}["decisions/acme"]
     assert outcome.status == "inconsistent"
@@ -563,8 +540,6 @@ def test_checkpoints_held_outside_are_read_before_the_database(
     newer than what the database showed, and a healthy, running ledger failed as if it
     had lost its tail. Every kept checkpoint is read before the database is opened."""
     from frostgate.decisions import ledger_audit
-    from frostgate.jobs.anchor import Anchorer
-    from frostgate.security.ledger_key import load_ledger_signer
 
     exported = tmp_path / "exported"
     events: list[str] = []
@@ -578,13 +553,7 @@ def test_checkpoints_held_outside_are_read_before_the_database(
         events.append("open database")
         return real_open(*args)  # type: ignore[arg-type]
 
-    job = Anchorer(
-        env.db,
-        load_ledger_signer(env.settings),
-        origin_prefix=env.settings.ledger_origin,
-        lock_path=None,
-        export_dir=exported,
-    )
+    job = _job(env, exported)
     _ingest(env, 5)
     job.run_once()
     monkeypatch.setattr(ledger_audit, "newest_exported", newest)
@@ -612,25 +581,14 @@ def test_a_job_that_remembers_a_checkpoint_holds_the_tree_to_its_root(
     """Only the remembered checkpoint's size was compared: once a job without memory
     (``frostgate anchor`` with no export directory) had signed a rewritten history at
     that size or beyond, the remembering job signed on over it."""
-    from frostgate.jobs.anchor import Anchorer
-    from frostgate.security.ledger_key import load_ledger_signer
 
-    def anchorer(export_dir: pathlib.Path | None) -> Anchorer:
-        return Anchorer(
-            env.db,
-            load_ledger_signer(env.settings),
-            origin_prefix=env.settings.ledger_origin,
-            lock_path=None,
-            export_dir=export_dir,
-        )
-
-    remembering = anchorer(tmp_path / "exported")
+    remembering = _job(env, tmp_path / "exported")
     _ingest(env, 10)
     assert {o.stream: o.status for o in remembering.run_once()}["decisions/acme"] == "anchored"
     _rewrite_history(env, change=5)
     with env.db.write.begin() as conn:
         conn.execute(sa.text("DELETE FROM checkpoints WHERE stream = 'decisions/acme'"))
-    forgetful = {o.stream: o.status for o in anchorer(None).run_once()}
+    forgetful = {o.stream: o.status for o in _job(env, None).run_once()}
     assert forgetful["decisions/acme"] == "anchored"  # it has nothing to compare with
     for grown in (False, True):  # unchanged since, and grown since
         if grown:

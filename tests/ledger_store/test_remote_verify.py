@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode
 
@@ -96,6 +96,21 @@ def test_a_served_ledger_verifies_with_a_read_key(allowed: Served) -> None:
     assert streams(other)["decisions/globex"]["entries"] == 4
 
 
+def _five_anchored_behind(
+    settings: Settings,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    wrap: Callable[[ASGIApp], ASGIApp],
+) -> Iterator[Served]:
+    """A served ledger of five anchored acme decisions, reached through ``wrap``."""
+    for served in serve(settings, db, wrap=wrap):
+        monkeypatch.setenv("FG_PROFILE", "test")
+        monkeypatch.setenv("FG_EGRESS_ALLOW_HOSTS", served.allow)
+        served.ingest(5)
+        served.anchor()
+        yield served
+
+
 def _proves_entry_0_for_any_event(app: ASGIApp) -> ASGIApp:
     """A hostile server: asked to prove an event_id, it proves entry 0 instead (a real,
     valid proof of a real entry, just not the one asked for)."""
@@ -115,11 +130,7 @@ def test_a_proof_of_another_entry_does_not_include_the_event(
 ) -> None:
     """The verifier checked the served proof against its re-hashed leaf, but not that
     the leaf was the asked-for event's: any valid proof "included" any event_id."""
-    for hostile in serve(settings, db, wrap=_proves_entry_0_for_any_event):
-        monkeypatch.setenv("FG_PROFILE", "test")
-        monkeypatch.setenv("FG_EGRESS_ALLOW_HOSTS", hostile.allow)
-        hostile.ingest(5)
-        hostile.anchor()
+    for hostile in _five_anchored_behind(settings, db, monkeypatch, _proves_entry_0_for_any_event):
         result = verify(hostile, "--event-id", "never-recorded")
         assert result.exit_code == 1, result.output
         assert "entry 0 is not event 'never-recorded'" in one_line(result)
@@ -168,11 +179,7 @@ def test_a_server_denying_an_event_it_served_fails(
 ) -> None:
     """A 404 for the proof was taken at its word ("not included"), though the verifier
     had just re-hashed the event's entry under a signed checkpoint."""
-    for hostile in serve(settings, db, wrap=_denies_every_proof):
-        monkeypatch.setenv("FG_PROFILE", "test")
-        monkeypatch.setenv("FG_EGRESS_ALLOW_HOSTS", hostile.allow)
-        hostile.ingest(5)
-        hostile.anchor()
+    for hostile in _five_anchored_behind(settings, db, monkeypatch, _denies_every_proof):
         result = verify(hostile, "--event-id", "e3")
         assert result.exit_code == 1, result.output
         assert "denies a proof of event 'e3', which it served as entry 3" in one_line(result)

@@ -134,23 +134,23 @@ def test_audit_rows_form_a_verifiable_chain_per_stream(env: Env) -> None:
             assert prev.hex() == row["chain_hash"]
 
 
-def test_failures_from_one_ipv6_64_are_summarised_together(env: Env) -> None:
-    """Summaries were keyed by the full address: every address of a /64 (2**64 of them)
-    wrote its own audit row. A /64 is one client's usual allocation."""
+def _refused_behind_a_proxy(env: Env, token: str, addresses: list[str]) -> None:
+    """``GET /v1/stats`` with ``token`` once from each client address (forwarded by a
+    trusted proxy), each refused 401; then every audit event is written."""
     settings = env.settings.model_copy(update={"trusted_proxy_cidrs": "10.0.0.1/32"})
     with TestClient(build_app(settings), client=("10.0.0.1", 40000)) as proxied:
-        for n in range(1, 21):
-            r = proxied.get(
-                "/v1/stats",
-                headers={
-                    "Authorization": f"Bearer {FORGED}",
-                    "x-forwarded-for": f"2001:db8:5:5::{n:x}",
-                },
-            )
-            assert r.status_code == 401
+        for address in addresses:
+            headers = {"Authorization": f"Bearer {token}", "x-forwarded-for": address}
+            assert proxied.get("/v1/stats", headers=headers).status_code == 401
         audit = proxied.app.audit  # type: ignore[attr-defined]
         proxied.portal.call(audit.drain)  # type: ignore[union-attr]
         proxied.portal.call(lambda: audit.flush(everything=True))  # type: ignore[union-attr]
+
+
+def test_failures_from_one_ipv6_64_are_summarised_together(env: Env) -> None:
+    """Summaries were keyed by the full address: every address of a /64 (2**64 of them)
+    wrote its own audit row. A /64 is one client's usual allocation."""
+    _refused_behind_a_proxy(env, FORGED, [f"2001:db8:5:5::{n:x}" for n in range(1, 21)])
     events = _audit(env, "platform", "?kind=auth_failure")
     assert sorted(int(str(e["count"])) for e in events) == [1, 19]
 
@@ -167,20 +167,7 @@ def test_a_canary_used_over_and_over_is_one_event_and_a_count(env: Env) -> None:
         kind="canary",
         scopes=frozenset({"stats:read"}),
     )
-    settings = env.settings.model_copy(update={"trusted_proxy_cidrs": "10.0.0.1/32"})
-    with TestClient(build_app(settings), client=("10.0.0.1", 40000)) as proxied:
-        for n in range(60):
-            r = proxied.get(
-                "/v1/stats",
-                headers={
-                    "Authorization": f"Bearer {canary.token}",
-                    "x-forwarded-for": f"198.51.100.{n % 7 + 1}",
-                },
-            )
-            assert r.status_code == 401
-        audit = proxied.app.audit  # type: ignore[attr-defined]
-        proxied.portal.call(audit.drain)  # type: ignore[union-attr]
-        proxied.portal.call(lambda: audit.flush(everything=True))  # type: ignore[union-attr]
+    _refused_behind_a_proxy(env, canary.token, [f"198.51.100.{n % 7 + 1}" for n in range(60)])
     events = _audit(env, "acme", "?kind=canary_key_used")
     assert sorted(int(str(e["count"])) for e in events) == [1, 59]
     assert {e["severity"] for e in events} == {"critical"}

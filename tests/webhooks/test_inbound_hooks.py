@@ -14,6 +14,7 @@ from standardwebhooks.webhooks import Webhook
 from starlette.testclient import TestClient
 
 from frostgate.api import build_app
+from frostgate.config import Settings
 from tests.conftest import Env, second_key
 from tests.webhooks.conftest import audit_items, settle_audit
 
@@ -166,18 +167,24 @@ def test_another_tenant_cannot_touch_my_source(env: Env) -> None:
     assert env.client.get("/v1/hook-sources", headers=g).json()["items"] == []
 
 
-def test_a_flood_from_one_address_is_cut_off_before_the_handler(env: Env) -> None:
-    """A keyless route is limited by client address: after its burst, an address that
-    sprays unsigned deliveries gets 429 without reaching the signature check (no more
-    lookups or audit failures for it), while a signed delivery from another address
-    still becomes a decision. Addresses come from X-Forwarded-For via a trusted proxy."""
-    settings = env.settings.model_copy(
+def _three_per_address_behind_a_proxy(env: Env) -> Settings:
+    """Settings whose hook rate limit allows three deliveries per client, clients
+    named by a trusted proxy at 10.0.0.1."""
+    return env.settings.model_copy(
         update={
             "hook_rate_limit_burst": 3,
             "hook_rate_limit_per_second": 0.001,
             "trusted_proxy_cidrs": "10.0.0.1/32",
         }
     )
+
+
+def test_a_flood_from_one_address_is_cut_off_before_the_handler(env: Env) -> None:
+    """A keyless route is limited by client address: after its burst, an address that
+    sprays unsigned deliveries gets 429 without reaching the signature check (no more
+    lookups or audit failures for it), while a signed delivery from another address
+    still becomes a decision. Addresses come from X-Forwarded-For via a trusted proxy."""
+    settings = _three_per_address_behind_a_proxy(env)
     source = _source(env)
     body = orjson.dumps(EVENT)
     with TestClient(build_app(settings), client=("10.0.0.1", 40000)) as proxied:
@@ -318,13 +325,7 @@ def test_an_ipv6_flood_spread_over_one_64_shares_one_bucket(env: Env) -> None:
     """The hook rate limit keyed each IPv6 address apart: ten addresses of one /64 sent
     500 unsigned deliveries each, all reaching the signature check. A /64 is one
     client's usual allocation; it is one bucket, as it is one in-flight share."""
-    settings = env.settings.model_copy(
-        update={
-            "hook_rate_limit_burst": 3,
-            "hook_rate_limit_per_second": 0.001,
-            "trusted_proxy_cidrs": "10.0.0.1/32",
-        }
-    )
+    settings = _three_per_address_behind_a_proxy(env)
     source = _source(env)
     with TestClient(build_app(settings), client=("10.0.0.1", 40000)) as proxied:
         codes = [
