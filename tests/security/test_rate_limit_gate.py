@@ -73,8 +73,10 @@ def test_every_write_route_is_limited(env: Env) -> None:
             ).token
             path = spec.path.replace("{key_id}", "0" * 16).replace("{tenant_id}", "acme")
             headers = {"Authorization": f"Bearer {token}"}
-            client.request(spec.method, path, json={}, headers=headers)
-            second = client.request(spec.method, path, json={}, headers=headers)
+            # A body only where the route takes one (else the gate refuses it first).
+            body = {} if (spec.method, spec.path) in client.app.bodyless else {"json": {}}  # type: ignore[attr-defined]
+            client.request(spec.method, path, headers=headers, **body)
+            second = client.request(spec.method, path, headers=headers, **body)
             assert second.status_code == 429, spec
 
 
