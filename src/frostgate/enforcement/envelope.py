@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 from frostgate.egress.addresses import embedded_v4
@@ -167,16 +168,17 @@ def _as_address(target: Target) -> str | None:
     return None
 
 
-def _address_forms(value: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+@lru_cache(maxsize=4096)
+def _address_forms(value: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
     """An address and, for an IPv6 transition form (NAT64, 6to4, IPv4-compatible, ...),
-    the IPv4 address it leads to: a rule about the one holds for the other."""
+    the IPv4 address it leads to: a rule about the one holds for the other. Cached:
+    admitting one mitigation asks it twice (never-enforced, then the allowlist)."""
     address = ipaddress.ip_address(value)
-    forms: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
     if isinstance(address, ipaddress.IPv6Address):
         embedded = embedded_v4(address)
         if embedded is not None:
-            forms.append(embedded)
-    return forms
+            return (address, embedded)
+    return (address,)
 
 
 def _unmapped(
