@@ -92,18 +92,43 @@ def test_every_ip_alias_in_payload(key: str) -> None:
     assert normalize({"payload": {key: "203.0.113.9"}}).src_ip == "203.0.113.9"
 
 
-def test_ip_alias_order_first_present_wins() -> None:
-    raw = {"remote_ip": "192.0.2.5", "client_ip": "192.0.2.4", "source_ip": "192.0.2.2"}
-    assert normalize(raw).src_ip == "192.0.2.2"
+def test_ip_aliases_that_agree_give_the_address() -> None:
+    raw = {
+        "remote_ip": "192.0.2.5",
+        "client_ip": "::ffff:192.0.2.5",
+        "payload": {"ip": "192.0.2.5"},
+    }
+    assert normalize(raw).src_ip == "192.0.2.5"
 
 
-def test_ip_top_level_beats_payload_even_for_a_later_alias() -> None:
-    raw = {"remote_ip": "192.0.2.1", "payload": {"src_ip": "192.0.2.2"}}
-    assert normalize(raw).src_ip == "192.0.2.1"
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"remote_ip": "192.0.2.5", "client_ip": "192.0.2.4"},
+        {"src_ip": "127.0.0.1", "client_ip": "203.0.113.9"},
+        {"remote_ip": "192.0.2.1", "payload": {"src_ip": "192.0.2.2"}},
+        {"src_ip": "192.0.2.1", "source": {"ip": "203.0.113.10"}},
+        {"source": {"ip": "203.0.113.224"}, "payload": {"src_ip": "192.0.2.1"}},
+        {"source": {"ip": "192.0.2.1"}, "source.ip": "192.0.2.2"},
+        {"payload": {"source.ip": "192.0.2.1", "ip": "10.0.0.5"}},
+    ],
+)
+def test_ip_spellings_that_disagree_are_refused_not_chosen(raw: dict[str, Any]) -> None:
+    # Choosing one would drop the other in silence, and let whoever fills the other
+    # field (a header copied into client_ip) choose who is blocked.
+    with pytest.raises(FrostGateError) as caught:
+        normalize(raw)
+    assert caught.value.code is INVALID
+    assert "different values" in caught.value.reason
 
 
 def test_ip_null_is_absent_and_next_alias_is_used() -> None:
     assert normalize({"src_ip": None, "ip": "192.0.2.3"}).src_ip == "192.0.2.3"
+
+
+def test_dotted_ecs_source_ip_is_read() -> None:
+    assert normalize({"source.ip": "203.0.113.240"}).src_ip == "203.0.113.240"
+    assert normalize({"payload": {"source.ip": "203.0.113.241"}}).src_ip == "203.0.113.241"
 
 
 @pytest.mark.parametrize(
@@ -178,9 +203,10 @@ def test_ecs_source_ip_in_payload_with_string_source() -> None:
     assert (ev.source, ev.src_ip) == ("gateway", "192.0.2.8")
 
 
-def test_plain_ip_alias_beats_ecs_source_ip() -> None:
-    ev = normalize({"source": {"ip": "192.0.2.1"}, "payload": {"ip": "192.0.2.2"}})
+def test_plain_ip_alias_and_ecs_source_ip_must_agree() -> None:
+    ev = normalize({"source": {"ip": "192.0.2.2"}, "payload": {"ip": "192.0.2.2"}})
     assert ev.src_ip == "192.0.2.2"
+    assert refused({"source": {"ip": "192.0.2.1"}, "payload": {"ip": "192.0.2.2"}}) is INVALID
 
 
 @pytest.mark.parametrize("bad", ["nope", 7, ["192.0.2.1"]])
@@ -260,12 +286,28 @@ def test_every_failure_count_alias(key: str) -> None:
     assert normalize({"payload": {key: "7"}}).failures == 7
 
 
-def test_failure_alias_order() -> None:
-    assert normalize({"failed_logins": 1, "attempts": 2, "failed_attempts": 3}).failures == 3
+def test_failure_count_spellings_that_agree_give_the_count() -> None:
+    assert (
+        normalize({"failures": 7, "attempts": "7", "payload": {"failed_auths": 7.0}}).failures == 7
+    )
 
 
-def test_failure_count_top_level_wins() -> None:
-    assert normalize({"failed_logins": 1, "payload": {"failed_auths": 2}}).failures == 1
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"attempts": 1, "failures": 50},
+        {"failed_auths": 0, "failures": 50},
+        {"failed_logins": 1, "attempts": 2, "failed_attempts": 3},
+        {"failures": 0, "payload": {"failures": 50}},
+        {"failed_logins": 1, "payload": {"failed_auths": 2}},
+    ],
+)
+def test_failure_counts_that_disagree_are_refused_not_chosen(raw: dict[str, Any]) -> None:
+    # The first spelling used to win: attempts 1 beside failures 50 decided "allow".
+    with pytest.raises(FrostGateError) as caught:
+        normalize(raw)
+    assert caught.value.code is INVALID
+    assert caught.value.reason.startswith("the failure count is given as")
 
 
 def test_count_is_not_an_alias() -> None:
@@ -329,6 +371,25 @@ def test_bad_failure_count_is_refused_never_zero(bad: Any) -> None:
 
 def test_event_type_is_lowered_and_stripped() -> None:
     assert normalize({"event_type": "  Auth.FAILED "}).event_type == "auth.failed"
+
+
+@pytest.mark.parametrize(
+    "given", ["\uff21\uff35\uff34\uff28", "auth\u200b", "\u200bauth", "au\u2060th", "\ufeffAuth"]
+)
+def test_event_type_is_compared_in_nfkc_without_invisible_characters(given: str) -> None:
+    assert normalize({"event_type": given}).event_type == "auth"
+
+
+def test_dotted_ecs_event_fields_are_read() -> None:
+    ev = normalize(
+        {"event.category": "authentication", "event.outcome": "failure", "source.ip": "192.0.2.9"}
+    )
+    assert (ev.event_type, ev.ecs_category, ev.ecs_outcome) == (
+        "authentication",
+        ("authentication",),
+        "failure",
+    )
+    assert normalize({"event.action": "Logon-Failed"}).event_type == "logon-failed"
 
 
 def test_event_type_from_payload() -> None:
@@ -555,6 +616,16 @@ def test_bad_tenant_claim_is_invalid(bad: Any) -> None:
 
 def test_persona_lowered_classification_uppered() -> None:
     ev = normalize({"persona": " Guardian ", "payload": {"classification": "secret"}})
+    assert (ev.persona, ev.classification) == ("guardian", "SECRET")
+
+
+def test_persona_and_classification_are_compared_in_nfkc() -> None:
+    ev = normalize(
+        {
+            "persona": "\uff47\uff55\uff41\uff52\uff44\uff49\uff41\uff4e",
+            "classification": "SE\u200bCRET",
+        }
+    )
     assert (ev.persona, ev.classification) == ("guardian", "SECRET")
 
 

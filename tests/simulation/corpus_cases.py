@@ -264,9 +264,9 @@ def _brute_force() -> list[Spec]:
         ),
         Spec(
             "bf-fullwidth-login",
-            "fullwidth LOGIN lower-cases to fullwidth letters, not the auth type login",
+            "fullwidth LOGIN is LOGIN in NFKC form: the auth type login",
             _auth("\uff2c\uff2f\uff27\uff29\uff2e"),
-            _x("none", 0, ALLOW, et="\uff4c\uff4f\uff47\uff49\uff4e"),
+            _x("high", 90, BF, actions=_block(), et="login", n=5),
         ),
         Spec(
             "bf-turkish-dotted-i",
@@ -685,21 +685,27 @@ def _ip_aliases() -> list[Spec]:
             _x("high", 90, BF, actions=_block(), et="auth", n=5, sensor="zeek"),
         ),
         Spec(
-            "ip-precedence-alias-order",
-            "src_ip wins over client_ip (alias order)",
+            "ip-conflict-aliases",
+            "src_ip and client_ip disagree: refused, never one chosen in silence",
             {"event_type": "auth", "failed_auths": 5, "client_ip": IP2, "src_ip": IP},
-            hit,
+            Reject("EVENT_INVALID", "source address is given as src_ip and client_ip"),
         ),
         Spec(
-            "ip-precedence-top-over-payload",
-            "any top-level alias beats payload aliases",
+            "ip-conflict-top-and-payload",
+            "a top-level alias and a payload alias disagree: refused",
             {"event_type": "auth", "failed_auths": 5, "remote_ip": IP, "payload": {"src_ip": IP2}},
-            hit,
+            Reject("EVENT_INVALID", "given as remote_ip and payload.src_ip"),
         ),
         Spec(
-            "ip-precedence-alias-over-ecs",
-            "plain aliases beat ECS source.ip",
+            "ip-conflict-alias-and-ecs",
+            "a plain alias and ECS source.ip disagree: refused",
             {"event_type": "auth", "failed_auths": 5, "source": {"ip": IP2}, "payload": {"ip": IP}},
+            Reject("EVENT_INVALID", "given as payload.ip and source.ip"),
+        ),
+        Spec(
+            "ip-agreeing-spellings",
+            "an alias and ECS source.ip (dotted) giving the same address are one address",
+            {"event_type": "auth", "failed_auths": 5, "source.ip": IP, "payload": {"ip": IP}},
             hit,
         ),
         Spec(
@@ -851,16 +857,16 @@ def _count_aliases() -> list[Spec]:
 
     out += [
         Spec(
-            "count-precedence-alias-order",
-            "failed_auths comes before attempts: its 3 wins over attempts 9",
+            "count-conflict-aliases",
+            "failed_auths 3 beside attempts 9: refused, never one chosen in silence",
             ev(attempts=9, failed_auths=3),
-            _x("none", 0, ALLOW, et="auth"),
+            bad("the failure count is given as failed_auths and attempts"),
         ),
         Spec(
-            "count-precedence-top-over-payload",
-            "a top-level alias beats every payload alias: 4 wins over payload 50",
+            "count-conflict-top-and-payload",
+            "a top-level 4 beside a payload 50: refused",
             ev(failed_logins=4, payload={"failed_auths": 50}),
-            _x("none", 0, ALLOW, et="auth"),
+            bad("given as failed_logins and payload.failed_auths"),
         ),
         Spec(
             "count-null-falls-through",

@@ -9,10 +9,16 @@ a dropped field changes the decision without anyone noticing.
 
 Lookup rules (documented for sensor authors):
 
-* A field may sit at the top level or inside ``payload``; the top level wins: every alias
-  is tried at the top level before any alias is tried in ``payload``. ``event_id`` and
-  ``tenant_id`` are envelope fields and are read at the top level only (payloads often
-  carry their own numeric event ids, e.g. Windows ``EventID``).
+* A field may sit at the top level or inside ``payload``. For text fields the top level
+  wins: every alias is tried at the top level before any alias is tried in ``payload``.
+  ``event_id`` and ``tenant_id`` are envelope fields and are read at the top level only
+  (payloads often carry their own numeric event ids, e.g. Windows ``EventID``).
+* The two fields a block is made of, the source address and the failure count, are read
+  from every spelling at both levels (and, for the address, ECS ``source.ip`` nested or
+  dotted). All the values given must agree; two different values are refused, because
+  picking one would silently drop the other (``attempts: 1`` beside ``failures: 50``
+  would decide "allow"; a ``client_ip`` copied from a header beside ``src_ip`` would
+  choose who gets blocked).
 * JSON ``null`` means "not given". For free-text fields (source, event_type, user,
   persona, classification) a blank string also means "not given"; for parsed fields (IP,
   failure count, timestamp, event_id) a blank string is invalid.
@@ -20,8 +26,13 @@ Lookup rules (documented for sensor authors):
   recognized only when they are objects, at either level; a string under one of these
   names is not ECS (log shippers put ``host: "web01"`` or ``agent: "Mozilla/5.0"`` in
   payloads) and is ignored, except that top-level ``source`` must be a string (the sensor
-  name) or an object (ECS), and ``user`` as a string is the user name. Fields read from a
-  recognized ECS object must have the right type.
+  name) or an object (ECS), and ``user`` as a string is the user name. ECS fields may
+  also be sent flattened, as dotted member names (``"source.ip"``, ``"event.action"``),
+  as some shippers do; at each level the nested object is read before the dotted name.
+  Fields read from ECS must have the right type.
+* Free text used as an identifier (event_type, persona, classification) is compared in
+  Unicode NFKC form with invisible format characters removed, so fullwidth letters
+  (U+FF21 ...) or a zero-width space does not make a different event type.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -103,16 +115,16 @@ def _first_text(layers: tuple[Mapping[str, Any], ...], keys: tuple[str, ...]) ->
     return None
 
 
-def _first_value(
-    layers: tuple[Mapping[str, Any], ...], keys: tuple[str, ...]
-) -> tuple[str, object] | None:
-    """The first non-null ``(alias, value)``: every alias at the top level, then in payload."""
-    for layer in layers:
-        for key in keys:
-            value = layer.get(key)
-            if value is not None:
-                return key, value
-    return None
+def _agreed(what: str, found: list[tuple[str, Any]]) -> Any:
+    """The value every spelling in ``found`` (``(label, parsed value)``) gives, None if
+    none; refused when two disagree, since keeping one would silently drop the other."""
+    if not found:
+        return None
+    first_label, first = found[0]
+    for label, value in found[1:]:
+        if value != first:
+            _fail(_INVALID, f"{what} is given as {first_label} and {label} with different values")
+    return first
 
 
 def _is_object(value: object) -> bool:
@@ -120,22 +132,26 @@ def _is_object(value: object) -> bool:
     return isinstance(value, dict) or (value is not None and isinstance(value, Mapping))
 
 
-def _ecs_objects(layers: tuple[Mapping[str, Any], ...], name: str) -> tuple[Mapping[str, Any], ...]:
-    """The ECS objects called ``name``, top level first; non-objects are not ECS."""
-    found: tuple[Mapping[str, Any], ...] = ()
-    for layer in layers:
-        o = layer.get(name)
-        if o is not None and _is_object(o):
-            found = (*found, o)
+def _ecs_in_layer(layer: Mapping[str, Any], name: str, field: str) -> list[object]:
+    """``name.field`` in one layer: from the ``name`` object, then the dotted member."""
+    found: list[object] = []
+    o = layer.get(name)
+    if o is not None and _is_object(o):
+        value = o.get(field)
+        if value is not None:
+            found.append(value)
+    value = layer.get(f"{name}.{field}")
+    if value is not None:
+        found.append(value)
     return found
 
 
-def _ecs_field(objects: tuple[Mapping[str, Any], ...], name: str) -> object:
-    """``name`` from the first of ``objects`` that has it."""
-    for o in objects:
-        value = o.get(name)
-        if value is not None:
-            return value
+def _ecs_field(layers: tuple[Mapping[str, Any], ...], name: str, field: str) -> object:
+    """ECS ``name.field``: the first given, nested before dotted, top level first."""
+    for layer in layers:
+        found = _ecs_in_layer(layer, name, field)
+        if found:
+            return found[0]
     return None
 
 
@@ -253,8 +269,8 @@ def _parse_event_id(value: object) -> str:
     return value
 
 
-def _ecs_categories(event_objects: tuple[Mapping[str, Any], ...]) -> tuple[str, ...]:
-    value = _ecs_field(event_objects, "category")
+def _ecs_categories(layers: tuple[Mapping[str, Any], ...]) -> tuple[str, ...]:
+    value = _ecs_field(layers, "event", "category")
     if value is None:
         return ()
     items = [value] if isinstance(value, str) else value
@@ -269,8 +285,8 @@ def _ecs_categories(event_objects: tuple[Mapping[str, Any], ...]) -> tuple[str, 
     return tuple(out)
 
 
-def _ecs_outcome(event_objects: tuple[Mapping[str, Any], ...]) -> str | None:
-    value = _ecs_field(event_objects, "outcome")
+def _ecs_outcome(layers: tuple[Mapping[str, Any], ...]) -> str | None:
+    value = _ecs_field(layers, "event", "outcome")
     if value is None:
         return None
     s = _text(value, "event.outcome")
@@ -292,7 +308,7 @@ def _sensor_name(raw: Mapping[str, Any], layers: tuple[Mapping[str, Any], ...]) 
         _fail(_INVALID, "source must be a string or an ECS source object")
     # No sensor name given (or `source` is ECS): ECS names the shipper instead.
     for obj in _SENSOR_ECS_OBJECTS:
-        value = _ecs_field(_ecs_objects(layers, obj), "name")
+        value = _ecs_field(layers, obj, "name")
         if value is not None:
             s = _text(value, f"{obj}.name")
             if s is not None:
@@ -309,8 +325,42 @@ def _user(layers: tuple[Mapping[str, Any], ...]) -> str | None:
             s = _text(value, key)
             if s is not None:
                 return s
-    value = _ecs_field(_ecs_objects(layers, "user"), "name")
+    value = _ecs_field(layers, "user", "name")
     return None if value is None else _text(value, "user.name")
+
+
+def _spellings(
+    layers: tuple[Mapping[str, Any], ...], keys: tuple[str, ...]
+) -> list[tuple[str, str, object]]:
+    """Every non-null ``(label, alias, value)`` of ``keys``, top level then payload."""
+    return [
+        (key if depth == 0 else f"payload.{key}", key, layer[key])
+        for depth, layer in enumerate(layers)
+        for key in keys
+        if layer.get(key) is not None
+    ]
+
+
+def _source_ip(layers: tuple[Mapping[str, Any], ...]) -> str | None:
+    """The source address from every alias and ECS ``source.ip``, which must agree."""
+    found = [(label, _parse_ip(value, key)) for label, key, value in _spellings(layers, _IP_KEYS)]
+    for depth, layer in enumerate(layers):
+        for value in _ecs_in_layer(layer, "source", "ip"):
+            label = "source.ip" if depth == 0 else "payload.source.ip"
+            found.append((label, _parse_ip(value, "source.ip")))
+    ip: str | None = _agreed("the source address", found)
+    return ip
+
+
+def _identifier(text: str) -> str:
+    """``text`` in NFKC form without format characters (zero-width spaces, bidi marks),
+    stripped again: the form an identifier is compared in. ASCII is returned as is."""
+    if text.isascii():
+        return text
+    folded = "".join(
+        c for c in unicodedata.normalize("NFKC", text) if unicodedata.category(c) != "Cf"
+    )
+    return folded.strip() or text
 
 
 def normalize(raw: Mapping[str, Any]) -> Event:
@@ -337,25 +387,23 @@ def normalize(raw: Mapping[str, Any]) -> Event:
     claimed_tenant: str | None = value
 
     # event_type: explicit field, else ECS event.action, else the first ECS category.
-    ecs_event = _ecs_objects(layers, "event")
-    categories = _ecs_categories(ecs_event) if ecs_event else ()
+    categories = _ecs_categories(layers)
     event_type = _first_text(layers, ("event_type",))
     if event_type is None:
-        value = _ecs_field(ecs_event, "action")
+        value = _ecs_field(layers, "event", "action")
         if value is not None:
             event_type = _text(value, "event.action")
     if event_type is None:
         event_type = categories[0] if categories else "unspecified"
 
-    found = _first_value(layers, _IP_KEYS)
-    if found is not None:
-        src_ip: str | None = _parse_ip(found[1], found[0])
-    else:
-        value = _ecs_field(_ecs_objects(layers, "source"), "ip")
-        src_ip = None if value is None else _parse_ip(value, "source.ip")
-
-    found = _first_value(layers, _COUNT_KEYS)
-    failures = None if found is None else _parse_count(found[1], found[0])
+    src_ip = _source_ip(layers)
+    failures = _agreed(
+        "the failure count",
+        [
+            (label, _parse_count(value, key))
+            for label, key, value in _spellings(layers, _COUNT_KEYS)
+        ],
+    )
 
     value = raw.get("timestamp")
     if value is None:
@@ -371,15 +419,15 @@ def normalize(raw: Mapping[str, Any]) -> Event:
         event_id=event_id,
         claimed_tenant=claimed_tenant,
         source=_sensor_name(raw, layers),
-        event_type=event_type.lower(),
+        event_type=_identifier(event_type).lower(),
         src_ip=src_ip,
         src_net=None if src_ip is None else _source_network(src_ip),
         user=_user(layers),
         failures=failures,
         timestamp=timestamp,
-        persona=None if persona is None else persona.lower(),
-        classification=None if classification is None else classification.upper(),
+        persona=None if persona is None else _identifier(persona).lower(),
+        classification=None if classification is None else _identifier(classification).upper(),
         ecs_category=categories,
-        ecs_outcome=_ecs_outcome(ecs_event) if ecs_event else None,
+        ecs_outcome=_ecs_outcome(layers),
         payload=payload if payload is _EMPTY else MappingProxyType(payload),
     )
