@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from typing import Any
+
 import pytest
 import sqlalchemy as sa
 
@@ -134,6 +137,18 @@ def test_every_response_has_request_id_and_security_headers(env: Env) -> None:
             assert r.json()["request_id"] == r.headers["x-request-id"]
 
 
+def test_request_ids_tell_nothing_of_other_requests(env: Env) -> None:
+    """Ids were a per-process prefix and a counter: the difference between two of one
+    tenant's ids was the number of requests every other tenant made in between."""
+    ids = [env.client.get("/health/live").headers["x-request-id"] for _ in range(32)]
+    assert len(set(ids)) == 32
+    # No shared prefix (a process-wide prefix took 20 of the 32 characters) ...
+    assert len({i[:4] for i in ids}) > 16
+    # ... and no counter: consecutive ids are not a small step apart.
+    steps = [abs(int(b, 16) - int(a, 16)) for a, b in itertools.pairwise(ids)]
+    assert min(steps) > 2**64
+
+
 def test_a_query_parameter_the_route_does_not_take_is_refused(env: Env) -> None:
     """``/v1/audit?until=…`` answered every audit event: the route has no ``until`` and
     the parameter was dropped in silence, as was any misspelt filter."""
@@ -189,3 +204,60 @@ def test_a_query_parameter_given_twice_is_refused(env: Env) -> None:
         assert r.json()["reason"].startswith("query parameter '")
     public = env.client.get("/health/live?x=1&x=2")
     assert public.json()["error_code"] in {"QUERY_UNKNOWN", "QUERY_REPEATED"}
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "who"),
+    [
+        ("GET", "/v1/decisions/a%00b", "acme"),
+        ("GET", "/v1/forensics/snapshot/a%00b", "acme"),
+        ("GET", "/v1/mitigations/mit_%00", "acme"),
+        ("DELETE", "/v1/keys/a%00", "acme"),
+        ("GET", "/v1/forensics/packets/a%00", "acme"),
+        ("POST", "/v1/tenants/a%00/suspend", "platform"),
+        ("POST", "/v1/hooks/hsrc_%00", None),
+    ],
+)
+def test_a_nul_in_the_path_finds_nothing(env: Env, method: str, url: str, who: str | None) -> None:
+    """PostgreSQL text cannot hold NUL: these ids reached the database and failed the
+    query (503 STORAGE_UNAVAILABLE or 500, a traceback logged), even with no key."""
+    headers = env.headers(who) if who else {}
+    r = env.client.request(method, url, headers=headers)
+    assert r.status_code == 404, (url, r.text)
+    assert r.json()["error_code"] == "NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/decisions?source=%00",
+        "/v1/decisions?event_type=a%00",
+        "/v1/ledger/decisions/proof/inclusion?event_id=a%00",
+        "/v1/audit?kind=a%00",
+    ],
+)
+def test_a_nul_in_a_query_value_is_refused(env: Env, url: str) -> None:
+    r = env.client.get(url, headers=env.headers())
+    assert r.status_code == 422, (url, r.text)
+    assert r.json()["reason"] == "a query parameter contains a NUL character"
+
+
+@pytest.mark.parametrize(
+    ("who", "path", "body"),
+    [
+        (
+            "acme",
+            "/v1/mitigations",
+            {"action": "block_ip", "value": "203.0.113.5", "reason": "a\0"},
+        ),
+        ("acme", "/v1/hook-sources", {"name": "okta\0"}),
+        ("acme", "/v1/tripwires/canary-keys", {"label": "x\0y"}),
+        ("platform", "/v1/tenants", {"tenant_id": "initech", "name": "\0"}),
+    ],
+)
+def test_a_nul_in_a_body_field_is_refused(
+    env: Env, who: str, path: str, body: dict[str, Any]
+) -> None:
+    r = env.client.post(path, json=body, headers=env.headers(who))
+    assert r.status_code == 422, r.text
+    assert r.json()["reason"] == "a field contains a NUL character"

@@ -76,3 +76,28 @@ def test_spoofed_forwarded_for_is_kept_as_a_claim_in_the_audit_log(env: Env) -> 
     assert events[0]["client_ip"] == "testclient"
     assert events[0]["peer_ip"] == "testclient"
     assert events[0]["forwarded_for"] == "1.2.3.4"
+
+
+def test_a_claimed_forwarded_for_is_kept_bounded_and_without_key_material(env: Env) -> None:
+    """The claim was stored verbatim: 16 KiB of anything, a full API key included, in an
+    append-only ledger that can never be cleaned."""
+    leaked = env.keys["acme"]
+    claim = f"1.2.3.4, {leaked}, " + "x" * 8000
+    r = env.client.get(
+        "/v1/stats",
+        headers={
+            "Authorization": "Bearer fgk_" + "0" * 16 + "_" + "A" * 43,
+            "X-Forwarded-For": claim,
+        },
+    )
+    assert r.status_code == 401
+    env.client.portal.call(env.client.app.audit.drain)  # type: ignore[union-attr,attr-defined]
+    events = env.client.get("/v1/audit?kind=auth_failure", headers=env.headers("platform")).json()[
+        "items"
+    ]
+    kept = events[0]["forwarded_for"]
+    assert kept.startswith("1.2.3.4, fgk_[redacted], xxx")
+    assert leaked not in kept
+    assert leaked.split("_")[2] not in kept
+    assert len(kept) < 1100
+    assert kept.endswith(f"...[{len(claim)} characters]")

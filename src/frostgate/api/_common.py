@@ -57,7 +57,22 @@ async def read_object(request: Request, *, optional: bool = False) -> dict[str, 
         if name not in declared:
             reason = unknown_name_reason("field", name)
             raise FrostGateError(ErrorCode.VALIDATION_FAILED, reason, reason=reason)
+    if _holds_nul(body):
+        # These fields are stored as text, which PostgreSQL cannot hold a NUL in: the
+        # write failed as 503 STORAGE_UNAVAILABLE instead of refusing the value.
+        reason = "a field contains a NUL character"
+        raise FrostGateError(ErrorCode.VALIDATION_FAILED, reason, reason=reason)
     return body
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def json_body(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,11 @@ SUMMARISED_KINDS = frozenset(
 # Summarised per key rather than per client address.
 _SUMMARISED_BY_KEY = frozenset({"canary_key_used"})
 _MAX_OPEN_SUMMARIES = 10_000
+#: The claimed X-Forwarded-For kept as evidence: enough for the 32 hops the gate reads.
+MAX_FORWARDED_FOR = 1024
+# Anything shaped like a key, whatever follows it: a secret sent in a header must not be
+# written to an append-only ledger, where it could never be removed.
+_KEY_LIKE = re.compile(r"fgk_[^\s,]*", re.IGNORECASE)
 
 
 def _utcnow() -> datetime:
@@ -71,11 +77,22 @@ def new_audit(
         actor_key_id=key_id,
         client_ip=address.ip if address else None,
         peer_ip=address.peer if address else None,
-        forwarded_for=address.forwarded_for if address else None,
+        forwarded_for=_evidence(address.forwarded_for) if address else None,
         route=route,
         count=count,
         detail=dict(detail or {}),
     )
+
+
+def _evidence(claimed: str | None) -> str | None:
+    """The claimed X-Forwarded-For as it may be kept: key-like text redacted, at most
+    :data:`MAX_FORWARDED_FOR` characters (a header may hold 16 KiB of anything)."""
+    if claimed is None:
+        return None
+    kept = _KEY_LIKE.sub("fgk_[redacted]", claimed)
+    if len(kept) > MAX_FORWARDED_FOR:
+        kept = f"{kept[:MAX_FORWARDED_FOR]}...[{len(claimed)} characters]"
+    return kept
 
 
 @dataclass(slots=True)
