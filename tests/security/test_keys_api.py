@@ -215,3 +215,28 @@ def test_cli_minted_canary_and_platform_keys_are_not_listed_to_tenants(env: Env)
     )
     kinds = {i["kind"] for i in env.client.get("/v1/keys", headers=env.headers()).json()["items"]}
     assert kinds == {"tenant"}
+
+
+def test_a_key_never_issues_a_key_that_outlives_it(env: Env) -> None:
+    """A 60-second key with keys:admin minted a child with no expiry, which kept working
+    after its parent expired; rotating itself gave it a fresh 60 seconds, again and
+    again. Now what a key mints or rotates into expires no later than the key itself."""
+    parent = _mint(env, {"scopes": ["keys:admin", "feed:read"], "ttl_seconds": 120})
+    limit = datetime.fromisoformat(str(parent["expires_at"]))
+    as_parent = _bearer(str(parent["key"]))
+    for body in ({"scopes": ["feed:read"]}, {"scopes": ["feed:read"], "ttl_seconds": 86400}):
+        r = env.client.post("/v1/keys", json=body, headers=as_parent)
+        assert r.status_code == 201, r.text
+        assert datetime.fromisoformat(r.json()["expires_at"]) == limit
+    shorter = env.client.post(
+        "/v1/keys", json={"scopes": ["feed:read"], "ttl_seconds": 60}, headers=as_parent
+    ).json()
+    assert datetime.fromisoformat(shorter["expires_at"]) < limit
+    own = env.client.post(
+        f"/v1/keys/{parent['key_id']}/rotate", json={"grace_seconds": 1}, headers=as_parent
+    )
+    assert own.status_code == 201, own.text
+    assert datetime.fromisoformat(own.json()["expires_at"]) == limit
+    # A key without an expiry (the tenant's own) still issues keys for their own lifetime.
+    free = env.client.post("/v1/keys", json={"scopes": ["feed:read"]}, headers=env.headers())
+    assert free.json()["expires_at"] is None

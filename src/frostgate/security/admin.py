@@ -146,7 +146,7 @@ def mint_key(
             tenant_id=tenant_id,
             scopes=scopes,
             kind=kind,
-            expires_at=now + ttl if ttl is not None else None,
+            expires_at=_within_actor(conn, actor, now + ttl if ttl is not None else None),
             label=label,
             created_by=actor.key_id,
             now=now,
@@ -160,6 +160,21 @@ def mint_key(
             {"key_id": issued.key_id, "kind": kind, "scopes": sorted(scopes)},
         )
     return issued
+
+
+def _within_actor(
+    conn: sa.Connection, actor: Actor, expires_at: datetime | None
+) -> datetime | None:
+    """``expires_at``, brought forward to the acting key's own expiry: a key never issues
+    (mints or rotates into) a key that outlives it. A 60-second key used to mint a child
+    that never expired, or rotate itself into a fresh 60 seconds, again and again."""
+    if actor.key_id is None:
+        return expires_at
+    record = key_repo.get_key(conn, actor.key_id)
+    if record is None or record.expires_at is None:
+        return expires_at
+    limit = key_repo.aware(record.expires_at)
+    return limit if expires_at is None else min(expires_at, limit)
 
 
 def _insert_key(
@@ -210,6 +225,8 @@ def rotate_key(
             if old.expires_at is None
             else key_repo.aware(old.expires_at) - key_repo.aware(old.created_at)
         )
+        # Read before the old key's expiry moves: it may be the acting key itself.
+        new_expiry = _within_actor(conn, actor, None if lifetime is None else now + lifetime)
         old_expiry = now + grace
         if old.expires_at is not None:
             old_expiry = min(old_expiry, key_repo.aware(old.expires_at))
@@ -220,7 +237,7 @@ def rotate_key(
             tenant_id=old.tenant_id,
             scopes=old.scopes,
             kind=old.kind,
-            expires_at=None if lifetime is None else now + lifetime,
+            expires_at=new_expiry,
             label=old.label,
             created_by=actor.key_id,
             now=now,
