@@ -334,6 +334,11 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         heavy_reads=HeavyReads(),
         # Two per tenant; six in all, within the read pool's sixteen connections.
         stats_reads=HeavyReads(per_tenant=2, process_limit=6, what="statistics are"),
+        live_streams=HeavyReads(
+            per_tenant=settings.sse_streams_per_tenant,
+            process_limit=settings.sse_streams_per_process,
+            what="as many live streams as allowed are",
+        ),
         redis_probe=_redis_probe(settings),
     )
 

@@ -49,6 +49,7 @@ class Services:
     bouncer_cursors: CursorBook
     heavy_reads: HeavyReads
     stats_reads: HeavyReads
+    live_streams: HeavyReads
     # (method, path) -> the body fields a closed-body route takes (the served OpenAPI).
     body_fields: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
     # Set when any state lives in Redis (rate limits, windows, replay ids): readiness

@@ -9,7 +9,9 @@ time and the process at most ``process_limit``; one more is refused at once, 429
 ``CONCURRENCY_LIMITED``, rather than queued behind somebody else's audit. Statistics
 over a wide window (two scans of the window and one of its rules) have their own slots,
 two per tenant: sixteen at once over 351,000 decisions took another tenant's one-row
-read from 10 ms to 24.5 s, and sixty-four exhausted the connection pool.
+read from 10 ms to 24.5 s, and sixty-four exhausted the connection pool. Live streams
+(SSE) hold slots of their own for as long as they are open: each polls the database
+every second, and 256 of one tenant cost a seventh of a core while idle.
 
 The slot is held for as long as the awaited worker thread runs: ``anyio.to_thread``
 shields the awaiting task until its thread ends, so a request that times out or whose
@@ -40,15 +42,25 @@ class HeavyReads:
         self._what = what
         self._running: Counter[str] = Counter()
 
-    @contextmanager
-    def slot(self, tenant_id: str) -> Iterator[None]:
-        """Hold one of ``tenant_id``'s slots (event-loop thread only: no lock needed)."""
-        if self._running[tenant_id] >= self._per_tenant or self._running.total() >= self._limit:
+    def free(self, tenant_id: str) -> bool:
+        """Whether ``tenant_id`` could take a slot now."""
+        return self._running[tenant_id] < self._per_tenant and self._running.total() < self._limit
+
+    def check(self, tenant_id: str) -> None:
+        """Refuse (429) now if ``tenant_id`` has no free slot. For a streamed answer,
+        which can take its slot only once its body starts (:meth:`slot` there), after the
+        status line: this check lets it be refused while it still can be."""
+        if not self.free(tenant_id):
             raise FrostGateError(
                 ErrorCode.CONCURRENCY_LIMITED,
                 "heavy read refused",
                 reason=f"{self._what} already running; retry when one ends",
             )
+
+    @contextmanager
+    def slot(self, tenant_id: str) -> Iterator[None]:
+        """Hold one of ``tenant_id``'s slots (event-loop thread only: no lock needed)."""
+        self.check(tenant_id)
         self._running[tenant_id] += 1
         try:
             yield

@@ -48,7 +48,7 @@ async def defend(request: Request) -> Response:
         raise FrostGateError(ErrorCode.QUOTA_EXCEEDED)
     if outcome.status == "replayed":
         return raw_json_response(outcome.response, headers={"idempotent-replay": "true"})
-    svc.feed.notify()
+    svc.feed.notify(tenant_id)
     return raw_json_response(outcome.response)
 
 
@@ -98,7 +98,7 @@ async def ingest(request: Request) -> Response:
     if counts["quota_exceeded"] == len(outcomes):
         raise FrostGateError(ErrorCode.QUOTA_EXCEEDED)
     if counts["created"]:
-        svc.feed.notify()
+        svc.feed.notify(tenant_id)
     return raw_json_response(_encode_results(results, counts))
 
 

@@ -28,7 +28,7 @@ from frostgate.api._common import (
     read_call,
     tenant_of,
 )
-from frostgate.api.context import services
+from frostgate.api.context import Services, services
 from frostgate.decisions import verify_chain
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.store import decisions as repo
@@ -191,39 +191,57 @@ async def feed_stream(
     start = await read_call(svc, tenant_id, _resume_point, after)
     key_id = request.state.principal.key_id
     heartbeat = svc.settings.sse_heartbeat_seconds
+    svc.live_streams.check(tenant_id)
 
     async def events() -> AsyncIterator[bytes]:
-        cursor = start
-        loop = asyncio.get_running_loop()
-        last_sent = loop.time()
-        mitigations = await svc.mitigation_index.view(tenant_id)
-        mitigation_cursor = mitigations.seq
-        yield b"retry: 2000\n\n"
-        # A stream outlives the check its request passed: the key is checked again on
-        # every round, so revoking it (or suspending its tenant) ends the stream.
-        while await svc.authenticator.still_active(key_id):
-            rows = await read_call(svc, tenant_id, repo.feed_page, flt, after_seq=cursor, limit=200)
-            for row in rows:
-                cursor = int(row["seq"])
-                data = orjson.dumps(decision_summary(row))
-                yield b"id: %d\nevent: decision\ndata: %s\n\n" % (cursor, data)
-                last_sent = loop.time()
-            mitigations = await svc.mitigation_index.view(tenant_id)
-            delta = mitigations.since(mitigation_cursor, svc.mitigation_index.now())
-            for change, entries in (("active", delta.new), ("ended", delta.deleted)):
-                for entry in entries:
-                    data = b'{"change":"%s","mitigation":%s}' % (change.encode(), entry.native)
-                    yield b"event: mitigation\ndata: %s\n\n" % data
-                    last_sent = loop.time()
-            mitigation_cursor = mitigations.seq
-            if len(rows) == 200:
-                continue
-            if loop.time() - last_sent >= heartbeat:
-                yield b": heartbeat\n\n"
-                last_sent = loop.time()
-            await svc.feed.wait(min(1.0, heartbeat))
+        if not svc.live_streams.free(tenant_id):
+            return  # another stream took the last slot since the check: the client retries
+        with svc.live_streams.slot(tenant_id):
+            async for chunk in _stream(tenant_id, key_id, flt, start, heartbeat, svc):
+                yield chunk
 
     return EventStreamResponse(events(), headers={"x-accel-buffering": "no"})
+
+
+async def _stream(
+    tenant_id: str,
+    key_id: str,
+    flt: repo.DecisionFilter,
+    start: int,
+    heartbeat: float,
+    svc: Services,
+) -> AsyncIterator[bytes]:
+    """The feed stream's body: decisions after ``start``, mitigation changes, heartbeats,
+    for as long as the key stays active."""
+    cursor = start
+    loop = asyncio.get_running_loop()
+    last_sent = loop.time()
+    mitigations = await svc.mitigation_index.view(tenant_id)
+    mitigation_cursor = mitigations.seq
+    yield b"retry: 2000\n\n"
+    # A stream outlives the check its request passed: the key is checked again on
+    # every round, so revoking it (or suspending its tenant) ends the stream.
+    while await svc.authenticator.still_active(key_id):
+        rows = await read_call(svc, tenant_id, repo.feed_page, flt, after_seq=cursor, limit=200)
+        for row in rows:
+            cursor = int(row["seq"])
+            data = orjson.dumps(decision_summary(row))
+            yield b"id: %d\nevent: decision\ndata: %s\n\n" % (cursor, data)
+            last_sent = loop.time()
+        mitigations = await svc.mitigation_index.view(tenant_id)
+        delta = mitigations.since(mitigation_cursor, svc.mitigation_index.now())
+        for change, entries in (("active", delta.new), ("ended", delta.deleted)):
+            for entry in entries:
+                data = b'{"change":"%s","mitigation":%s}' % (change.encode(), entry.native)
+                yield b"event: mitigation\ndata: %s\n\n" % data
+                last_sent = loop.time()
+        mitigation_cursor = mitigations.seq
+        if len(rows) == 200:
+            continue
+        if loop.time() - last_sent >= heartbeat:
+            yield b": heartbeat\n\n"
+            last_sent = loop.time()
+        await svc.feed.wait(tenant_id, min(1.0, heartbeat))
 
 
 def _windows(

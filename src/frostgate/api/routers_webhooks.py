@@ -410,7 +410,7 @@ async def receive_hook(request: Request, source_id: str) -> Response:
         raise FrostGateError(ErrorCode.IDEMPOTENCY_CONFLICT)
     if outcome.status == "quota_exceeded":
         raise FrostGateError(ErrorCode.QUOTA_EXCEEDED)
-    svc.feed.notify()
+    svc.feed.notify(verified.tenant_id)
     return raw_json_response(outcome.response)
 
 

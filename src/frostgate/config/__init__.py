@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         default=1.0, gt=0, le=1.0, description="Key-record cache life; bounds revocation lag"
     )
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    sse_streams_per_tenant: int = Field(
+        default=32, ge=1, description="Open /v1/feed/stream connections per tenant and process"
+    )
+    sse_streams_per_process: int = Field(
+        default=256, ge=1, description="Open /v1/feed/stream connections per process"
+    )
     trusted_proxy_cidrs: str = Field(
         default="", description="Comma-separated CIDRs whose X-Forwarded-For is believed"
     )
