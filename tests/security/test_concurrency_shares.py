@@ -88,6 +88,34 @@ def test_one_address_cannot_hold_every_place_with_slow_bodies(served: Served) ->
     _until(lambda: local.get("/health/live").status_code == 200)
 
 
+def test_keyless_bodies_from_many_addresses_hold_a_quarter_of_the_process(
+    settings: Settings, db: Database
+) -> None:
+    """Four addresses x 256 slow hook bodies held all 1,024 places: every tenant was
+    answered OVERLOADED, with no key needed. Keyless bodies, all addresses together,
+    now hold a quarter of the process cap."""
+    limits = {"max_concurrent_requests": 8, "max_concurrent_per_address": 2}
+    for served in serve(settings, db, **limits):
+        sources = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        slow = [_slow_body(served.port, source) for source in sources for _ in range(2)]
+        try:
+            time.sleep(0.5)
+            with httpx.Client(base_url=served.url, timeout=10) as client:
+                acme = client.get("/v1/decisions", headers=_bearer(served, "acme:write"))
+                assert acme.status_code == 200, acme.text
+                fifth = httpx.Client(
+                    base_url=served.url,
+                    timeout=10,
+                    transport=httpx.HTTPTransport(local_address="127.0.0.5"),
+                )
+                hook = fifth.post("/v1/hooks/hsrc_nobody", json={})
+                assert hook.status_code == 429
+                assert hook.json()["error_code"] == "CONCURRENCY_LIMITED"
+        finally:
+            for sock in slow:
+                sock.close()
+
+
 def test_tenants_behind_one_address_are_held_to_their_own_shares(
     settings: Settings, db: Database
 ) -> None:

@@ -133,6 +133,8 @@ def serve(
     """Serve the API."""
     import uvicorn
 
+    from frostgate.security.connections import GuardedHttpToolsProtocol
+
     settings = get_settings()
     problems = all_problems(settings) + policy_problems(settings)
     if not problems:
@@ -152,6 +154,7 @@ def serve(
         access_log=False,
         server_header=False,
         proxy_headers=False,
+        http=GuardedHttpToolsProtocol,
     )
 
 

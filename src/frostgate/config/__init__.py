@@ -75,6 +75,15 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=16 * 1024, ge=1024)
     max_path_bytes: int = Field(default=2048, ge=64)
     max_query_bytes: int = Field(default=4096, ge=64)
+    head_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="For a request's line and headers to arrive (else 408)"
+    )
+    max_connections_per_peer: int = Field(
+        default=256, ge=1, description="Open connections from one peer (IPv6: /64) but proxies"
+    )
+    max_connections: int = Field(
+        default=4096, ge=1, description="Open connections per process (below the fd limit)"
+    )
     request_timeout_seconds: float = Field(
         default=30.0, gt=0, description="Until the response starts (streams are exempt after)"
     )

@@ -65,6 +65,7 @@ _KEY_QUERY_PARAMS = frozenset({"api_key", "apikey", "key", "token", "access_toke
 _TENANT_QUERY_PARAMS = frozenset({"tenant", "tenant_id"})
 _BEARER = [(b"www-authenticate", b"Bearer")]
 _RETRY_SOON = [(b"retry-after", b"1")]
+_KEYLESS_BODIES = "keyless bodies"
 # PostgreSQL text cannot hold NUL: a query value holding one failed the query (503).
 _NUL_IN_QUERY = "a query parameter contains a NUL character"
 
@@ -258,6 +259,12 @@ class AuthGate:
             # share their address, e.g. behind one NAT.)
             client = address_group(source)
             if not self._hold(f"address {client}", limits.max_concurrent_per_address, held):
+                return Refusal(ErrorCode.CONCURRENCY_LIMITED, _RETRY_SOON)
+            # Keyless requests with a body (signed deliveries), all clients together, hold
+            # a quarter of the process: four addresses' slow bodies (4 x 256) had held
+            # every place, and every tenant was answered OVERLOADED.
+            keyless_share = limits.max_concurrent_requests // 4
+            if spec.signed and not self._hold(_KEYLESS_BODIES, keyless_share, held):
                 return Refusal(ErrorCode.CONCURRENCY_LIMITED, _RETRY_SOON)
             if spec.signed and self.address_rate_limit is not None:
                 # Keyless but costly to refuse (a lookup, signature checks): limited by

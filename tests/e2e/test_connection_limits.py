@@ -1,0 +1,111 @@
+"""Connections are limited before the gate sees a request (``security/connections.py``).
+
+An attacker review, with no key: 20,000 idle connections made every other client's
+connection fail; a header sent one line every 10 s kept its connection for 80 s and
+more; a header streamed in 1 MiB pieces grew the server by 1 MB per MB and slowed
+everyone's answers to seconds. Each case runs here against ``frostgate serve``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+
+import httpx
+import pytest
+
+from tests.e2e.served import Server
+
+
+def _connect(server: Server, source: str = "127.0.0.1") -> socket.socket:
+    s = socket.socket()
+    s.bind((source, 0))
+    s.settimeout(10)
+    s.connect(("127.0.0.1", server.port))
+    return s
+
+
+def _read_all(s: socket.socket) -> bytes:
+    data = b""
+    try:
+        while chunk := s.recv(65536):
+            data += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return data
+
+
+def _restart(server: Server, **env: str) -> None:
+    server.kill()
+    server.env.update(env)
+    server.start()
+
+
+def test_a_head_that_does_not_arrive_in_time_is_cut_off(server: Server) -> None:
+    _restart(server, FG_HEAD_TIMEOUT_SECONDS="1")
+    idle = _connect(server)
+    started = time.monotonic()
+    assert _read_all(idle).startswith(b"HTTP/1.1 408")
+    assert 0.8 < time.monotonic() - started < 8
+
+    trickle = _connect(server)
+    trickle.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n")
+    cut_off = False
+    for i in range(30):  # a header line every 0.2 s for 6 s
+        time.sleep(0.2)
+        try:
+            trickle.sendall(b"X-Slow-%d: y\r\n" % i)
+        except (BrokenPipeError, ConnectionResetError):
+            cut_off = True
+            break
+    assert cut_off or _read_all(trickle).startswith(b"HTTP/1.1 408")
+    # A kept-alive connection is not cut off between requests, only inside a head.
+    with httpx.Client(base_url=server.url) as client:
+        assert client.get("/health/live").status_code == 200
+        time.sleep(1.5)
+        assert client.get("/health/live").status_code == 200
+
+
+def test_an_oversized_head_is_refused_while_it_arrives(server: Server) -> None:
+    big = _connect(server)
+    big.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: ")
+    sent = 0
+    try:
+        while sent < 64 * 2**20:
+            big.sendall(b"A" * 2**20)
+            sent += 2**20
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    assert sent < 64 * 2**20, "the server kept reading a 64 MiB header"
+    answer = _read_all(big)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 431")
+    assert httpx.get(f"{server.url}/health/live").status_code == 200
+
+
+def test_one_peer_holds_a_bounded_number_of_connections(server: Server) -> None:
+    _restart(server, FG_MAX_CONNECTIONS_PER_PEER="4")
+    held = [_connect(server) for _ in range(4)]
+    try:
+        extra = _connect(server)
+        extra.settimeout(5)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            extra.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert not _read_all(extra).startswith(b"HTTP/1.1 200")
+        # Another peer is not refused for it.
+        other = _connect(server, source="127.0.0.2")
+        other.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert _read_all(other).startswith(b"HTTP/1.1 200")
+    finally:
+        for s in held:
+            s.close()
+    # Closed connections give their places back.
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            if httpx.get(f"{server.url}/health/live", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                pytest.fail("the peer's places were not given back")
+            time.sleep(0.1)
