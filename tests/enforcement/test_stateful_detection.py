@@ -270,3 +270,27 @@ def test_at_the_cap_the_largest_tenant_gives_way() -> None:
     state = asyncio.run(go())
     assert (state.count, state.armed) == (2, True)
     assert len(store) == 100
+
+
+def test_eviction_drops_scan_noise_before_a_burst_about_to_fire() -> None:
+    """A red-team round: acme's 9 failures from one address, then 700 one-event keys of
+    acme's own scan noise, then 400 of another tenant's; acme (over its fair share)
+    gave way by plain LRU, which dropped the burst: its 10th failure decided 'allow'."""
+    store = MemoryWindowStore(max_keys=1000)
+    burst = WindowProbe("r", "r|192.0.2.80", None, seconds=600, threshold=10, cooldown_seconds=0)
+
+    def noise(n: int) -> WindowProbe:
+        return WindowProbe("r", f"r|10.{n >> 8 & 255}.{n & 255}.1", None, 600, 10, 0)
+
+    async def go() -> WindowState:
+        for n in range(9):
+            await store.observe("acme", f"a{n}", [burst], T0)
+        for n in range(700):
+            await store.observe("acme", f"an{n}", [noise(n)], T0)
+        for n in range(400):
+            await store.observe("beta", f"b{n}", [noise(n)], T0)
+        return (await store.observe("acme", "a9", [burst], T0))["r"]
+
+    state = asyncio.run(go())
+    assert (state.count, state.armed) == (10, True)
+    assert len(store) == 1000
