@@ -38,7 +38,8 @@ def _observe_all(
     async def go() -> list[WindowState]:
         out = []
         for probe, event_id, at in steps:
-            states = await store.observe("acme", event_id, [probe], T0 + timedelta(seconds=at))
+            observed = await store.observe("acme", event_id, [probe], T0 + timedelta(seconds=at))
+            states = observed.states
             out.append(states[probe.rule_id])
         await store.close()
         return out
@@ -83,7 +84,7 @@ def test_memory_store_is_bounded_lru() -> None:
             await store.observe("acme", f"e{n}", [probe], T0)
         hot = WindowProbe("r", "r|hot", None, 60, 3, 60)
         for n in range(500):
-            states = await store.observe("acme", f"h{n}", [hot], T0)
+            states = (await store.observe("acme", f"h{n}", [hot], T0)).states
         assert states["r"].count == 50
 
     asyncio.run(go())
@@ -112,7 +113,7 @@ def test_a_cooling_window_is_remembered_until_its_cooldown_ends() -> None:
 
     async def go() -> list[WindowState]:
         return [
-            (await store.observe("acme", eid, [p], T0 + timedelta(seconds=at)))[p.rule_id]
+            (await store.observe("acme", eid, [p], T0 + timedelta(seconds=at))).states[p.rule_id]
             for p, eid, at in steps
         ]
 
@@ -191,6 +192,64 @@ def test_ten_failed_ssh_logins_one_per_event_yield_one_block_a_bouncer_sees(env:
     assert [d["value"] for d in gone["deleted"]] == ["198.51.100.200"]
 
 
+def test_an_event_that_is_not_stored_counts_for_nothing(env: Env) -> None:
+    """A red-team round: nine failures, then a tenth sent under an event_id already
+    used (409 IDEMPOTENCY_CONFLICT) started the burst's cooldown although nothing was
+    stored, so the burst was never blocked. A refused event is now taken back from the
+    windows, and the burst is blocked by the next real failure."""
+    first = {"event_id": "note-1", "source": "s", "event_type": "note"}
+    assert env.client.post("/v1/defend", json=first, headers=env.headers()).status_code == 200
+
+    def failure(event_id: str) -> dict[str, str]:
+        return {
+            "event_id": event_id,
+            "source": "sshd",
+            "event_type": "ssh_login_failed",
+            "src_ip": "192.0.2.111",
+        }
+
+    for n in range(9):
+        r = env.client.post("/v1/defend", json=failure(f"f-{n}"), headers=env.headers())
+        assert r.json()["mitigations"] == []
+    refused = env.client.post("/v1/defend", json=failure("note-1"), headers=env.headers())
+    assert refused.status_code == 409
+    # A replay of a stored failure is not a new failure either.
+    replay = env.client.post("/v1/defend", json=failure("f-8"), headers=env.headers())
+    assert replay.headers["idempotent-replay"] == "true"
+    tenth = env.client.post("/v1/defend", json=failure("f-9"), headers=env.headers()).json()
+    assert [m["action"] for m in tenth["mitigations"]] == ["block_ip"]
+    active = env.client.get("/v1/mitigations?ip=192.0.2.111", headers=env.headers()).json()
+    assert len(active["items"]) == 1
+
+
+def test_retracting_an_observation_takes_back_its_count_and_cooldown(store: WindowStore) -> None:
+    async def go() -> list[WindowState]:
+        seen = []
+        for n in range(2):
+            await store.observe("acme", f"e{n}", [COUNT], T0 + timedelta(seconds=n))
+        third = await store.observe("acme", "e2", [COUNT], T0 + timedelta(seconds=2))
+        seen.append(third.states["r"])
+        await store.retract("acme", third)
+        seen.append(
+            (await store.observe("acme", "e3", [COUNT], T0 + timedelta(seconds=3))).states["r"]
+        )
+        # Distinct counts: a user seen again and taken back is still counted once.
+        await store.observe("acme", "d0", [DISTINCT], T0)
+        again = await store.observe("acme", "d1", [DISTINCT], T0 + timedelta(seconds=1))
+        await store.retract("acme", again)
+        other = WindowProbe("s", "s|1.2.3.4", "u1", seconds=60, threshold=3, cooldown_seconds=0)
+        seen.append(
+            (await store.observe("acme", "d2", [other], T0 + timedelta(seconds=2))).states["s"]
+        )
+        await store.close()
+        return seen
+
+    third, next_one, distinct = asyncio.run(go())
+    assert (third.count, third.armed) == (3, True)
+    assert (next_one.count, next_one.armed) == (3, True)
+    assert distinct.count == 2
+
+
 def test_an_ipv6_burst_spread_over_one_64_is_one_source_and_the_64_is_blocked(
     env: Env,
 ) -> None:
@@ -240,11 +299,11 @@ def test_one_tenant_spraying_keys_cannot_evict_another_tenants_counts() -> None:
     burst = WindowProbe("r", "r|198.51.100.7", None, seconds=600, threshold=5, cooldown_seconds=0)
 
     async def go() -> list[WindowState]:
-        states = [(await store.observe("acme", f"a{n}", [burst], T0))["r"] for n in range(4)]
+        states = [(await store.observe("acme", f"a{n}", [burst], T0)).states["r"] for n in range(4)]
         for n in range(10_000):
             probe = WindowProbe("r", f"r|10.{n >> 16}.{n >> 8 & 255}.{n & 255}", None, 600, 5, 0)
             await store.observe("noisy", f"n{n}", [probe], T0)
-        states.append((await store.observe("acme", "a4", [burst], T0))["r"])
+        states.append((await store.observe("acme", "a4", [burst], T0)).states["r"])
         return states
 
     states = asyncio.run(go())
@@ -265,7 +324,7 @@ def test_at_the_cap_the_largest_tenant_gives_way() -> None:
         for n in range(10):
             probe = WindowProbe("r", f"r|s{n}", None, 60, 3, 0)
             await store.observe("small", f"s{n + 1}", [probe], T0)
-        return (await store.observe("small", "s-last", [keep], T0))["r"]
+        return (await store.observe("small", "s-last", [keep], T0)).states["r"]
 
     state = asyncio.run(go())
     assert (state.count, state.armed) == (2, True)
@@ -289,7 +348,7 @@ def test_eviction_drops_scan_noise_before_a_burst_about_to_fire() -> None:
             await store.observe("acme", f"an{n}", [noise(n)], T0)
         for n in range(400):
             await store.observe("beta", f"b{n}", [noise(n)], T0)
-        return (await store.observe("acme", "a9", [burst], T0))["r"]
+        return (await store.observe("acme", "a9", [burst], T0)).states["r"]
 
     state = asyncio.run(go())
     assert (state.count, state.armed) == (10, True)

@@ -175,7 +175,7 @@ async def _decide_all(policy: Policy, events: list[tuple[int, Any]], now: dateti
         at = event.timestamp or now
         probes = policy.window_probes(event)
         event_id = event.event_id or f"line-{number}"
-        windows = await store.observe(_TENANT, event_id, probes, at) if probes else None
+        windows = (await store.observe(_TENANT, event_id, probes, at)).states if probes else None
         rows.append(
             _Row(number, _summary(raw), evaluate(event, policy, now=at, windows=windows), None)
         )

@@ -10,10 +10,10 @@ from typing import Any, Literal
 import orjson
 import uuid_utils
 
-from frostgate.decisions.windows import WindowStore
+from frostgate.decisions.windows import NOTHING_OBSERVED, Observation, WindowStore
 from frostgate.engine import Event, Policy, WindowState, evaluate, normalize
 from frostgate.errors import ErrorCode, FrostGateError
-from frostgate.store import GroupCommitWriter, PendingDecision
+from frostgate.store import GroupCommitWriter, PendingDecision, WriteResult
 from frostgate.store.entries import format_timestamp
 
 __all__ = ["DecisionService", "Outcome"]
@@ -63,12 +63,33 @@ class DecisionService:
 
     async def observe(
         self, tenant_id: str, event: Event, event_id: str, now: datetime
-    ) -> dict[str, WindowState] | None:
+    ) -> Observation:
         """Record the event in the windows of the stateful rules it matches."""
         probes = self.policy.window_probes(event)
         if not probes or self._windows is None:
-            return None
+            return NOTHING_OBSERVED
         return await self._windows.observe(tenant_id, event_id, probes, now)
+
+    async def _write(
+        self, tenant_id: str, pending: list[PendingDecision], observed: list[Observation]
+    ) -> list[WriteResult]:
+        """Write, then take back the window observations of events that were not stored:
+        a replay, a conflict or a refused quota must not count towards a burst."""
+        try:
+            results = await self._writer.write(pending)
+        except FrostGateError:  # nothing stored (503): nothing counted either
+            await self._retract(tenant_id, observed)
+            raise
+        await self._retract(
+            tenant_id, [o for o, r in zip(observed, results, strict=True) if r.status != "created"]
+        )
+        return results
+
+    async def _retract(self, tenant_id: str, observations: list[Observation]) -> None:
+        if self._windows is not None:
+            for observation in observations:
+                if observation.marks:
+                    await self._windows.retract(tenant_id, observation)
 
     def build(
         self,
@@ -117,11 +138,11 @@ class DecisionService:
         ``key_id`` is the submitting key: the proposer of any mitigation it causes."""
         now = self._clock()
         event, event_id = self.admit(tenant_id, raw, require_event_id=False)
-        windows = await self.observe(tenant_id, event, event_id, now)
+        observed = await self.observe(tenant_id, event, event_id, now)
         pending = self.build(
-            tenant_id, raw, event, event_id, now=now, windows=windows, key_id=key_id
+            tenant_id, raw, event, event_id, now=now, windows=observed.states, key_id=key_id
         )
-        (result,) = await self._writer.write([pending])
+        (result,) = await self._write(tenant_id, [pending], [observed])
         return Outcome(result.status, pending.event_id, result.response_json.encode())
 
     async def decide_batch(
@@ -145,12 +166,22 @@ class DecisionService:
                     reason=f"events[{index}] repeats the event_id of events[{first}]",
                 )
         pending = []
+        observed = []
         for raw, (event, event_id) in zip(events, admitted, strict=True):
-            windows = await self.observe(tenant_id, event, event_id, now)
+            observation = await self.observe(tenant_id, event, event_id, now)
+            observed.append(observation)
             pending.append(
-                self.build(tenant_id, raw, event, event_id, now=now, windows=windows, key_id=key_id)
+                self.build(
+                    tenant_id,
+                    raw,
+                    event,
+                    event_id,
+                    now=now,
+                    windows=observation.states,
+                    key_id=key_id,
+                )
             )
-        results = await self._writer.write(pending)
+        results = await self._write(tenant_id, pending, observed)
         return [
             Outcome(r.status, p.event_id, r.response_json.encode())
             for p, r in zip(pending, results, strict=True)

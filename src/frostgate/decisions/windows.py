@@ -20,6 +20,11 @@ here records the observation and answers what the engine needs as explicit input
 
 For plain counts the member is the event id, so a replayed event is not counted twice;
 for distinct counts it is the distinct value (the user). Time is the decision time.
+An event is observed before it is written (its decision depends on the count), so an
+event the writer does not store (a replay, an idempotency conflict, a refused quota) is
+taken back with :meth:`WindowStore.retract`: a red-team round had a refused event start
+the burst's cooldown, so the burst was never blocked, and a sensor re-sending a batch
+after the window had moved on count the same failures twice.
 Redis being unreachable fails the decision closed (503), never silently skips detection.
 """
 
@@ -39,7 +44,13 @@ from frostgate.engine import WindowProbe, WindowState
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.store.redis_pool import redis_client
 
-__all__ = ["MemoryWindowStore", "RedisWindowStore", "WindowStore"]
+__all__ = [
+    "NOTHING_OBSERVED",
+    "MemoryWindowStore",
+    "Observation",
+    "RedisWindowStore",
+    "WindowStore",
+]
 
 DEFAULT_MAX_KEYS = 100_000
 DEFAULT_MAX_MEMBERS = 10_000
@@ -47,10 +58,37 @@ DEFAULT_MAX_MEMBERS = 10_000
 EVICTION_SAMPLE = 32
 
 
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """What one observation changed in one window, so that it can be taken back."""
+
+    key: str  # the probe's key
+    member: str  # the member recorded (the event id for plain counts)
+    at: float  # the time recorded (seconds; Redis: milliseconds)
+    added: bool  # a new member (False: an existing one, re-timed or left as it was)
+    before: float | None  # the member's time before, when it existed (Redis)
+    armed: bool  # this observation started the cooldown
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """The window states an event was decided with, and the marks that undo them."""
+
+    states: dict[str, WindowState]
+    marks: tuple[Mark, ...] = ()
+
+
+NOTHING_OBSERVED = Observation({})
+
+
 class WindowStore(Protocol):
     async def observe(
         self, tenant_id: str, event_id: str, probes: Sequence[WindowProbe], now: datetime
-    ) -> dict[str, WindowState]: ...
+    ) -> Observation: ...
+
+    async def retract(self, tenant_id: str, observation: Observation) -> None:
+        """Take back an observation whose event was not stored (a replay, an
+        idempotency conflict, a refused quota): it must count for nothing."""
 
     async def close(self) -> None: ...
 
@@ -102,15 +140,17 @@ class MemoryWindowStore:
 
     async def observe(
         self, tenant_id: str, event_id: str, probes: Sequence[WindowProbe], now: datetime
-    ) -> dict[str, WindowState]:
+    ) -> Observation:
         t = now.timestamp()
         self._forget_idle(tenant_id, t, budget=len(probes) + 2)
         states: dict[str, WindowState] = {}
+        marks: list[Mark] = []
         for probe in probes:
             window = self._window(tenant_id, probe.key)
             self._drop(window, t - probe.seconds)
             member = probe.member if probe.member is not None else event_id
-            if probe.member is not None or member not in window.members:
+            added = probe.member is not None or member not in window.members
+            if added:
                 window.entries.append((t, member))
                 window.members[member] += 1
             while len(window.entries) > self._max_members:
@@ -122,7 +162,27 @@ class MemoryWindowStore:
             # An entry at t is dropped by an observation at t + seconds (``_drop``).
             window.idle_from = max(t + probe.seconds, window.cooling_until)
             states[probe.rule_id] = WindowState(count=count, armed=armed)
-        return states
+            marks.append(Mark(probe.key, member, t, added, None, armed))
+        return Observation(states, tuple(marks))
+
+    async def retract(self, tenant_id: str, observation: Observation) -> None:
+        windows = self._tenants.get(tenant_id)
+        for mark in observation.marks:
+            window = None if windows is None else windows.get(mark.key)
+            if window is None:
+                continue  # forgotten or evicted since: nothing of it is left to take back
+            if mark.added:
+                entry = (mark.at, mark.member)
+                for i in range(len(window.entries) - 1, -1, -1):
+                    if window.entries[i] == entry:
+                        del window.entries[i]
+                        window.members[mark.member] -= 1
+                        if window.members[mark.member] <= 0:
+                            del window.members[mark.member]
+                        break
+            if mark.armed:
+                # The cooldown it started, so the next event of the burst arms the rule.
+                window.cooling_until = 0.0
 
     def _window(self, tenant_id: str, key: str) -> _Window:
         windows = self._tenants.setdefault(tenant_id, OrderedDict())
@@ -190,6 +250,7 @@ local threshold = tonumber(ARGV[4])
 local cooldown = tonumber(ARGV[5])
 local cap = tonumber(ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local before = redis.call('ZSCORE', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[1], now, ARGV[3])
 local count = redis.call('ZCARD', KEYS[1])
 if count > cap then
@@ -205,7 +266,25 @@ if count >= threshold then
     armed = 1
   end
 end
-return {count, armed}
+return {count, armed, before}
+"""
+
+# Undo one observation. KEYS: the set and its cooldown key. ARGV: member, the time the
+# observation gave it, its time before ('' when it was new), 1 if it started the cooldown.
+# The member is put back only if nothing has re-timed it since.
+_RETRACT = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) == tonumber(ARGV[2]) then
+  if ARGV[3] == '' then
+    redis.call('ZREM', KEYS[1], ARGV[1])
+  else
+    redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+  end
+end
+if ARGV[4] == '1' then
+  redis.call('DEL', KEYS[2])
+end
+return 1
 """
 
 
@@ -223,31 +302,51 @@ class RedisWindowStore:
         self._timeout = timeout
         self._cap = max_members
         self._script = self._client.register_script(_LUA)
+        self._retract = self._client.register_script(_RETRACT)
 
     async def observe(
         self, tenant_id: str, event_id: str, probes: Sequence[WindowProbe], now: datetime
-    ) -> dict[str, WindowState]:
+    ) -> Observation:
         now_ms = int(now.timestamp() * 1000)
         states: dict[str, WindowState] = {}
+        marks: list[Mark] = []
         try:
             async with asyncio.timeout(self._timeout * 4):
                 for probe in probes:
-                    base = f"{self._prefix}{tenant_id}|{probe.key}"
-                    count, armed = await self._script(
-                        keys=[base, base + "|cool"],
+                    member = probe.member if probe.member is not None else f"e:{event_id}"
+                    count, armed, before = await self._script(
+                        keys=self._keys(tenant_id, probe.key),
                         args=[
                             now_ms,
                             probe.seconds * 1000,
-                            probe.member if probe.member is not None else f"e:{event_id}",
+                            member,
                             probe.threshold,
                             probe.cooldown_seconds * 1000,
                             self._cap,
                         ],
                     )
                     states[probe.rule_id] = WindowState(count=int(count), armed=bool(armed))
+                    old = None if before is None else float(before)
+                    marks.append(Mark(probe.key, member, now_ms, old is None, old, bool(armed)))
         except (RedisError, OSError) as exc:
             raise FrostGateError(ErrorCode.STORAGE_UNAVAILABLE, "window store down") from exc
-        return states
+        return Observation(states, tuple(marks))
+
+    async def retract(self, tenant_id: str, observation: Observation) -> None:
+        try:
+            async with asyncio.timeout(self._timeout * 4):
+                for mark in observation.marks:
+                    before = "" if mark.before is None else repr(mark.before)
+                    await self._retract(
+                        keys=self._keys(tenant_id, mark.key),
+                        args=[mark.member, mark.at, before, "1" if mark.armed else "0"],
+                    )
+        except (RedisError, OSError) as exc:
+            raise FrostGateError(ErrorCode.STORAGE_UNAVAILABLE, "window store down") from exc
+
+    def _keys(self, tenant_id: str, key: str) -> list[str]:
+        base = f"{self._prefix}{tenant_id}|{key}"
+        return [base, base + "|cool"]
 
     async def close(self) -> None:
         await self._client.aclose()
