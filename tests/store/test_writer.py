@@ -406,3 +406,62 @@ def test_a_connection_left_in_an_unknown_state_by_a_failed_commit_is_thrown_away
     finally:
         w.stop()
     assert answers == ["created", "created"]
+
+
+@pytest.mark.parametrize("first_events", [True, False], ids=["new-stream", "existing-stream"])
+def test_two_processes_writing_one_tenant_see_each_others_commits(
+    db: Database, first_events: bool
+) -> None:
+    """Two workers (here: two writers, each with its own connection) on PostgreSQL: a
+    sensor retried an event, both copies were taken for new, and the second insert broke
+    its whole commit (503 for unrelated events in it); the quota was overrun the same
+    way. What a writer reads about a tenant is now read under the stream head's lock
+    (or, before the stream's first commit, under an advisory lock on the stream)."""
+    admin.create_tenant(db, "acme")
+    earlier = 0 if first_events else 1
+    if earlier:  # the stream's head row exists: the lock is that row's
+        plain = GroupCommitWriter(db.write)
+        plain.start()
+        try:
+            assert _write_one(plain, "zero") == "created"
+        finally:
+            plain.stop()
+    admin.set_tenant_quota(db, "acme", 3 + earlier, actor=admin.CLI_ACTOR)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_open(_conn: sa.Connection, _tenant: str, stored: list, _now: object) -> None:  # type: ignore[type-arg]
+        if any(item.event_id == "dup" for _, item in stored):
+            holding.set()
+            release.wait(10)
+
+    first = GroupCommitWriter(db.write, decision_hooks=[hold_open])
+    second = GroupCommitWriter(db.write)
+    first.start()
+    second.start()
+    results: dict[str, list[str]] = {}
+
+    def write(name: str, w: GroupCommitWriter, ids: list[str]) -> None:
+        try:
+            answers = asyncio.run(w.write([_pending(i) for i in ids]))
+            results[name] = [a.status for a in answers]
+        except FrostGateError as exc:
+            results[name] = [exc.code.name]
+
+    try:
+        a = threading.Thread(target=write, args=("first", first, ["seed", "dup"]))
+        a.start()
+        assert holding.wait(10)
+        b = threading.Thread(target=write, args=("second", second, ["dup", "other", "third"]))
+        b.start()
+        b.join(1.0)  # the second writer is now waiting for the first one's commit
+        release.set()
+        a.join(10)
+        b.join(10)
+    finally:
+        release.set()
+        first.stop()
+        second.stop()
+    assert results["first"] == ["created", "created"]
+    # The retried event is a replay, the others are not failed with it, and the quota
+    # of three holds across both writers.
+    assert results["second"] == ["replayed", "created", "quota_exceeded"]

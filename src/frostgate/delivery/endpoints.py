@@ -21,7 +21,7 @@ from frostgate.security.webhook_signature import new_secret
 from frostgate.store import Database
 from frostgate.store import webhooks as repo
 from frostgate.store.outbox import ALERT_LEVELS
-from frostgate.store.tenancy import bind_tenant
+from frostgate.store.tenancy import bind_tenant, serialize_tenant_change
 
 __all__ = [
     "MAX_ENDPOINTS_PER_TENANT",
@@ -74,7 +74,7 @@ def create_endpoint(
     sealed = box.seal(secret, bound_to=repo.secret_binding(tenant_id, endpoint_id))
     with db.write.begin() as conn:
         bind_tenant(conn, tenant_id)
-        repo.serialize_tenant_change(conn, tenant_id, "endpoints")
+        serialize_tenant_change(conn, tenant_id, "endpoints")
         if repo.count_endpoints(conn, tenant_id) >= MAX_ENDPOINTS_PER_TENANT:
             reason = (
                 f"a tenant holds at most {MAX_ENDPOINTS_PER_TENANT} webhook endpoints: "

@@ -31,6 +31,7 @@ from frostgate.security.webhook_signature import (
 )
 from frostgate.store import Database
 from frostgate.store import webhooks as repo
+from frostgate.store.tenancy import serialize_tenant_change
 
 __all__ = [
     "MAX_ACTIVE_SECRETS",
@@ -159,7 +160,7 @@ def add_secret(
     chosen = _checked_secret(secret)
     now = datetime.now(UTC)
     with db.write.begin() as conn:
-        repo.serialize_tenant_change(conn, tenant_id, f"hook-secrets {source_id}")
+        serialize_tenant_change(conn, tenant_id, f"hook-secrets {source_id}")
         source = next(
             (s for s in repo.list_hook_sources(conn, tenant_id) if s.source_id == source_id), None
         )

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from frostgate.ledger import GENESIS, chain_hash, nodes_to_store_for_batch
 from frostgate.store import schema
 from frostgate.store.bulk import insert_rows
+from frostgate.store.tenancy import serialize_tenant_change
 
 __all__ = ["Link", "StoredTree", "StreamAppender"]
 
@@ -74,6 +75,11 @@ class StreamAppender:
         self._tenant_id = tenant_id
         query = _HEAD_LOCKED if conn.dialect.name == "postgresql" else _HEAD
         head = conn.execute(query, {"stream": stream}).first()
+        if head is None and conn.dialect.name == "postgresql":
+            # No head row to lock yet: a stream's first writers queue on an advisory lock,
+            # then look again (another process may have created the head meanwhile).
+            serialize_tenant_change(conn, tenant_id, f"stream {stream}")
+            head = conn.execute(query, {"stream": stream}).first()
         self._existed = head is not None
         self.size = int(head.size) if head else 0
         self._chain = bytes.fromhex(head.chain_hash) if head else GENESIS

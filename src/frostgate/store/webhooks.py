@@ -117,22 +117,6 @@ _ALL_ENDPOINTS = _ENDPOINTS.order_by(_e.c.created_at)
 _ENABLED_ENDPOINTS = _ENDPOINTS.where(_e.c.enabled.is_(True)).order_by(_e.c.created_at)
 
 
-_TENANT_CHANGE_LOCKS = 0x46474C54  # "FGLT"
-
-
-def serialize_tenant_change(conn: sa.Connection, tenant_id: str, what: str) -> None:
-    """Hold, until the transaction ends, the right to change ``what`` of the tenant, so
-    a count checked against a limit is still true at commit. SQLite transactions here
-    begin IMMEDIATE and already run one at a time; PostgreSQL takes a transaction-level
-    advisory lock on the pair."""
-    if conn.dialect.name == "postgresql":
-        # The two-key form: its own lock space, apart from the anchoring job's bigint key.
-        conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:k))"),
-            {"space": _TENANT_CHANGE_LOCKS, "k": f"{what}|{tenant_id}"},
-        )
-
-
 def count_endpoints(conn: sa.Connection, tenant_id: str) -> int:
     """The tenant's live (not deleted) endpoints."""
     bind_tenant(conn, tenant_id)

@@ -394,6 +394,12 @@ class GroupCommitWriter:
         self, conn: sa.Connection, tenant_id: str, members: list[tuple[_Job, int]]
     ) -> None:
         items = [(job, pos, job.items[pos]) for job, pos in members]
+        # The stream head first: on PostgreSQL it is a row lock, which another process
+        # writing this tenant holds until it commits. What is read after it (the event
+        # ids already stored, the quota used) then includes that commit. Read before it,
+        # two workers both took a retried event for new: the second insert broke the
+        # whole commit (503 for every request in it) and the quota was overrun.
+        appender = StreamAppender(conn, decision_stream(tenant_id), tenant_id)
         known: dict[str, tuple[str, str]] = {}
         event_ids = [item.event_id for _, _, item in items]
         for chunk_start in range(0, len(event_ids), 500):
@@ -405,7 +411,6 @@ class GroupCommitWriter:
         assert isinstance(first, PendingDecision)
         day = first.created_at.astimezone(UTC).date()
         allowance = self._quota_allowance(conn, tenant_id, day)
-        appender = StreamAppender(conn, decision_stream(tenant_id), tenant_id)
         lineage: dict[tuple[str, str], Any] = {}
         rows: list[dict[str, Any]] = []
         stored: list[tuple[dict[str, Any], PendingDecision]] = []
