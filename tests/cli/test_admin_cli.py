@@ -74,3 +74,26 @@ def test_a_platform_scope_on_a_tenant_key_is_named_as_such(
     assert "platform scopes only: tenants:admin" in refused.stderr
     typo = _cli(env, "keys", "mint", "--tenant", "acme", "--scopes", "feed:raed")
     assert "unknown scopes: feed:raed" in typo.stderr
+
+
+def test_a_bad_setting_is_named_as_set_not_a_traceback(tmp_path: Path) -> None:
+    """``FG_PORT=abc frostgate config check`` (and every other command) crashed with a
+    traceback naming the internal field ``port``."""
+    env = {**served_env(Settings(), tmp_path), "FG_PORT": "abc", "FG_KEY_PEPPERS": "secret-x"}
+    for args in (("config", "check"), ("keys", "list")):
+        r = _cli(env, *args)
+        assert r.returncode == 2, r.stderr
+        assert "Traceback" not in r.stderr
+        assert "FG_PORT: Input should be a valid integer" in r.stderr
+
+
+def test_a_key_lifetime_out_of_range_is_refused_plainly(
+    settings: Settings, db: Database, tmp_path: Path
+) -> None:
+    env = served_env(settings, tmp_path)
+    assert _cli(env, "tenants", "create", "acme").returncode == 0
+    for ttl, reason in (("99999999d", "at most 3650 days"), ("0d", "longer than zero")):
+        r = _cli(env, "keys", "mint", "--tenant", "acme", "--scopes", "feed:read", "--ttl", ttl)
+        assert r.returncode != 0
+        assert "Traceback" not in r.stderr
+        assert reason in r.stderr

@@ -38,7 +38,6 @@ router = APIRouter()
 
 DEFAULT_ROTATION_GRACE = timedelta(hours=24)
 MAX_ROTATION_GRACE = timedelta(days=7)
-MAX_KEY_TTL = timedelta(days=3650)
 _STRING = {"type": "string"}
 _QUOTA = {"type": ["integer", "null"], "minimum": 0}
 
@@ -129,7 +128,7 @@ async def mint_key(request: Request) -> Response:
     label = body.get("label", "")
     if not isinstance(label, str) or len(label) > 200:
         raise FrostGateError(ErrorCode.VALIDATION_FAILED, "label must be a short string")
-    ttl = _seconds(body.get("ttl_seconds"), None, MAX_KEY_TTL)
+    ttl = _seconds(body.get("ttl_seconds"), None, admin.MAX_KEY_TTL)
     tenant_id = body.get("tenant_id")
     default_kind = "tenant" if principal.kind == "tenant" or tenant_id is not None else "platform"
     kind = body.get("kind", default_kind)

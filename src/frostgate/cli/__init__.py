@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import sqlalchemy as sa
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Column, Table
 
@@ -20,7 +21,7 @@ from frostgate.cli.chaos import chaos
 from frostgate.cli.db import app as db_app
 from frostgate.cli.rules import policy_problems, rules_app
 from frostgate.cli.simulate import simulate
-from frostgate.config import Profile, get_settings
+from frostgate.config import Profile, get_settings, invalid_settings
 from frostgate.config.allocator import limit_malloc_arenas
 from frostgate.egress import client_from_settings
 from frostgate.jobs import Anchorer
@@ -62,9 +63,14 @@ _TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 def _parse_ttl(text: str) -> timedelta:
     match = _TTL_RE.fullmatch(text.strip())
-    if match is None or int(match.group(1)) == 0:
+    if match is None:
         raise typer.BadParameter("use a number and a unit: 30s, 15m, 12h, 30d, 2w")
-    return timedelta(seconds=int(match.group(1)) * _TTL_UNITS[match.group(2)])
+    seconds = int(match.group(1)) * _TTL_UNITS[match.group(2)]
+    if seconds == 0:
+        raise typer.BadParameter("a lifetime must be longer than zero")
+    if seconds > admin.MAX_KEY_TTL.total_seconds():
+        raise typer.BadParameter(f"a key lives at most {admin.MAX_KEY_TTL.days} days")
+    return timedelta(seconds=seconds)
 
 
 def _schema_problems() -> list[str]:
@@ -144,11 +150,17 @@ def serve(
             console.print(f"[red]refusing to start:[/red] {problem}")
         raise typer.Exit(code=2)
     limit_malloc_arenas(settings.malloc_arena_max)  # before the server starts its threads
+    bind_host, bind_port = host or settings.host, port or settings.port
+    console.print(
+        f"serving on http://{bind_host}:{bind_port} ({workers} worker(s), profile "
+        f"{settings.profile.value}); ready when GET /health/ready answers 200",
+        soft_wrap=True,
+    )
     uvicorn.run(
         "frostgate.api:build_app",
         factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=bind_host,
+        port=bind_port,
         workers=workers,
         log_level="warning",
         access_log=False,
@@ -343,4 +355,9 @@ def config_check(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except ValidationError as exc:  # a bad FG_* value, met when a command read the settings
+        for line in invalid_settings(exc):
+            console.print(f"[red]configuration:[/red] {line}", soft_wrap=True)
+        raise SystemExit(2) from None

@@ -11,10 +11,10 @@ import enum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Profile", "Settings", "get_settings", "startup_problems"]
+__all__ = ["Profile", "Settings", "get_settings", "invalid_settings", "startup_problems"]
 
 
 class Profile(enum.StrEnum):
@@ -232,3 +232,14 @@ def startup_problems(settings: Settings) -> list[str]:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def invalid_settings(exc: ValidationError) -> list[str]:
+    """One line per bad ``FG_*`` value, named as the operator set it (``FG_PORT``, not
+    the field ``port``). The value itself is never repeated: it may be a secret."""
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = f"FG_{field.upper()}" if field else "the configuration"
+        lines.append(f"{name}: {error['msg']}")
+    return lines

@@ -40,6 +40,10 @@ __all__ = [
 ]
 
 
+#: The longest a key may live, whoever mints it (API or CLI).
+MAX_KEY_TTL = timedelta(days=3650)
+
+
 @dataclass(frozen=True, slots=True)
 class Actor:
     """Who made an administrative change, for its audit event."""
@@ -138,6 +142,8 @@ def mint_key(
     label: str = "",
     actor: Actor = CLI_ACTOR,
 ) -> IssuedKey:
+    if ttl is not None and not timedelta(0) < ttl <= MAX_KEY_TTL:
+        raise ValueError(f"a key lives more than zero and at most {MAX_KEY_TTL.days} days")
     now = datetime.now(UTC)
     with db.write.begin() as conn:
         issued = _insert_key(
