@@ -139,6 +139,8 @@ def _nested(depth: int) -> object:
         (b'{"event_type": 5}', 422, "EVENT_INVALID"),
         (b"[1, 2]", 422, "EVENT_INVALID"),
         (orjson.dumps({"payload": _nested(16)}), 422, "JSON_TOO_DEEP"),
+        # Past orjson's own nesting cap (1,024) the parser refuses first: still depth.
+        (b'{"payload": ' + b"[" * 1100 + b"]" * 1100 + b"}", 422, "JSON_TOO_DEEP"),
         (orjson.dumps({"payload": {"xs": list(range(1001))}}), 422, "ARRAY_TOO_LONG"),
         (orjson.dumps({"payload": {"s": "x" * 8193}}), 422, "STRING_TOO_LONG"),
         (orjson.dumps({"payload": {"s": "é" * 4097}}), 422, "STRING_TOO_LONG"),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -17,11 +19,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import uvicorn
 from starlette.testclient import TestClient
 
 from frostgate.api import build_app
 from frostgate.errors import ErrorCode
 from frostgate.security import AuthGate, admin
+from frostgate.security.connections import ConnectionLimits, GuardedHttpToolsProtocol
 from frostgate.security.peppers import load_peppers
 from frostgate.security.webhook_signature import decode_secret, signed_headers
 from frostgate.store import decisions as decisions_repo
@@ -35,6 +39,42 @@ Trigger = Callable[[Env], httpx.Response]
 def _post_raw(env: Env, path: str, body: bytes, who: str = "acme") -> httpx.Response:
     headers = {**env.headers(who), "content-type": "application/json"}
     return env.client.post(path, content=body, headers=headers)
+
+
+class _QuickHeads(GuardedHttpToolsProtocol):
+    limits = ConnectionLimits(head_timeout_seconds=0.3)
+
+
+def _over_the_wire(env: Env, raw: bytes) -> httpx.Response:
+    """What ``frostgate serve``'s HTTP protocol answers to ``raw`` bytes, before any
+    request reaches the app (the test client has no protocol to refuse with)."""
+    config = uvicorn.Config(
+        env.client.app,
+        host="127.0.0.1",
+        port=0,
+        lifespan="off",
+        log_level="critical",
+        http=_QuickHeads,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(raw)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+    finally:
+        server.should_exit = True
+        thread.join(5)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = [tuple(line.split(": ", 1)) for line in lines]
+    return httpx.Response(int(status_line.split()[1]), headers=headers, content=body)
 
 
 def _nested(depth: int) -> Any:
@@ -232,6 +272,10 @@ def _lift_twice(env: Env) -> httpx.Response:
 
 TRIGGERS: dict[ErrorCode, Trigger] = {
     ErrorCode.NOT_FOUND: lambda env: env.client.get("/v1/nothing"),
+    ErrorCode.MALFORMED_REQUEST: lambda env: _over_the_wire(
+        env, b"GET / HTTP/1.1\r\nno colon\r\n\r\n"
+    ),
+    ErrorCode.HEAD_TIMEOUT: lambda env: _over_the_wire(env, b"GET /health/live HTTP/1.1\r\n"),
     ErrorCode.BODY_TOO_LARGE: lambda env: _post_raw(env, "/v1/defend", b" " * (1024 * 1024 + 1)),
     ErrorCode.URI_TOO_LONG: lambda env: env.client.get("/v1/stats?x=" + "a" * 5000),
     ErrorCode.HEADERS_TOO_LARGE: lambda env: env.client.get(

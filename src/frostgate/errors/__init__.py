@@ -27,6 +27,8 @@ class ErrorCode(enum.Enum):
 
     # Request shape and limits
     NOT_FOUND = _Spec(404, "No such resource.")
+    MALFORMED_REQUEST = _Spec(400, "The HTTP request is malformed.")
+    HEAD_TIMEOUT = _Spec(408, "The request line and headers did not arrive in time.")
     BODY_TOO_LARGE = _Spec(413, "Request body exceeds the size limit.")
     URI_TOO_LONG = _Spec(414, "Request path or query exceeds the length limit.")
     HEADERS_TOO_LARGE = _Spec(431, "Request headers exceed the count or size limit.")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -38,6 +39,7 @@ from weakref import WeakKeyDictionary
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from frostgate.config import Settings, get_settings
+from frostgate.errors import ErrorCode, error_body
 from frostgate.security.client_ip import TrustedProxies, address_group
 
 __all__ = ["ConnectionLimits", "GuardedHttpToolsProtocol"]
@@ -67,12 +69,19 @@ class ConnectionLimits:
         )
 
 
-def _response(status: bytes) -> bytes:
-    return b"HTTP/1.1 %s\r\ncontent-length: 0\r\nconnection: close\r\n\r\n" % status
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
-_HEAD_TOO_SLOW = _response(b"408 Request Timeout")
-_HEAD_TOO_LARGE = _response(b"431 Request Header Fields Too Large")
+def _response(code: ErrorCode) -> bytes:
+    """A complete refusal, in the error contract every other answer follows."""
+    request_id = secrets.token_hex(16)
+    body = error_body(code, request_id)
+    status = code.status
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"x-request-id: %s\r\nconnection: close\r\n\r\n%s"
+        % (status, _REASONS[status], len(body), request_id.encode(), body)
+    )
 
 # Open connections per peer, per server (each uvicorn server has its own state object).
 _books: WeakKeyDictionary[Any, Counter[str]] = WeakKeyDictionary()
@@ -129,7 +138,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._reading_head:
             self._head_bytes += len(data)
             if self._head_bytes > self._limits().max_head_bytes:
-                self._refuse(_HEAD_TOO_LARGE)
+                self._refuse(ErrorCode.HEADERS_TOO_LARGE)
                 return
         super().data_received(data)
 
@@ -149,7 +158,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _arm_head_timer(self) -> None:
         self._disarm_head_timer()
         self._head_timer = self.loop.call_later(
-            self._limits().head_timeout_seconds, self._refuse, _HEAD_TOO_SLOW
+            self._limits().head_timeout_seconds, self._refuse, ErrorCode.HEAD_TIMEOUT
         )
 
     def _disarm_head_timer(self) -> None:
@@ -157,10 +166,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
 
-    def _refuse(self, response: bytes) -> None:
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request the parser rejects, as JSON (it was plain text:
+        ``Invalid HTTP request received.``); ``msg`` goes to the log only."""
+        self._refuse(ErrorCode.MALFORMED_REQUEST)
+
+    def _refuse(self, code: ErrorCode) -> None:
         self._disarm_head_timer()
         if not self.transport.is_closing():
-            self.transport.write(response)
+            self.transport.write(_response(code))
             self.transport.close()
 
     @staticmethod

@@ -44,6 +44,9 @@ def parse_json(body: bytes, limits: JsonLimits, *, batch: Batch | None = None) -
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit exceeded"):
+            # orjson's own nesting cap (1,024) met before ours could count: still depth.
+            raise FrostGateError(ErrorCode.JSON_TOO_DEEP, str(exc)) from exc
         raise FrostGateError(ErrorCode.MALFORMED_JSON, str(exc)) from exc
     stack: list[tuple[Any, int]] = [(value, 1)]
     if batch is not None and isinstance(value, dict):
