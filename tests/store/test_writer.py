@@ -429,8 +429,10 @@ def test_two_processes_writing_one_tenant_see_each_others_commits(
     admin.set_tenant_quota(db, "acme", 3 + earlier, actor=admin.CLI_ACTOR)
     holding, release = threading.Event(), threading.Event()
 
-    def hold_open(_conn: sa.Connection, _tenant: str, stored: list, _now: object) -> None:  # type: ignore[type-arg]
-        if any(item.event_id == "dup" for _, item in stored):
+    def hold_open(
+        _conn: sa.Connection, _tenant: str, items: list[PendingDecision], _now: object
+    ) -> None:
+        if any(item.event_id == "dup" for item in items):
             holding.set()
             release.wait(10)
 

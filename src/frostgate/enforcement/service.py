@@ -1,7 +1,9 @@
 """Active mitigations: created from decisions, added, approved, lifted, expired.
 
 Decisions' proposals become mitigation rows inside the decision's own transaction (a
-:data:`~frostgate.store.writer.DecisionHook`), admitted under the tenant's envelope:
+:data:`~frostgate.store.writer.DecisionHook`, run before the decision is built into its
+ledger entry, so the stored answer says what became of each), admitted under the
+tenant's envelope:
 doctrine gating, broad ranges and the blast-radius cap leave them ``pending`` until a
 *different* key approves them; allowlisted targets and actions outside the envelope are
 recorded as ``rejected`` and never enforced. A target that already has an active or
@@ -38,6 +40,7 @@ from frostgate.store import mitigations as repo
 from frostgate.store.catalog import all_streams
 from frostgate.store.outbox import enqueue_notice
 from frostgate.store.tenancy import bind_tenant
+from frostgate.store.writer import ProposalOutcomes
 
 __all__ = ["MAX_MANUAL_TTL", "MitigationService"]
 
@@ -45,6 +48,8 @@ log = logging.getLogger("frostgate.enforcement")
 
 MAX_MANUAL_TTL = 90 * 86_400
 _LIVE = ("active", "pending")
+# A proposal's outcome until it is known (every one is set before it is returned).
+_ADVISORY: tuple[str, str | None, int] = ("advisory", "nothing to enforce", 0)
 
 
 def _utcnow() -> datetime:
@@ -69,28 +74,41 @@ class MitigationService:
         self,
         conn: sa.Connection,
         tenant_id: str,
-        stored: list[tuple[dict[str, Any], PendingDecision]],
+        items: list[PendingDecision],
         now: datetime,
-    ) -> None:
-        proposals = [(row, item, p) for row, item in stored for p in item.proposals]
+    ) -> ProposalOutcomes:
+        """Admit the decisions' proposals (a :data:`~frostgate.store.writer.DecisionHook`)
+        and say what became of each: ``active``, ``pending`` (with why), ``rejected``
+        (with why), or ``advisory`` for an action with nothing to enforce (``alert``)."""
+        outcomes: ProposalOutcomes = {}
+        proposals = [(item, i, p) for item in items for i, p in enumerate(item.proposals)]
         if not proposals:
-            return
+            return outcomes
         envelope = self._envelope(conn, tenant_id)
         since = now - timedelta(seconds=envelope.blast_radius_window_seconds)
         recent = repo.count_recent_blocks(conn, tenant_id, BLOCKING_ACTIONS, since)
-        parsed: list[tuple[dict[str, Any], PendingDecision, str, Target, str, int]] = []
-        for row, item, (action, raw_target, reason, ttl) in proposals:
+        parsed: list[tuple[PendingDecision, int, str, Target, str, int]] = []
+        for item, index, (action, raw_target, reason, ttl) in proposals:
+            slots = outcomes.setdefault(item.event_id, [_ADVISORY] * len(item.proposals))
             try:
-                parsed.append((row, item, action, parse_target(action, raw_target), reason, ttl))
+                parsed.append((item, index, action, parse_target(action, raw_target), reason, ttl))
             except TargetInvalid:
-                continue  # e.g. an `alert` action: advice, nothing to enforce
-        seen = repo.live_pairs(conn, tenant_id, {t.value for *_, t, _r, _ttl in parsed}, _LIVE)
+                slots[index] = ("advisory", "nothing to enforce", ttl)
+        # What each (action, target) already is: one live mitigation per pair.
+        live: dict[tuple[str, str], tuple[str, str | None]] = {
+            pair: (status, f"an earlier mitigation of this target is {status}")
+            for pair, status in repo.live_statuses(
+                conn, tenant_id, {t.value for _, _, _, t, _, _ in parsed}, _LIVE
+            ).items()
+        }
         rows: list[dict[str, Any]] = []
         over_cap = 0
-        for row, item, action, target, reason, ttl in parsed:
-            if (action, target.value) in seen:
+        for item, index, action, target, reason, ttl in parsed:
+            pair = (action, target.value)
+            if pair in live:
+                status, why = live[pair]
+                outcomes[item.event_id][index] = (status, why, ttl)
                 continue
-            seen.add((action, target.value))
             admission = admit(
                 envelope,
                 action,
@@ -98,6 +116,12 @@ class MitigationService:
                 ttl,
                 needs_approval=item.requires_approval,
                 recent_blocks=recent,
+            )
+            live[pair] = (admission.status, admission.reason)
+            outcomes[item.event_id][index] = (
+                admission.status,
+                admission.reason,
+                admission.ttl_seconds,
             )
             if admission.status == "active" and action in BLOCKING_ACTIONS:
                 recent += 1
@@ -111,7 +135,7 @@ class MitigationService:
                     status=admission.status,
                     status_reason=admission.reason,
                     origin="decision",
-                    origin_event_id=row["event_id"],
+                    origin_event_id=item.event_id,
                     proposed_by=item.key_id,
                     now=now,
                 )
@@ -129,6 +153,7 @@ class MitigationService:
                 },
                 now,
             )
+        return outcomes
 
     @staticmethod
     def _envelope(conn: sa.Connection, tenant_id: str) -> Envelope:

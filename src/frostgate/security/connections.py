@@ -83,6 +83,7 @@ def _response(code: ErrorCode) -> bytes:
         % (status, _REASONS[status], len(body), request_id.encode(), body)
     )
 
+
 # Open connections per peer, per server (each uvicorn server has its own state object).
 _books: WeakKeyDictionary[Any, Counter[str]] = WeakKeyDictionary()
 

@@ -36,7 +36,7 @@ __all__ = [
     "get_mitigation",
     "insert_mitigations",
     "list_mitigations",
-    "live_pairs",
+    "live_statuses",
     "new_mitigation_id",
     "save_cursors",
     "set_envelope",
@@ -103,7 +103,7 @@ _RECENT_BLOCKS = (
         _m.c.activated_at >= sa.bindparam("since"),
     )
 )
-_LIVE_PAIRS = sa.select(_m.c.action, _m.c.value).where(
+_LIVE_PAIRS = sa.select(_m.c.action, _m.c.value, _m.c.status).where(
     _m.c.tenant_id == sa.bindparam("tenant"),
     _m.c.value.in_(sa.bindparam("values", expanding=True)),
     _m.c.status.in_(sa.bindparam("statuses", expanding=True)),
@@ -135,16 +135,21 @@ def insert_mitigations(conn: sa.Connection, tenant_id: str, rows: list[dict[str,
     insert_rows(conn, _m, _INSERT_COLUMNS, list(map(_insert_values, rows)))
 
 
-def live_pairs(
+def live_statuses(
     conn: sa.Connection, tenant_id: str, values: Iterable[str], statuses: Iterable[str]
-) -> set[tuple[str, str]]:
-    """(action, value) pairs of ``values`` that have a mitigation in one of ``statuses``."""
+) -> dict[tuple[str, str], str]:
+    """The status of each (action, value) pair of ``values`` that has a mitigation in
+    one of ``statuses`` (``active`` wins over ``pending`` when a pair has both)."""
     wanted = sorted(values)
     if not wanted:
-        return set()
+        return {}
     bind_tenant(conn, tenant_id)
     params = {"tenant": tenant_id, "values": wanted, "statuses": list(statuses)}
-    return {(r.action, r.value) for r in conn.execute(_LIVE_PAIRS, params)}
+    found: dict[tuple[str, str], str] = {}
+    for r in conn.execute(_LIVE_PAIRS, params):
+        if found.get((r.action, r.value)) != "active":
+            found[(r.action, r.value)] = r.status
+    return found
 
 
 def transition(

@@ -29,6 +29,7 @@ would insert the row, so two racing requests cannot both insert.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import operator
@@ -55,7 +56,13 @@ from frostgate.store.outbox import DEFAULT_AGGREGATE_WINDOW, enqueue_decision_al
 from frostgate.store.streams import StreamAppender
 from frostgate.store.tenancy import bind_tenant
 
-__all__ = ["DecisionHook", "GroupCommitWriter", "PendingDecision", "WriteResult"]
+__all__ = [
+    "DecisionHook",
+    "GroupCommitWriter",
+    "PendingDecision",
+    "ProposalOutcomes",
+    "WriteResult",
+]
 
 log = logging.getLogger("frostgate.writer")
 
@@ -83,10 +90,16 @@ class PendingDecision:
     key_id: str | None = None
 
 
-# Called inside the commit for each tenant's newly stored decisions (rows as inserted,
-# with their pending items): enforcement records mitigations in the same transaction.
+#: What became of each proposed mitigation of a decision, in the order of its
+#: ``proposals``: ``(status, status_reason, ttl_seconds)``, by event id.
+ProposalOutcomes = dict[str, list[tuple[str, str | None, int]]]
+
+# Called inside the commit with each tenant's decisions about to be stored, before their
+# rows and ledger entries are built: enforcement admits their proposed mitigations in
+# the same transaction and says what became of each, which the stored answer then says
+# too (the decision's ``mitigations[].status``).
 DecisionHook = Callable[
-    [sa.Connection, str, list[tuple[dict[str, Any], PendingDecision]], datetime], None
+    [sa.Connection, str, list[PendingDecision], datetime], ProposalOutcomes | None
 ]
 
 
@@ -411,9 +424,11 @@ class GroupCommitWriter:
         assert isinstance(first, PendingDecision)
         day = first.created_at.astimezone(UTC).date()
         allowance = self._quota_allowance(conn, tenant_id, day)
-        lineage: dict[tuple[str, str], Any] = {}
-        rows: list[dict[str, Any]] = []
-        stored: list[tuple[dict[str, Any], PendingDecision]] = []
+        # Which items are new (the rest are replays, conflicts or over the quota); an
+        # event_id twice in one batch is answered by its first copy's outcome.
+        creating: list[tuple[_Job, int, PendingDecision, str]] = []
+        copies: list[tuple[_Job, int, int, str]] = []
+        first_copy: dict[str, int] = {}
         for job, pos, item in items:
             assert isinstance(item, PendingDecision)
             request_sha = _sha256(item.request_json)
@@ -424,9 +439,25 @@ class GroupCommitWriter:
                 )
                 job.results[pos] = WriteResult(status=status, response_json=seen[1], seq=None)
                 continue
-            if allowance is not None and len(rows) >= allowance:
+            index = first_copy.get(item.event_id)
+            if index is not None:
+                copies.append((job, pos, index, request_sha))
+                continue
+            if allowance is not None and len(creating) >= allowance:
                 job.results[pos] = WriteResult(status="quota_exceeded", response_json="", seq=None)
                 continue
+            first_copy[item.event_id] = len(creating)
+            creating.append((job, pos, item, request_sha))
+        if not creating:
+            return
+        now = datetime.now(UTC)
+        outcomes: ProposalOutcomes = {}
+        for hook in self._hooks:
+            outcomes.update(hook(conn, tenant_id, [c[2] for c in creating], now) or {})
+        lineage: dict[tuple[str, str], Any] = {}
+        rows: list[dict[str, Any]] = []
+        for job, pos, pending, request_sha in creating:
+            item = _with_outcomes(pending, outcomes.get(pending.event_id))
             key = (item.source, item.event_type)
             if key not in lineage:
                 lineage[key] = conn.execute(
@@ -462,21 +493,20 @@ class GroupCommitWriter:
             row["prev_chain_hash"] = link.prev_chain.hex()
             row["chain_hash"] = link.chain.hex()
             rows.append(row)
-            stored.append((row, item))
-            known[item.event_id] = (request_sha, item.response_json)
             lineage[key] = _LineageView(item.event_id, item.threat_level, item.score, row["rules"])
             job.results[pos] = WriteResult(
                 status="created", response_json=item.response_json, seq=link.index
             )
-        if not rows:
-            return
+        for job, pos, index, request_sha in copies:
+            original = rows[index]
+            status = "replayed" if original["request_sha256"] == request_sha else "conflict"
+            job.results[pos] = WriteResult(
+                status=status, response_json=original["response_json"], seq=None
+            )
         insert_rows(conn, _d, _DECISION_COLUMNS, list(map(_decision_values, rows)))
         appender.save()
         self._count_usage(conn, tenant_id, day, len(rows))
-        now = datetime.now(UTC)
         enqueue_decision_alerts(conn, tenant_id, rows, now, self._alert_window)
-        for hook in self._hooks:
-            hook(conn, tenant_id, stored, now)
 
     @staticmethod
     def _quota_allowance(conn: sa.Connection, tenant_id: str, day: date) -> int | None:
@@ -491,6 +521,26 @@ class GroupCommitWriter:
     def _count_usage(conn: sa.Connection, tenant_id: str, day: date, count: int) -> None:
         statement = _USAGE_PG if conn.dialect.name == "postgresql" else _USAGE_SQLITE
         conn.execute(statement, {"tenant": tenant_id, "day": day, "n": count})
+
+
+def _with_outcomes(
+    item: PendingDecision, outcomes: list[tuple[str, str | None, int]] | None
+) -> PendingDecision:
+    """``item`` saying what became of each mitigation it proposed: each one in the
+    answer gains ``status`` and ``status_reason`` and the TTL it was admitted with, and
+    ``actions`` keeps those in force or waiting for approval. The answer said ``block_ip
+    127.0.0.1`` for a block refused as never enforceable, and the feed called it taken."""
+    if not outcomes:
+        return item
+    body = orjson.loads(item.response_json)
+    kept = []
+    for mitigation, (status, reason, ttl) in zip(body["mitigations"], outcomes, strict=True):
+        mitigation["ttl_seconds"] = ttl
+        mitigation["status"] = status
+        mitigation["status_reason"] = reason
+        if status in ("active", "pending"):
+            kept.append(f"{mitigation['action']}:{mitigation['target']}")
+    return dataclasses.replace(item, response_json=orjson.dumps(body).decode(), actions=kept)
 
 
 # Statements built once: constructing SQLAlchemy expressions per batch costs more than
