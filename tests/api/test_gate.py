@@ -261,3 +261,22 @@ def test_a_nul_in_a_body_field_is_refused(
     r = env.client.post(path, json=body, headers=env.headers(who))
     assert r.status_code == 422, r.text
     assert r.json()["reason"] == "a field contains a NUL character"
+
+
+def test_two_different_keys_in_one_request_are_no_key(env: Env) -> None:
+    """A valid Authorization beside an invalid X-Api-Key was served, the other key
+    silently ignored; a proxy or log reading the other header would disagree on who
+    called. Two different keys are refused; the same key twice is one key."""
+    good = env.keys["acme"]
+    forged = "fgk_" + "0" * 16 + "_" + "A" * 43
+    for headers in (
+        {"Authorization": f"Bearer {good}", "X-Api-Key": forged},
+        {"Authorization": f"Bearer {forged}", "X-Api-Key": good},
+        {"Authorization": f"Bearer {good}", "X-Api-Key": env.keys["globex"]},
+    ):
+        r = env.client.get("/v1/decisions", headers=headers)
+        assert r.status_code == 401, headers
+        assert r.json()["error_code"] == "AUTH_REQUIRED"
+    same = {"Authorization": f"Bearer {good}", "X-Api-Key": good}
+    assert env.client.get("/v1/decisions", headers=same).status_code == 200
+    assert env.client.get("/v1/decisions", headers={"X-Api-Key": good}).status_code == 200

@@ -280,7 +280,8 @@ def admit(
         return Admission("rejected", f"action {action} is outside the envelope", ttl)
     never = never_enforced(target)
     if never is not None:
-        return Admission("rejected", f"target is a {never} address: never enforced", ttl)
+        article = "an" if never[0] in "aeiou" else "a"
+        return Admission("rejected", f"target is {article} {never} address: never enforced", ttl)
     if envelope.allowlisted(target):
         return Admission("rejected", "target is allowlisted", ttl)
     if needs_approval:

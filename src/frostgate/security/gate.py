@@ -465,14 +465,21 @@ def _headers(raw: Any) -> dict[str, str]:
 
 
 def _presented_key(headers: dict[str, str]) -> str | None:
+    """The one key the request presents, or None (refused as AUTH_REQUIRED). Two
+    different keys (``Authorization`` and ``X-Api-Key``) are no key: one was served and
+    the other silently ignored, and a proxy checking the other would disagree."""
     auth = headers.get("authorization")
+    api_key = headers.get("x-api-key")
+    bearer = None
     if auth is not None:
         scheme, _, credential = auth.partition(" ")
-        if scheme.lower() == "bearer" and credential.strip():
-            return credential.strip()
+        if scheme.lower() != "bearer" or not credential.strip():
+            return None
+        bearer = credential.strip()
+    other = api_key.strip() if api_key is not None else None
+    if bearer is not None and other is not None and other != bearer:
         return None
-    api_key = headers.get("x-api-key")
-    return api_key.strip() if api_key else None
+    return bearer or other or None
 
 
 def _key_in_query(query: str, params: list[tuple[str, str]]) -> bool:
