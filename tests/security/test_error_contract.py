@@ -368,6 +368,7 @@ REASONED = {
     ErrorCode.WEBHOOK_URL_REFUSED: {"forbidden address: loopback"},
     ErrorCode.MITIGATION_INVALID: {"not an IP address: 'nope'"},
     ErrorCode.EVENT_INVALID: {"event_type must be a string"},
+    ErrorCode.VALIDATION_FAILED: {"the body must be an object whose events is a list of events"},
     ErrorCode.EVENT_ID_REQUIRED: {"events[0]"},
     ErrorCode.EVENT_ID_INVALID: {"event_id has a bad length or character"},
     ErrorCode.TIMESTAMP_INVALID: {"timestamp is not ISO 8601"},

@@ -240,3 +240,26 @@ def test_a_key_never_issues_a_key_that_outlives_it(env: Env) -> None:
     # A key without an expiry (the tenant's own) still issues keys for their own lifetime.
     free = env.client.post("/v1/keys", json={"scopes": ["feed:read"]}, headers=env.headers())
     assert free.json()["expires_at"] is None
+
+
+def test_a_refused_field_is_named_with_what_it_must_be(env: Env) -> None:
+    """These 422s carried no reason: the sentences existed but stayed in the log."""
+    cases = [
+        ("/v1/keys", {"scopes": ["feed:read"], "ttl_seconds": 0}, "acme"),
+        ("/v1/keys", {"scopes": ["feed:read"], "ttl_seconds": 10**12}, "acme"),
+        ("/v1/keys", {"scopes": []}, "acme"),
+        ("/v1/tenants", {"tenant_id": "Bad Id"}, "platform"),
+        ("/v1/tenants", {"tenant_id": "initech", "daily_event_quota": -1}, "platform"),
+    ]
+    reasons = []
+    for path, body, who in cases:
+        r = env.client.post(path, json=body, headers=env.headers(who))
+        assert r.status_code == 422, r.text
+        reasons.append(r.json()["reason"])
+    assert reasons == [
+        "ttl_seconds must be a positive integer",
+        f"ttl_seconds must be at most {3650 * 86400}",
+        "scopes must be a non-empty list of scope names",
+        "tenant_id must be 2 to 63 of a-z, 0-9 and '-', starting with a letter or digit",
+        "daily_event_quota must be an integer from 0 to 10**12, or null",
+    ]

@@ -63,19 +63,27 @@ def _issued_view(issued: admin.IssuedKey) -> dict[str, Any]:
     }
 
 
+def _invalid(why: str) -> FrostGateError:
+    """A 422 that says which field is wrong and how (a fixed sentence of ours): a bare
+    VALIDATION_FAILED left the client guessing."""
+    return FrostGateError(ErrorCode.VALIDATION_FAILED, why, reason=why)
+
+
 def _scopes(value: Any) -> frozenset[str]:
     if not isinstance(value, list) or not value or not all(isinstance(s, str) for s in value):
-        raise FrostGateError(ErrorCode.VALIDATION_FAILED, "scopes must be a non-empty list")
+        raise _invalid("scopes must be a non-empty list of scope names")
     return frozenset(value)
 
 
-def _seconds(value: Any, default: timedelta | None, maximum: timedelta) -> timedelta | None:
+def _seconds(
+    field: str, value: Any, default: timedelta | None, maximum: timedelta
+) -> timedelta | None:
     if value is None:
         return default
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise FrostGateError(ErrorCode.VALIDATION_FAILED, "durations are positive integers")
+        raise _invalid(f"{field} must be a positive integer")
     if value > maximum.total_seconds():
-        raise FrostGateError(ErrorCode.VALIDATION_FAILED, "duration too long")
+        raise _invalid(f"{field} must be at most {int(maximum.total_seconds())}")
     return timedelta(seconds=value)
 
 
@@ -127,8 +135,8 @@ async def mint_key(request: Request) -> Response:
     scopes = _scopes(body.get("scopes"))
     label = body.get("label", "")
     if not isinstance(label, str) or len(label) > 200:
-        raise FrostGateError(ErrorCode.VALIDATION_FAILED, "label must be a short string")
-    ttl = _seconds(body.get("ttl_seconds"), None, admin.MAX_KEY_TTL)
+        raise _invalid("label must be a string of at most 200 characters")
+    ttl = _seconds("ttl_seconds", body.get("ttl_seconds"), None, admin.MAX_KEY_TTL)
     tenant_id = body.get("tenant_id")
     default_kind = "tenant" if principal.kind == "tenant" or tenant_id is not None else "platform"
     kind = body.get("kind", default_kind)
@@ -147,10 +155,10 @@ async def mint_key(request: Request) -> Response:
         if not isinstance(tenant_id, str) or not scopes <= TENANT_SCOPES:
             raise FrostGateError(ErrorCode.VALIDATION_FAILED, "a tenant and tenant scopes")
     else:
-        raise FrostGateError(ErrorCode.VALIDATION_FAILED, "kind must be tenant or platform")
+        raise _invalid("kind must be tenant or platform")
     allowed = TENANT_SCOPES if kind == "tenant" else PLATFORM_SCOPES
     if not scopes <= allowed:
-        raise FrostGateError(ErrorCode.VALIDATION_FAILED, "unknown scope")
+        raise _invalid("scopes names a scope this kind of key cannot hold")
     svc = services(request)
 
     def mint() -> admin.IssuedKey:
@@ -201,7 +209,9 @@ async def rotate_key(request: Request, key_id: str) -> Response:
     if not _within_grant(_principal(request), target.kind, target.scopes):
         raise FrostGateError(ErrorCode.SCOPE_ESCALATION, "rotating a key with more scopes")
     body = await read_object(request, optional=True)
-    grace = _seconds(body.get("grace_seconds"), DEFAULT_ROTATION_GRACE, MAX_ROTATION_GRACE)
+    grace = _seconds(
+        "grace_seconds", body.get("grace_seconds"), DEFAULT_ROTATION_GRACE, MAX_ROTATION_GRACE
+    )
     assert grace is not None
     svc = services(request)
 
@@ -242,7 +252,7 @@ def _quota(value: Any) -> int | None:
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10**12:
-        raise FrostGateError(ErrorCode.VALIDATION_FAILED, "quota must be a non-negative integer")
+        raise _invalid("daily_event_quota must be an integer from 0 to 10**12, or null")
     return value
 
 
@@ -263,9 +273,11 @@ async def create_tenant(request: Request) -> Response:
     tenant_id = body.get("tenant_id")
     name = body.get("name")
     if not isinstance(tenant_id, str) or not tenant_repo.TENANT_ID_RE.fullmatch(tenant_id):
-        raise FrostGateError(ErrorCode.VALIDATION_FAILED, "bad tenant id")
+        raise _invalid(
+            "tenant_id must be 2 to 63 of a-z, 0-9 and '-', starting with a letter or digit"
+        )
     if name is not None and (not isinstance(name, str) or len(name) > 200):
-        raise FrostGateError(ErrorCode.VALIDATION_FAILED, "bad name")
+        raise _invalid("name must be a string of at most 200 characters")
     quota = _quota(body.get("daily_event_quota"))
     svc = services(request)
 

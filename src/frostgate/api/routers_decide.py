@@ -77,7 +77,8 @@ async def ingest(request: Request) -> Response:
     # Over max_batch_events is BATCH_TOO_LARGE, before any event is looked at.
     raw = await read_json(request, batch=Batch("events", svc.settings.max_batch_events))
     if not isinstance(raw, dict) or not isinstance(raw.get("events"), list):
-        raise FrostGateError(ErrorCode.VALIDATION_FAILED, "body must be {'events': [...]}")
+        why = "the body must be an object whose events is a list of events"
+        raise FrostGateError(ErrorCode.VALIDATION_FAILED, why, reason=why)
     events = raw["events"]
     if not events:
         raise FrostGateError(ErrorCode.BATCH_EMPTY)
