@@ -9,6 +9,7 @@ everyone's answers to seconds. Each case runs here against ``frostgate serve``.
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import time
 
@@ -83,8 +84,38 @@ def test_an_oversized_head_is_refused_while_it_arrives(server: Server) -> None:
     assert httpx.get(f"{server.url}/health/live").status_code == 200
 
 
+def test_a_body_sent_with_its_headers_is_not_counted_as_head(server: Server) -> None:
+    """A review found a 100 KB POST written in one piece refused as 431: the body bytes
+    that arrived in the same read as the headers were counted as head."""
+    payload = {f"k{i}": "x" * 2000 for i in range(100)}
+    body = json.dumps({"source": "s", "event_type": "x", "payload": payload}).encode()
+    head = (
+        f"POST /v1/defend HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {server.key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    for _ in range(5):
+        s = _connect(server)
+        s.sendall(head + body)
+        assert _read_all(s).startswith(b"HTTP/1.1 200"), "a 200 KB event was refused"
+
+
 def test_one_peer_holds_a_bounded_number_of_connections(server: Server) -> None:
     _restart(server, FG_MAX_CONNECTIONS_PER_PEER="4")
+    # WebSocket upgrade requests (there are no WebSocket routes) give their places back:
+    # an upgraded connection used to leave the protocol without releasing its place.
+    for _ in range(6):
+        ws = _connect(server)
+        ws.sendall(
+            b"GET /health/live HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        ws.settimeout(5)
+        with contextlib.suppress(OSError):
+            ws.recv(65536)
+        ws.close()
+    time.sleep(0.2)
     held = [_connect(server) for _ in range(4)]
     try:
         extra = _connect(server)

@@ -167,6 +167,7 @@ def serve(
         server_header=False,
         proxy_headers=False,
         http=GuardedHttpToolsProtocol,
+        ws="none",  # no WebSocket routes; see security/connections.py
     )
 
 

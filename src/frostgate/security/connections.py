@@ -19,8 +19,13 @@ that allows to a client with no key:
 * a head may be at most ``max_head_bytes`` (the gate's header, path and query limits
   and 1 KiB for the request line): beyond, 431 at once;
 * one peer address (an IPv6 /64) holds at most ``max_connections_per_peer`` open
-  connections, unless it is a trusted proxy (all clients arrive through it);
+  connections in each worker process, unless it is a trusted proxy (all clients arrive
+  through it);
 * the process holds at most ``max_connections``.
+
+WebSocket upgrades are off (``frostgate serve`` passes ``ws="none"``): FrostGate has no
+WebSocket route, and an upgraded connection leaves this protocol without
+``connection_lost``, which kept its peer's place taken for good.
 
 A connection over either cap is closed as soon as it is accepted. Idle keep-alive
 connections are closed by uvicorn after ``timeout_keep_alive`` (5 s).
@@ -50,7 +55,7 @@ _REQUEST_LINE_ALLOWANCE = 1024
 @dataclass(frozen=True, slots=True)
 class ConnectionLimits:
     head_timeout_seconds: float = 10.0
-    max_head_bytes: int = 16 * 1024 + 2048 + 4096 + _REQUEST_LINE_ALLOWANCE
+    max_head_bytes: int = 16 * 1024 + 4 * 64 + 2048 + 4096 + _REQUEST_LINE_ALLOWANCE
     max_connections_per_peer: int = 256
     max_connections: int = 4096
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
@@ -59,7 +64,9 @@ class ConnectionLimits:
     def from_settings(cls, settings: Settings) -> ConnectionLimits:
         return cls(
             head_timeout_seconds=settings.head_timeout_seconds,
+            # Each header also costs ": " and CRLF on the wire, beyond what the gate counts.
             max_head_bytes=settings.max_header_bytes
+            + 4 * settings.max_header_count
             + settings.max_path_bytes
             + settings.max_query_bytes
             + _REQUEST_LINE_ALLOWANCE,
@@ -136,12 +143,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._reading_head:
+        # Counted after the parser has seen the chunk, and only if the head is still not
+        # complete: a body arriving in the same read as its headers is not head (counted
+        # before, a 100 KB POST written at once was refused as 431). The parser holds at
+        # most one read (256 KiB) more than the limit before this refuses.
+        reading = self._reading_head
+        super().data_received(data)
+        if reading and self._reading_head:
             self._head_bytes += len(data)
             if self._head_bytes > self._limits().max_head_bytes:
                 self._refuse(ErrorCode.HEADERS_TOO_LARGE)
-                return
-        super().data_received(data)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
