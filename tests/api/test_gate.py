@@ -280,3 +280,16 @@ def test_two_different_keys_in_one_request_are_no_key(env: Env) -> None:
     same = {"Authorization": f"Bearer {good}", "X-Api-Key": good}
     assert env.client.get("/v1/decisions", headers=same).status_code == 200
     assert env.client.get("/v1/decisions", headers={"X-Api-Key": good}).status_code == 200
+
+
+def test_a_credential_header_given_twice_is_no_key(env: Env) -> None:
+    """The first of two Authorization (or X-Api-Key) headers was served and the other
+    ignored; a blank X-Api-Key beside a Bearer key is no second key."""
+    good, other = env.keys["acme"], env.keys["globex"]
+    for name in ("Authorization", "X-Api-Key"):
+        value = (lambda k: f"Bearer {k}") if name == "Authorization" else (lambda k: k)
+        raw = [(name, value(good)), (name, value(other))]
+        r = env.client.get("/v1/decisions", headers=raw)
+        assert r.status_code == 401, name
+    blank = {"Authorization": f"Bearer {good}", "X-Api-Key": ""}
+    assert env.client.get("/v1/decisions", headers=blank).status_code == 200

@@ -11,8 +11,12 @@ an action.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+from frostgate.enforcement.service import MitigationService
+from frostgate.security import admin
+from frostgate.store import Database, PendingDecision
 from tests.conftest import Env
 from tests.enforcement.test_mitigations import brute, defend, lookup
 
@@ -76,3 +80,58 @@ def test_a_target_already_waiting_for_approval_is_reported_pending(env: Env) -> 
     assert later["status"] == "pending"
     assert later["status_reason"] == "an earlier mitigation of this target is pending"
     assert [m["status"] for m in lookup(env, "198.51.100.50")] == []  # none in force
+
+
+def _proposing(event_id: str, *proposals: tuple[str, str | None, str, int]) -> PendingDecision:
+    return PendingDecision(
+        tenant_id="acme",
+        event_id=event_id,
+        source="s",
+        event_type="t",
+        src_ip=None,
+        threat_level="high",
+        score=90,
+        rules=["r"],
+        actions=[],
+        policy_hash="0" * 64,
+        created_at=datetime.now(UTC),
+        request_json="{}",
+        response_json="{}",
+        proposals=proposals,
+    )
+
+
+def test_an_unparsable_target_is_rejected_and_advice_is_advisory(db: Database) -> None:
+    """Every unparsable target was reported 'advisory', as if there were nothing to
+    enforce; an enforceable action whose target is bad is refused, and says why."""
+    admin.create_tenant(db, "acme")
+    item = _proposing("e-1", ("block_user", "not a user!", "r", 600), ("alert", None, "r", 600))
+    with db.write.begin() as conn:
+        outcomes = MitigationService(db).record_from_decisions(
+            conn, "acme", [item], item.created_at
+        )
+    [(bad_status, bad_reason, _), advice] = outcomes["e-1"]
+    assert bad_status == "rejected"
+    assert bad_reason is not None
+    assert "not a user!" in bad_reason
+    assert advice == ("advisory", "nothing to enforce", 600)
+
+
+def test_a_repeated_target_reads_the_same_in_one_commit_as_across_commits(db: Database) -> None:
+    """A second proposal for a pair in the same group commit copied the first's outcome
+    (active, no reason); in a later commit it read 'an earlier mitigation ... is active'.
+    The ledgered answer must not depend on how requests were batched."""
+    admin.create_tenant(db, "acme")
+    service = MitigationService(db)
+    block = ("block_ip", "203.0.113.90", "r", 600)
+    first, second, third = (_proposing(f"b-{n}", block) for n in range(3))
+    with db.write.begin() as conn:
+        together = service.record_from_decisions(conn, "acme", [first, second], first.created_at)
+    with db.write.begin() as conn:
+        later = service.record_from_decisions(conn, "acme", [third], third.created_at)
+    assert together["b-0"] == [("active", None, 600)]
+    assert (
+        together["b-1"]
+        == later["b-2"]
+        == [("active", "an earlier mitigation of this target is active", 600)]
+    )

@@ -9,9 +9,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from frostgate.decisions.windows import MemoryWindowStore, RedisWindowStore, WindowStore
+from frostgate.decisions.service import DecisionService
+from frostgate.decisions.windows import (
+    MemoryWindowStore,
+    Observation,
+    RedisWindowStore,
+    WindowStore,
+)
 from frostgate.engine import WindowProbe, WindowState, load_policy, normalize
-from frostgate.errors import FrostGateError
+from frostgate.errors import ErrorCode, FrostGateError
+from frostgate.security import admin
+from frostgate.store import Database, GroupCommitWriter
 from tests.conftest import Env
 
 REDIS_URL = os.environ.get("FG_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -353,3 +361,30 @@ def test_eviction_drops_scan_noise_before_a_burst_about_to_fire() -> None:
     state = asyncio.run(go())
     assert (state.count, state.armed) == (10, True)
     assert len(store) == 1000
+
+
+class _RetractFails(MemoryWindowStore):
+    """A window store that records but cannot take back (Redis gone in between)."""
+
+    async def retract(self, tenant_id: str, observation: Observation) -> None:
+        raise FrostGateError(ErrorCode.STORAGE_UNAVAILABLE, "window store down")
+
+
+def test_a_stored_event_is_answered_even_if_a_take_back_fails(db: Database) -> None:
+    """A batch with one new event and one replay: when taking the replay back from the
+    windows failed, the whole request was answered 503, although the new event was
+    committed. Only over-counting can come of a failed take-back; it is logged."""
+    admin.create_tenant(db, "acme")
+    writer = GroupCommitWriter(db.write)
+    writer.start()
+    service = DecisionService(load_policy(), writer, windows=_RetractFails())
+
+    def failure(event_id: str) -> dict[str, str]:
+        return {"event_id": event_id, "event_type": "ssh_login_failed", "src_ip": "192.0.2.9"}
+
+    try:
+        asyncio.run(service.decide_batch("acme", [failure("one")]))
+        outcomes = asyncio.run(service.decide_batch("acme", [failure("one"), failure("two")]))
+    finally:
+        writer.stop()
+    assert [o.status for o in outcomes] == ["replayed", "created"]

@@ -45,6 +45,8 @@ def served(settings: Settings, db: Database) -> Iterator[Served]:
 def _open(url: str, key: str, opened: threading.Event, stop: threading.Event) -> None:
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.stream("GET", f"{url}/v1/feed/stream", headers=headers, timeout=30) as stream:
+        if stream.status_code != 200:  # refused: the place was not given back
+            return
         for _ in stream.iter_lines():
             opened.set()
             if stop.is_set():

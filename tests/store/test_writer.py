@@ -467,3 +467,25 @@ def test_two_processes_writing_one_tenant_see_each_others_commits(
     # The retried event is a replay, the others are not failed with it, and the quota
     # of three holds across both writers.
     assert results["second"] == ["replayed", "created", "quota_exceeded"]
+
+
+def test_an_event_id_twice_in_one_commit_is_stored_once(db: Database) -> None:
+    """Two requests with one event_id that share a commit: the first is stored, the
+    second answered as a replay (same body) or a conflict (another body) with the first
+    one's stored answer, and the quota counts the event once."""
+    admin.create_tenant(db, "acme")
+    admin.set_tenant_quota(db, "acme", 2, actor=admin.CLI_ACTOR)
+    w = GroupCommitWriter(db.write)
+    w.start()
+    try:
+        other = _pending("same")
+        other.request_json = '{"event_id":"same","x":1}'
+        answers = asyncio.run(w.write([_pending("same"), _pending("same"), other, _pending("b")]))
+    finally:
+        w.stop()
+    assert [a.status for a in answers] == ["created", "replayed", "conflict", "created"]
+    assert answers[1].response_json == answers[0].response_json == answers[2].response_json
+    d = schema.decisions
+    with db.read.connect() as conn:
+        ids = conn.execute(sa.select(d.c.event_id).order_by(d.c.seq)).scalars().all()
+    assert ids == ["same", "b"]

@@ -16,8 +16,8 @@ __all__ = ["FeedNotifier"]
 
 class FeedNotifier:
     def __init__(self) -> None:
-        # An entry exists only while some stream of the tenant waits and no commit of
-        # the tenant has woken it since (event-loop thread only: no lock needed).
+        # One entry per tenant whose streams have waited since its last commit woke
+        # them: at most one per tenant (event-loop thread only: no lock needed).
         self._events: dict[str, asyncio.Event] = {}
 
     def notify(self, tenant_id: str) -> None:

@@ -359,6 +359,8 @@ def main() -> None:
     try:
         app()
     except ValidationError as exc:  # a bad FG_* value, met when a command read the settings
+        if exc.title != "Settings":
+            raise
         for line in invalid_settings(exc):
             console.print(f"[red]configuration:[/red] {line}", soft_wrap=True)
         raise SystemExit(2) from None

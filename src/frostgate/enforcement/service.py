@@ -31,7 +31,7 @@ from frostgate.enforcement.envelope import (
     admit,
     never_enforced,
 )
-from frostgate.enforcement.targets import Target, TargetInvalid, parse_target
+from frostgate.enforcement.targets import ACTIONS, Target, TargetInvalid, parse_target
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.security.admin import Actor, audit_change
 from frostgate.store import Database, PendingDecision
@@ -49,7 +49,7 @@ log = logging.getLogger("frostgate.enforcement")
 MAX_MANUAL_TTL = 90 * 86_400
 _LIVE = ("active", "pending")
 # A proposal's outcome until it is known (every one is set before it is returned).
-_ADVISORY: tuple[str, str | None, int] = ("advisory", "nothing to enforce", 0)
+_UNSET: tuple[str, str | None, int] = ("advisory", "nothing to enforce", 0)
 
 
 def _utcnow() -> datetime:
@@ -89,11 +89,16 @@ class MitigationService:
         recent = repo.count_recent_blocks(conn, tenant_id, BLOCKING_ACTIONS, since)
         parsed: list[tuple[PendingDecision, int, str, Target, str, int]] = []
         for item, index, (action, raw_target, reason, ttl) in proposals:
-            slots = outcomes.setdefault(item.event_id, [_ADVISORY] * len(item.proposals))
+            slots = outcomes.setdefault(item.event_id, [_UNSET] * len(item.proposals))
             try:
                 parsed.append((item, index, action, parse_target(action, raw_target), reason, ttl))
-            except TargetInvalid:
-                slots[index] = ("advisory", "nothing to enforce", ttl)
+            except TargetInvalid as exc:
+                # ``alert`` and other advice have nothing to enforce; an enforceable
+                # action whose target cannot be parsed is refused, and says why.
+                if action in ACTIONS:
+                    slots[index] = ("rejected", str(exc), ttl)
+                else:
+                    slots[index] = ("advisory", "nothing to enforce", ttl)
         # What each (action, target) already is: one live mitigation per pair.
         live: dict[tuple[str, str], tuple[str, str | None]] = {
             pair: (status, f"an earlier mitigation of this target is {status}")
@@ -117,7 +122,16 @@ class MitigationService:
                 needs_approval=item.requires_approval,
                 recent_blocks=recent,
             )
-            live[pair] = (admission.status, admission.reason)
+            # A later proposal for the pair in this batch is answered as it would be in a
+            # later commit: refused for the same reason, or held by this mitigation.
+            live[pair] = (
+                (admission.status, admission.reason)
+                if admission.status == "rejected"
+                else (
+                    admission.status,
+                    f"an earlier mitigation of this target is {admission.status}",
+                )
+            )
             outcomes[item.event_id][index] = (
                 admission.status,
                 admission.reason,

@@ -177,7 +177,9 @@ def _within_actor(
     if actor.key_id is None:
         return expires_at
     record = key_repo.get_key(conn, actor.key_id)
-    if record is None or record.expires_at is None:
+    if record is None:  # deleted since it authenticated: it issues nothing
+        raise LookupError("the acting key no longer exists")
+    if record.expires_at is None:
         return expires_at
     limit = key_repo.aware(record.expires_at)
     return limit if expires_at is None else min(expires_at, limit)

@@ -263,7 +263,7 @@ class AuthGate:
             # Keyless requests with a body (signed deliveries), all clients together, hold
             # a quarter of the process: four addresses' slow bodies (4 x 256) had held
             # every place, and every tenant was answered OVERLOADED.
-            keyless_share = limits.max_concurrent_requests // 4
+            keyless_share = max(1, limits.max_concurrent_requests // 4)
             if spec.signed and not self._hold(_KEYLESS_BODIES, keyless_share, held):
                 return Refusal(ErrorCode.CONCURRENCY_LIMITED, _RETRY_SOON)
             if spec.signed and self.address_rate_limit is not None:
@@ -272,7 +272,7 @@ class AuthGate:
                 return await _limited(self.address_rate_limit(client), extra_headers)
             return None
 
-        token = _presented_key(headers)
+        token = _presented_key(headers, raw_headers)
         if token is None:
             return Refusal(ErrorCode.AUTH_REQUIRED, _BEARER)
         try:
@@ -464,12 +464,16 @@ def _headers(raw: Any) -> dict[str, str]:
     return out
 
 
-def _presented_key(headers: dict[str, str]) -> str | None:
+def _presented_key(headers: dict[str, str], raw_headers: Headers) -> str | None:
     """The one key the request presents, or None (refused as AUTH_REQUIRED). Two
-    different keys (``Authorization`` and ``X-Api-Key``) are no key: one was served and
-    the other silently ignored, and a proxy checking the other would disagree."""
+    different keys (``Authorization`` and ``X-Api-Key``, or either header twice) are no
+    key: one was served and the other silently ignored, and a proxy checking the other
+    would disagree. A blank ``X-Api-Key`` is no header."""
+    names = [name.lower() for name, _ in raw_headers]
+    if names.count(b"authorization") > 1 or names.count(b"x-api-key") > 1:
+        return None
     auth = headers.get("authorization")
-    api_key = headers.get("x-api-key")
+    api_key = headers.get("x-api-key") or None
     bearer = None
     if auth is not None:
         scheme, _, credential = auth.partition(" ")
