@@ -148,10 +148,16 @@ def _ecs_in_layer(layer: Mapping[str, Any], name: str, field: str) -> list[objec
 
 def _ecs_field(layers: tuple[Mapping[str, Any], ...], name: str, field: str) -> object:
     """ECS ``name.field``: the first given, nested before dotted, top level first."""
+    dotted = f"{name}.{field}"
     for layer in layers:
-        found = _ecs_in_layer(layer, name, field)
-        if found:
-            return found[0]
+        o = layer.get(name)
+        if o is not None and _is_object(o):
+            value = o.get(field)
+            if value is not None:
+                return value
+        value = layer.get(dotted)
+        if value is not None:
+            return value
     return None
 
 
@@ -333,12 +339,13 @@ def _spellings(
     layers: tuple[Mapping[str, Any], ...], keys: tuple[str, ...]
 ) -> list[tuple[str, str, object]]:
     """Every non-null ``(label, alias, value)`` of ``keys``, top level then payload."""
-    return [
-        (key if depth == 0 else f"payload.{key}", key, layer[key])
-        for depth, layer in enumerate(layers)
-        for key in keys
-        if layer.get(key) is not None
-    ]
+    found = []
+    for depth, layer in enumerate(layers):
+        for key in keys:
+            value = layer.get(key)
+            if value is not None:
+                found.append((key if depth == 0 else f"payload.{key}", key, value))
+    return found
 
 
 def _source_ip(layers: tuple[Mapping[str, Any], ...]) -> str | None:
