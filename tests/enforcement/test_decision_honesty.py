@@ -67,7 +67,10 @@ def test_allowlisted_and_capped_targets_say_so(env: Env) -> None:
         "target is allowlisted",
     )
     first = _only(defend(env, brute("203.0.113.70", "cap-1")))
-    assert (first["status"], first["ttl_seconds"]) == ("active", 600)  # shortened, and said
+    assert (first["status"], first["status_reason"]) == (
+        "active",
+        "ttl shortened to 600 s by the envelope",
+    )
     capped = _only(defend(env, brute("203.0.113.71", "cap-2")))
     assert (capped["status"], capped["status_reason"]) == ("pending", "blast-radius cap reached")
     assert _feed_actions(env, "cap-2") == ["block_ip:203.0.113.71"]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -16,11 +18,19 @@ from frostgate.decisions.windows import (
     RedisWindowStore,
     WindowStore,
 )
-from frostgate.engine import WindowProbe, WindowState, load_policy, normalize
+from frostgate.engine import (
+    PolicyError,
+    WindowProbe,
+    WindowState,
+    load_policy,
+    normalize,
+    policy_from_document,
+)
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.security import admin
 from frostgate.store import Database, GroupCommitWriter
 from tests.conftest import Env
+from tests.engine.engine_policies import default_document
 
 REDIS_URL = os.environ.get("FG_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -388,3 +398,77 @@ def test_a_stored_event_is_answered_even_if_a_take_back_fails(db: Database) -> N
     finally:
         writer.stop()
     assert [o.status for o in outcomes] == ["replayed", "created"]
+
+
+WEIGHTED = WindowProbe("r", "r|1.2.3.4", None, seconds=60, threshold=10, cooldown_seconds=300)
+
+
+def test_a_weighted_observation_counts_for_its_weight_once(store: WindowStore) -> None:
+    """``weight: failures``: an event reporting four failed logins is four of them. A
+    replay adds nothing, and taking an observation back removes all it added."""
+    four = dataclasses.replace(WEIGHTED, weight=4)
+
+    async def go() -> list[WindowState]:
+        seen = []
+        for event_id in ("e1", "e2", "e1"):
+            seen.append((await store.observe("acme", event_id, [four], T0)).states["r"])
+        third = await store.observe("acme", "e3", [four], T0 + timedelta(seconds=1))
+        seen.append(third.states["r"])
+        await store.retract("acme", third)
+        seen.append(
+            (await store.observe("acme", "e4", [four], T0 + timedelta(seconds=2))).states["r"]
+        )
+        await store.close()
+        return seen
+
+    states = asyncio.run(go())
+    assert [s.count for s in states] == [4, 8, 8, 12, 12]
+    assert [s.armed for s in states] == [False, False, False, True, True]
+
+
+def test_a_burst_reported_four_failures_at_a_time_is_blocked(env: Env) -> None:
+    """A red-team round: nine events from one address, each reporting 4 failures (36 in
+    a second), all decided none: brute_force needs 5 in one event and the burst counted
+    events. The burst rule now counts the failures the events report."""
+    decisions = []
+    for n in range(4):
+        event = {
+            "event_id": f"four-{n}",
+            "source": "sshd",
+            "event_type": "ssh_login_failed",
+            "src_ip": "203.0.113.222",
+            "failures": 4,
+        }
+        r = env.client.post("/v1/defend", json=event, headers=env.headers())
+        decisions.append((r.json()["rules_triggered"], len(r.json()["mitigations"])))
+    assert all("brute_force_burst" not in rules for rules, _ in decisions[:2])
+    assert "brute_force_burst" in decisions[2][0]
+    assert decisions[2][1] == 1
+
+
+def test_a_weight_is_only_failures_and_never_on_a_distinct_count() -> None:
+    for rule_id, extra, message in (
+        ("brute_force_burst", {"weight": "bytes"}, "the only weight is 'failures'"),
+        ("password_spraying", {"weight": "failures"}, "it has no weight"),
+    ):
+        document = default_document()
+        [rule] = [r for r in document["rules"] if r["id"] == rule_id]
+        rule["window"].update(extra)
+        with pytest.raises(PolicyError, match=message):
+            policy_from_document(document)
+
+
+def test_the_probe_weight_is_the_reported_failures_capped_at_the_threshold() -> None:
+    policy = load_policy()
+
+    def weight(**fields: Any) -> int:
+        event = normalize({"event_type": "ssh_login_failed", "src_ip": "192.0.2.7", **fields})
+        [probe] = [p for p in policy.window_probes(event) if p.rule_id == "brute_force_burst"]
+        return probe.weight
+
+    assert (weight(), weight(failures=4), weight(failures=10**9), weight(failures=0)) == (
+        1,
+        4,
+        10,
+        1,
+    )

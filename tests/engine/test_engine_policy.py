@@ -27,7 +27,7 @@ def write(tmp_path: Path, text: str, name: str = "policy.yaml") -> Path:
 
 def test_default_policy_loads_with_version_and_hash() -> None:
     policy = load_policy()
-    assert policy.version == "2026.3"
+    assert policy.version == "2026.4"
     assert len(policy.hash) == 64
     assert policy.hash == policy.hash.lower()
     int(policy.hash, 16)
@@ -68,9 +68,9 @@ def test_comments_and_layout_do_not_change_the_hash(tmp_path: Path) -> None:
 def test_explicit_path_is_reread(tmp_path: Path) -> None:
     path = write(tmp_path, DEFAULT_YAML)
     first = load_policy(path)
-    path.write_text(DEFAULT_YAML.replace('version: "2026.3"', 'version: "2026.4"'))
+    path.write_text(DEFAULT_YAML.replace('version: "2026.4"', 'version: "2026.5"'))
     second = load_policy(path)
-    assert (first.version, second.version) == ("2026.3", "2026.4")
+    assert (first.version, second.version) == ("2026.4", "2026.5")
     assert first.hash != second.hash
 
 
@@ -80,7 +80,7 @@ def test_document_is_a_copy() -> None:
     doc["rules"].clear()
     doc["version"] = "evil"
     assert policy.document["rules"]
-    assert policy.version == "2026.3"
+    assert policy.version == "2026.4"
 
 
 def test_policy_equality_and_hash_follow_the_fingerprint() -> None:
@@ -88,7 +88,7 @@ def test_policy_equality_and_hash_follow_the_fingerprint() -> None:
     assert a == load_policy()
     assert hash(a) == hash(load_policy())
     assert a != "not a policy"
-    assert "2026.3" in repr(a)
+    assert "2026.4" in repr(a)
 
 
 def test_missing_file_raises_os_error(tmp_path: Path) -> None:

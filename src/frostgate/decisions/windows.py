@@ -63,10 +63,10 @@ class Mark:
     """What one observation changed in one window, so that it can be taken back."""
 
     key: str  # the probe's key
-    member: str  # the member recorded (the event id for plain counts)
+    members: tuple[str, ...]  # the members recorded (event id, then #2... by weight)
     at: float  # the time recorded (seconds; Redis: milliseconds)
-    added: bool  # a new member (False: an existing one, re-timed or left as it was)
-    before: float | None  # the member's time before, when it existed (Redis)
+    added: bool  # new members (False: existing ones, re-timed or left as they were)
+    before: float | None  # the first member's time before, when it existed (Redis)
     armed: bool  # this observation started the cooldown
 
 
@@ -79,6 +79,15 @@ class Observation:
 
 
 NOTHING_OBSERVED = Observation({})
+
+
+def _members(probe: WindowProbe, event_member: str) -> tuple[str, ...]:
+    """What one observation records: the distinct value, or for a plain count the event
+    once per unit of its weight (``e``, ``e#2`` ... ``e#weight``), so that a replay of
+    the event adds nothing and a retraction takes back exactly what it added."""
+    if probe.member is not None:
+        return (probe.member,)
+    return (event_member, *(f"{event_member}#{k}" for k in range(2, probe.weight + 1)))
 
 
 class WindowStore(Protocol):
@@ -148,11 +157,12 @@ class MemoryWindowStore:
         for probe in probes:
             window = self._window(tenant_id, probe.key)
             self._drop(window, t - probe.seconds)
-            member = probe.member if probe.member is not None else event_id
-            added = probe.member is not None or member not in window.members
+            members = _members(probe, event_id)
+            added = probe.member is not None or members[0] not in window.members
             if added:
-                window.entries.append((t, member))
-                window.members[member] += 1
+                for member in members:
+                    window.entries.append((t, member))
+                    window.members[member] += 1
             while len(window.entries) > self._max_members:
                 self._pop(window)
             count = len(window.members)
@@ -162,7 +172,7 @@ class MemoryWindowStore:
             # An entry at t is dropped by an observation at t + seconds (``_drop``).
             window.idle_from = max(t + probe.seconds, window.cooling_until)
             states[probe.rule_id] = WindowState(count=count, armed=armed)
-            marks.append(Mark(probe.key, member, t, added, None, armed))
+            marks.append(Mark(probe.key, members, t, added, None, armed))
         return Observation(states, tuple(marks))
 
     async def retract(self, tenant_id: str, observation: Observation) -> None:
@@ -171,14 +181,14 @@ class MemoryWindowStore:
             window = None if windows is None else windows.get(mark.key)
             if window is None:
                 continue  # forgotten or evicted since: nothing of it is left to take back
-            if mark.added:
-                entry = (mark.at, mark.member)
+            for member in mark.members if mark.added else ():
+                entry = (mark.at, member)
                 for i in range(len(window.entries) - 1, -1, -1):
                     if window.entries[i] == entry:
                         del window.entries[i]
-                        window.members[mark.member] -= 1
-                        if window.members[mark.member] <= 0:
-                            del window.members[mark.member]
+                        window.members[member] -= 1
+                        if window.members[member] <= 0:
+                            del window.members[member]
                         break
             if mark.armed:
                 # The cooldown it started, so the next event of the burst arms the rule.
@@ -252,6 +262,9 @@ local cap = tonumber(ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local before = redis.call('ZSCORE', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[1], now, ARGV[3])
+for k = 2, tonumber(ARGV[7]) do
+  redis.call('ZADD', KEYS[1], now, ARGV[3] .. '#' .. k)
+end
 local count = redis.call('ZCARD', KEYS[1])
 if count > cap then
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, count - cap - 1)
@@ -269,19 +282,22 @@ end
 return {count, armed, before}
 """
 
-# Undo one observation. KEYS: the set and its cooldown key. ARGV: member, the time the
-# observation gave it, its time before ('' when it was new), 1 if it started the cooldown.
-# The member is put back only if nothing has re-timed it since.
+# Undo one observation. KEYS: the set and its cooldown key. ARGV: the time the
+# observation gave its members, their time before ('' when they were new), 1 if it
+# started the cooldown, then the members. A member is put back only if nothing has
+# re-timed it since.
 _RETRACT = """
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if score and tonumber(score) == tonumber(ARGV[2]) then
-  if ARGV[3] == '' then
-    redis.call('ZREM', KEYS[1], ARGV[1])
-  else
-    redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+for i = 4, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[1]) then
+    if ARGV[2] == '' then
+      redis.call('ZREM', KEYS[1], ARGV[i])
+    else
+      redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
+    end
   end
 end
-if ARGV[4] == '1' then
+if ARGV[3] == '1' then
   redis.call('DEL', KEYS[2])
 end
 return 1
@@ -313,21 +329,22 @@ class RedisWindowStore:
         try:
             async with asyncio.timeout(self._timeout * 4):
                 for probe in probes:
-                    member = probe.member if probe.member is not None else f"e:{event_id}"
+                    members = _members(probe, f"e:{event_id}")
                     count, armed, before = await self._script(
                         keys=self._keys(tenant_id, probe.key),
                         args=[
                             now_ms,
                             probe.seconds * 1000,
-                            member,
+                            members[0],
                             probe.threshold,
                             probe.cooldown_seconds * 1000,
                             self._cap,
+                            len(members),
                         ],
                     )
                     states[probe.rule_id] = WindowState(count=int(count), armed=bool(armed))
                     old = None if before is None else float(before)
-                    marks.append(Mark(probe.key, member, now_ms, old is None, old, bool(armed)))
+                    marks.append(Mark(probe.key, members, now_ms, old is None, old, bool(armed)))
         except (RedisError, OSError) as exc:
             raise FrostGateError(ErrorCode.STORAGE_UNAVAILABLE, "window store down") from exc
         return Observation(states, tuple(marks))
@@ -339,7 +356,7 @@ class RedisWindowStore:
                     before = "" if mark.before is None else repr(mark.before)
                     await self._retract(
                         keys=self._keys(tenant_id, mark.key),
-                        args=[mark.member, mark.at, before, "1" if mark.armed else "0"],
+                        args=[mark.at, before, "1" if mark.armed else "0", *mark.members],
                     )
         except (RedisError, OSError) as exc:
             raise FrostGateError(ErrorCode.STORAGE_UNAVAILABLE, "window store down") from exc

@@ -170,6 +170,8 @@ class WindowProbe:
     ``key`` identifies the counter (rule and grouping value, e.g. the source IP);
     ``member`` is the value counted distinctly (e.g. the user) or None for plain counts
     (then the event id is the member, so a replayed event is not counted twice).
+    ``weight`` is how many the event counts for in a plain count (``weight: failures``:
+    an event reporting four failed logins is four of them), at most the threshold.
     """
 
     rule_id: str
@@ -178,6 +180,7 @@ class WindowProbe:
     seconds: int
     threshold: int
     cooldown_seconds: int
+    weight: int = 1
 
 
 @dataclass(frozen=True, slots=True)

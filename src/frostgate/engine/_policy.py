@@ -73,7 +73,9 @@ _RULE_KEYS: Final = frozenset(
         "window",
     }
 )
-_WINDOW_KEYS: Final = frozenset({"key", "count", "seconds", "distinct", "cooldown_seconds"})
+_WINDOW_KEYS: Final = frozenset(
+    {"key", "count", "seconds", "distinct", "cooldown_seconds", "weight"}
+)
 _WINDOW_FIELDS: Final = ("src_ip", "src_net", "user", "source")
 _MITIGATION_KEYS: Final = frozenset(
     {"action", "target_field", "confidence", "reason", "ttl_seconds"}
@@ -122,6 +124,8 @@ class CompiledWindow:
     threshold: int
     seconds: int
     cooldown_seconds: int
+    # ``weight: failures``: a plain count adds the event's failure count, not 1.
+    by_failures: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +206,11 @@ class Policy:
                 if value is None:
                     continue
                 member = str(value)
+            weight = 1
+            if window.by_failures and event.failures is not None:
+                # Capped at the threshold: counting past it changes nothing, and a count
+                # of 10**9 must not become 10**9 window entries.
+                weight = min(max(event.failures, 1), window.threshold)
             probes.append(
                 WindowProbe(
                     rule_id=rule.id,
@@ -210,6 +219,7 @@ class Policy:
                     seconds=window.seconds,
                     threshold=window.threshold,
                     cooldown_seconds=window.cooldown_seconds,
+                    weight=weight,
                 )
             )
         return tuple(probes)
@@ -519,6 +529,11 @@ def _compile_window(raw: object, where: str, when: object) -> CompiledWindow:
     threshold = _int(_required(w, "count", where), f"{where}.count", 2, 100_000)
     seconds = _int(_required(w, "seconds", where), f"{where}.seconds", 1, 86_400)
     cooldown = _int(w.get("cooldown_seconds", seconds), f"{where}.cooldown_seconds", 0, 604_800)
+    weight = w.get("weight")
+    if weight is not None and weight != "failures":
+        raise PolicyError(f"{where}.weight: the only weight is 'failures'")
+    if weight is not None and distinct_field is not None:
+        raise PolicyError(f"{where}.weight: a distinct count counts values, it has no weight")
     return CompiledWindow(
         key_field=key_field,
         key=attrgetter(key_field),
@@ -527,6 +542,7 @@ def _compile_window(raw: object, where: str, when: object) -> CompiledWindow:
         threshold=threshold,
         seconds=seconds,
         cooldown_seconds=cooldown,
+        by_failures=weight == "failures",
     )
 
 

@@ -204,7 +204,7 @@ def stored_replays(
             if not page:
                 break
             for row in page:
-                before = orjson.loads(row["response_json"])
+                before = _as_proposed(orjson.loads(row["response_json"]))
                 now = datetime.fromisoformat(before["decided_at"])
                 after = _decide(orjson.loads(row["request_json"]), candidate, now)
                 if after is None:
@@ -213,6 +213,16 @@ def stored_replays(
                     replays.append(Replay(str(row["event_id"]), before, after))
             before_seq = int(page[-1]["seq"])
     return replays, skipped
+
+
+def _as_proposed(answer: dict[str, Any]) -> dict[str, Any]:
+    """A stored answer as the engine gave it: what became of each mitigation (``status``,
+    ``status_reason``) was the tenant's envelope's doing at the time, which replaying a
+    policy does not redo."""
+    for mitigation in answer.get("mitigations", ()):
+        mitigation.pop("status", None)
+        mitigation.pop("status_reason", None)
+    return answer
 
 
 def impact_json(impact: Impact) -> dict[str, Any]:

@@ -527,15 +527,17 @@ def _with_outcomes(
     item: PendingDecision, outcomes: list[tuple[str, str | None, int]] | None
 ) -> PendingDecision:
     """``item`` saying what became of each mitigation it proposed: each one in the
-    answer gains ``status`` and ``status_reason`` and the TTL it was admitted with, and
-    ``actions`` keeps those in force or waiting for approval. The answer said ``block_ip
-    127.0.0.1`` for a block refused as never enforceable, and the feed called it taken."""
+    answer gains ``status`` and ``status_reason`` (which also says when the envelope
+    shortened its TTL; ``ttl_seconds`` stays the engine's proposal), and ``actions``
+    keeps those in force or waiting for approval. The answer said ``block_ip 127.0.0.1``
+    for a block refused as never enforceable, and the feed called it taken."""
     if not outcomes:
         return item
     body = orjson.loads(item.response_json)
     kept = []
     for mitigation, (status, reason, ttl) in zip(body["mitigations"], outcomes, strict=True):
-        mitigation["ttl_seconds"] = ttl
+        if reason is None and ttl < mitigation["ttl_seconds"]:
+            reason = f"ttl shortened to {ttl} s by the envelope"
         mitigation["status"] = status
         mitigation["status_reason"] = reason
         if status in ("active", "pending"):
