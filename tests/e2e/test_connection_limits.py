@@ -140,3 +140,32 @@ def test_one_peer_holds_a_bounded_number_of_connections(server: Server) -> None:
             if time.monotonic() > deadline:
                 pytest.fail("the peer's places were not given back")
             time.sleep(0.1)
+
+
+def test_a_connection_answered_before_its_body_arrived_is_closed(server: Server) -> None:
+    """A keyless POST with a 100 MB Content-Length is refused before its body is read;
+    the connection then stayed open, reading and dropping one trickled byte every few
+    seconds for as long as the client liked (each byte restarted the keep-alive timer)."""
+    s = _connect(server)
+    s.sendall(
+        b"POST /v1/hooks/hsrc_x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100000000\r\n\r\n{"
+    )
+    s.settimeout(10)
+    answer = s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 4")
+    s.settimeout(1)
+    closed = False
+    for _ in range(10):  # a byte a second for up to 10 s
+        time.sleep(1)
+        try:
+            s.sendall(b"a")
+            if s.recv(65536) == b"":
+                closed = True
+                break
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+            break
+    assert closed, "the connection stayed open after its answer"

@@ -161,6 +161,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._head_bytes = 0
             self._arm_head_timer()
 
+    def on_response_complete(self) -> None:
+        """A response sent before its request's body had all arrived (the gate refuses
+        before reading: 401, 413, 429) ends the connection. Kept alive, the rest of the
+        body was read and thrown away for as long as it kept coming, and every byte
+        restarted the keep-alive timer: a keyless client trickling one byte every 3 s
+        held its connection for good, and 16 addresses held all 4,096."""
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not self.transport.is_closing():
+            self.transport.close()
+            return
+        super().on_response_complete()
+
     def on_headers_complete(self) -> None:
         self._reading_head = False
         self._head_bytes = 0
