@@ -102,24 +102,43 @@ def test_ip_aliases_that_agree_give_the_address() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw",
+    ("raw", "used", "note"),
     [
-        {"remote_ip": "192.0.2.5", "client_ip": "192.0.2.4"},
-        {"src_ip": "127.0.0.1", "client_ip": "203.0.113.9"},
-        {"remote_ip": "192.0.2.1", "payload": {"src_ip": "192.0.2.2"}},
-        {"src_ip": "192.0.2.1", "source": {"ip": "203.0.113.10"}},
-        {"source": {"ip": "203.0.113.224"}, "payload": {"src_ip": "192.0.2.1"}},
-        {"source": {"ip": "192.0.2.1"}, "source.ip": "192.0.2.2"},
-        {"payload": {"source.ip": "192.0.2.1", "ip": "10.0.0.5"}},
+        (
+            {"remote_ip": "192.0.2.5", "client_ip": "192.0.2.4"},
+            "192.0.2.4",
+            "source address: remote_ip gives 192.0.2.5, client_ip (192.0.2.4) used",
+        ),
+        (
+            {"src_ip": "127.0.0.1", "client_ip": "203.0.113.9"},
+            "127.0.0.1",
+            "source address: client_ip gives 203.0.113.9, src_ip (127.0.0.1) used",
+        ),
+        (
+            {"remote_ip": "192.0.2.1", "payload": {"src_ip": "192.0.2.2"}},
+            "192.0.2.1",
+            "source address: payload.src_ip gives 192.0.2.2, remote_ip (192.0.2.1) used",
+        ),
+        (
+            {"source": {"ip": "203.0.113.224"}, "payload": {"src_ip": "192.0.2.1"}},
+            "192.0.2.1",
+            "source address: source.ip gives 203.0.113.224, payload.src_ip (192.0.2.1) used",
+        ),
+        (
+            {"src_ip": "198.51.100.66", "payload": {"client_ip": "1.2.3.4, 5.6.7.8"}},
+            "198.51.100.66",
+            "payload.client_ip does not parse: ignored",
+        ),
     ],
 )
-def test_ip_spellings_that_disagree_are_refused_not_chosen(raw: dict[str, Any]) -> None:
-    # Choosing one would drop the other in silence, and let whoever fills the other
-    # field (a header copied into client_ip) choose who is blocked.
-    with pytest.raises(FrostGateError) as caught:
-        normalize(raw)
-    assert caught.value.code is INVALID
-    assert "different values" in caught.value.reason
+def test_ip_spellings_that_disagree_are_chosen_in_alias_order_and_noted(
+    raw: dict[str, Any], used: str, note: str
+) -> None:
+    # Refusing them let one value copied from a client header (client_ip) refuse a
+    # whole batch; dropping them in silence hid what the sensor said. Neither now.
+    event = normalize(raw)
+    assert event.src_ip == used
+    assert event.notes == (note,)
 
 
 def test_ip_null_is_absent_and_next_alias_is_used() -> None:
@@ -203,10 +222,14 @@ def test_ecs_source_ip_in_payload_with_string_source() -> None:
     assert (ev.source, ev.src_ip) == ("gateway", "192.0.2.8")
 
 
-def test_plain_ip_alias_and_ecs_source_ip_must_agree() -> None:
+def test_plain_ip_alias_beats_ecs_source_ip_and_the_other_is_noted() -> None:
     ev = normalize({"source": {"ip": "192.0.2.2"}, "payload": {"ip": "192.0.2.2"}})
-    assert ev.src_ip == "192.0.2.2"
-    assert refused({"source": {"ip": "192.0.2.1"}, "payload": {"ip": "192.0.2.2"}}) is INVALID
+    assert (ev.src_ip, ev.notes) == ("192.0.2.2", ())
+    other = normalize({"source": {"ip": "192.0.2.1"}, "payload": {"ip": "192.0.2.2"}})
+    assert other.src_ip == "192.0.2.2"
+    assert other.notes == (
+        "source address: source.ip gives 192.0.2.1, payload.ip (192.0.2.2) used",
+    )
 
 
 @pytest.mark.parametrize("bad", ["nope", 7, ["192.0.2.1"]])
@@ -293,21 +316,23 @@ def test_failure_count_spellings_that_agree_give_the_count() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw",
+    ("raw", "count"),
     [
-        {"attempts": 1, "failures": 50},
-        {"failed_auths": 0, "failures": 50},
-        {"failed_logins": 1, "attempts": 2, "failed_attempts": 3},
-        {"failures": 0, "payload": {"failures": 50}},
-        {"failed_logins": 1, "payload": {"failed_auths": 2}},
+        ({"attempts": 1, "failures": 50}, 50),
+        ({"failed_auths": 0, "failures": 50}, 50),
+        ({"failed_logins": 1, "attempts": 2, "failed_attempts": 3}, 3),
+        ({"failures": 0, "payload": {"failures": 50}}, 50),
+        ({"failed_auths": 3, "payload": {"attempts": "n/a"}}, 3),
     ],
 )
-def test_failure_counts_that_disagree_are_refused_not_chosen(raw: dict[str, Any]) -> None:
+def test_the_highest_failure_count_given_is_used_and_the_rest_noted(
+    raw: dict[str, Any], count: int
+) -> None:
     # The first spelling used to win: attempts 1 beside failures 50 decided "allow".
-    with pytest.raises(FrostGateError) as caught:
-        normalize(raw)
-    assert caught.value.code is INVALID
-    assert caught.value.reason.startswith("the failure count is given as")
+    event = normalize(raw)
+    assert event.failures == count
+    assert event.notes
+    assert all("failure count" in n or "does not parse" in n for n in event.notes)
 
 
 def test_count_is_not_an_alias() -> None:

@@ -91,6 +91,7 @@ class Expect:
     drift: int | None = None
     stale: bool = False
     reasons: tuple[str, ...] | None = None  # fixture policies: exact reasons
+    notes: tuple[str, ...] = ()  # what normalization did not use, as the summary says
 
 
 @dataclass(frozen=True)
@@ -686,21 +687,45 @@ def _ip_aliases() -> list[Spec]:
         ),
         Spec(
             "ip-conflict-aliases",
-            "src_ip and client_ip disagree: refused, never one chosen in silence",
+            "src_ip and client_ip disagree: src_ip (alias order), the other named",
             {"event_type": "auth", "failed_auths": 5, "client_ip": IP2, "src_ip": IP},
-            Reject("EVENT_INVALID", "source address is given as src_ip and client_ip"),
+            _x(
+                "high",
+                90,
+                BF,
+                actions=_block(),
+                et="auth",
+                n=5,
+                notes=(f"source address: client_ip gives {IP2}, src_ip ({IP}) used",),
+            ),
         ),
         Spec(
             "ip-conflict-top-and-payload",
-            "a top-level alias and a payload alias disagree: refused",
+            "a top-level alias beats a payload alias, which is named",
             {"event_type": "auth", "failed_auths": 5, "remote_ip": IP, "payload": {"src_ip": IP2}},
-            Reject("EVENT_INVALID", "given as remote_ip and payload.src_ip"),
+            _x(
+                "high",
+                90,
+                BF,
+                actions=_block(),
+                et="auth",
+                n=5,
+                notes=(f"source address: payload.src_ip gives {IP2}, remote_ip ({IP}) used",),
+            ),
         ),
         Spec(
             "ip-conflict-alias-and-ecs",
-            "a plain alias and ECS source.ip disagree: refused",
+            "a plain alias beats ECS source.ip, which is named",
             {"event_type": "auth", "failed_auths": 5, "source": {"ip": IP2}, "payload": {"ip": IP}},
-            Reject("EVENT_INVALID", "given as payload.ip and source.ip"),
+            _x(
+                "high",
+                90,
+                BF,
+                actions=_block(),
+                et="auth",
+                n=5,
+                notes=(f"source address: source.ip gives {IP2}, payload.ip ({IP}) used",),
+            ),
         ),
         Spec(
             "ip-agreeing-spellings",
@@ -858,15 +883,31 @@ def _count_aliases() -> list[Spec]:
     out += [
         Spec(
             "count-conflict-aliases",
-            "failed_auths 3 beside attempts 9: refused, never one chosen in silence",
+            "failed_auths 3 beside attempts 9: the highest, the other named",
             ev(attempts=9, failed_auths=3),
-            bad("the failure count is given as failed_auths and attempts"),
+            _x(
+                "high",
+                90,
+                BF,
+                actions=_block(),
+                et="auth",
+                n=9,
+                notes=("failure count: failed_auths gives 3, attempts (9) used",),
+            ),
         ),
         Spec(
             "count-conflict-top-and-payload",
-            "a top-level 4 beside a payload 50: refused",
+            "a top-level 4 beside a payload 50: 50, the 4 named (it used to decide none)",
             ev(failed_logins=4, payload={"failed_auths": 50}),
-            bad("given as failed_logins and payload.failed_auths"),
+            _x(
+                "high",
+                90,
+                BF,
+                actions=_block(),
+                et="auth",
+                n=50,
+                notes=("failure count: failed_logins gives 4, payload.failed_auths (50) used",),
+            ),
         ),
         Spec(
             "count-null-falls-through",
@@ -2048,6 +2089,7 @@ def _claimed(spec: Spec, expect: Expect, policy: Policy) -> dict[str, Any]:
         f"{expect.et} from {_sensor(spec, expect)}: {expect.level} ({expect.score}) — "
         + ", ".join(expect.rules)
         + ("; approval required" if expect.gating == "require_approval" else "")
+        + ("; input: " + "; ".join(expect.notes) if expect.notes else "")
     )
     service, user = _impact(spec, expect)
     out: dict[str, Any] = {

@@ -177,6 +177,8 @@ def evaluate(
     summary = f"{event.event_type} from {event.source}: {level} ({score}) — {rules_text}"
     if gating == "require_approval":
         summary += "; approval required"
+    if event.notes:
+        summary += "; input: " + "; ".join(event.notes)
 
     return Decision(
         threat_level=level,

@@ -57,6 +57,9 @@ class Event:
     ecs_category: tuple[str, ...]
     ecs_outcome: str | None
     payload: Mapping[str, Any] = field(hash=False)
+    # What normalization did not use, in words (a second address, a lower count, a value
+    # that does not parse): repeated in the decision's summary, never dropped in silence.
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,13 @@ Lookup rules (documented for sensor authors):
   (payloads often carry their own numeric event ids, e.g. Windows ``EventID``).
 * The two fields a block is made of, the source address and the failure count, are read
   from every spelling at both levels (and, for the address, ECS ``source.ip`` nested or
-  dotted). All the values given must agree; two different values are refused, because
-  picking one would silently drop the other (``attempts: 1`` beside ``failures: 50``
-  would decide "allow"; a ``client_ip`` copied from a header beside ``src_ip`` would
-  choose who gets blocked).
+  dotted), and nothing given is dropped in silence: the address is the first valid
+  spelling in alias order, the count the highest valid one (``attempts: 1`` beside
+  ``failures: 50`` had decided "allow"), and every other value that differs, or does not
+  parse, is named in :attr:`Event.notes`, which the decision's summary repeats. Only
+  when no spelling of a field parses is the event refused. Refusing disagreements
+  instead let one value copied from a client header (``client_ip``) refuse a whole
+  1,000-event batch, the attacker's own failures included.
 * JSON ``null`` means "not given". For free-text fields (source, event_type, user,
   persona, classification) a blank string also means "not given"; for parsed fields (IP,
   failure count, timestamp, event_id) a blank string is invalid.
@@ -115,16 +118,35 @@ def _first_text(layers: tuple[Mapping[str, Any], ...], keys: tuple[str, ...]) ->
     return None
 
 
-def _agreed(what: str, found: list[tuple[str, Any]]) -> Any:
-    """The value every spelling in ``found`` (``(label, parsed value)``) gives, None if
-    none; refused when two disagree, since keeping one would silently drop the other."""
-    if not found:
+def _parsed(
+    spellings: list[tuple[str, str, object]], parse: Any, notes: list[str]
+) -> list[tuple[str, Any]]:
+    """``(label, value)`` of the spellings that parse; the others are noted, or, when
+    none parses, the first one's refusal is raised (a field present but wrong is never
+    dropped in silence)."""
+    good: list[tuple[str, Any]] = []
+    bad: list[tuple[str, FrostGateError]] = []
+    for label, key, raw in spellings:
+        try:
+            good.append((label, parse(raw, key)))
+        except FrostGateError as exc:
+            bad.append((label, exc))
+    if bad and not good:
+        raise bad[0][1]
+    notes.extend(f"{label} does not parse: ignored" for label, _ in bad)
+    return good
+
+
+def _chosen(what: str, good: list[tuple[str, Any]], pick: Any, notes: list[str]) -> Any:
+    """``pick`` of the parsed values (None if there is none); each other value that
+    differs from it is noted, so the decision says what it did not use."""
+    if not good:
         return None
-    first_label, first = found[0]
-    for label, value in found[1:]:
-        if value != first:
-            _fail(_INVALID, f"{what} is given as {first_label} and {label} with different values")
-    return first
+    label, value = pick(good, key=lambda g: g[1]) if pick is max else good[0]
+    for other, given in good:
+        if given != value:
+            notes.append(f"{what}: {other} gives {given}, {label} ({value}) used")
+    return value
 
 
 def _is_object(value: object) -> bool:
@@ -348,15 +370,23 @@ def _spellings(
     return found
 
 
-def _source_ip(layers: tuple[Mapping[str, Any], ...]) -> str | None:
-    """The source address from every alias and ECS ``source.ip``, which must agree."""
-    found = [(label, _parse_ip(value, key)) for label, key, value in _spellings(layers, _IP_KEYS)]
+def _source_ip(layers: tuple[Mapping[str, Any], ...], notes: list[str]) -> str | None:
+    """The source address: the first valid spelling of every alias and ECS
+    ``source.ip`` (aliases first, top level before payload); the rest noted."""
+    spellings = _spellings(layers, _IP_KEYS)
     for depth, layer in enumerate(layers):
         for value in _ecs_in_layer(layer, "source", "ip"):
             label = "source.ip" if depth == 0 else "payload.source.ip"
-            found.append((label, _parse_ip(value, "source.ip")))
-    ip: str | None = _agreed("the source address", found)
+            spellings.append((label, "source.ip", value))
+    ip: str | None = _chosen("source address", _parsed(spellings, _parse_ip, notes), None, notes)
     return ip
+
+
+def _failure_count(layers: tuple[Mapping[str, Any], ...], notes: list[str]) -> int | None:
+    """The highest valid failure count given (a lower one beside it cannot hide it)."""
+    good = _parsed(_spellings(layers, _COUNT_KEYS), _parse_count, notes)
+    count: int | None = _chosen("failure count", good, max, notes)
+    return count
 
 
 def _identifier(text: str) -> str:
@@ -403,14 +433,9 @@ def normalize(raw: Mapping[str, Any]) -> Event:
     if event_type is None:
         event_type = categories[0] if categories else "unspecified"
 
-    src_ip = _source_ip(layers)
-    failures = _agreed(
-        "the failure count",
-        [
-            (label, _parse_count(value, key))
-            for label, key, value in _spellings(layers, _COUNT_KEYS)
-        ],
-    )
+    notes: list[str] = []
+    src_ip = _source_ip(layers, notes)
+    failures = _failure_count(layers, notes)
 
     value = raw.get("timestamp")
     if value is None:
@@ -437,4 +462,5 @@ def normalize(raw: Mapping[str, Any]) -> Event:
         ecs_category=categories,
         ecs_outcome=_ecs_outcome(layers),
         payload=payload if payload is _EMPTY else MappingProxyType(payload),
+        notes=tuple(notes),
     )
