@@ -472,3 +472,45 @@ def test_the_probe_weight_is_the_reported_failures_capped_at_the_threshold() -> 
         10,
         1,
     )
+
+
+def test_a_resent_event_in_a_batch_does_not_hide_the_burst_behind_it(env: Env) -> None:
+    """A red-team round: [9 failures, an old event_id resent with another body, the
+    10th failure] in one batch. The resent event armed the burst rule, the 10th was
+    decided inside that cooldown, and the take-back then cleared a cooldown nobody
+    had used: ten stored failures, no block. Already stored ids are not observed."""
+    old = {"event_id": "old-1", "source": "s", "event_type": "note"}
+    assert env.client.post("/v1/defend", json=old, headers=env.headers()).status_code == 200
+
+    def failure(event_id: str) -> dict[str, str]:
+        return {
+            "event_id": event_id,
+            "source": "sshd",
+            "event_type": "ssh_login_failed",
+            "src_ip": "203.0.113.77",
+        }
+
+    batch = [failure(f"r{n}") for n in range(1, 10)] + [failure("old-1"), failure("r10")]
+    r = env.client.post("/v1/ingest", json={"events": batch}, headers=env.headers())
+    results = r.json()["results"]
+    assert results[9]["status"] == "conflict"
+    assert [m["action"] for m in results[10]["decision"]["mitigations"]] == ["block_ip"]
+
+
+def test_a_take_back_leaves_what_a_stored_event_of_the_batch_recorded() -> None:
+    """In a Redis set a member is shared: taking back a refused event's user removed the
+    same user that a stored event of the same batch (same instant) had recorded."""
+    store = RedisWindowStore(REDIS_URL, key_prefix=f"t:{uuid.uuid4()}:")
+    spray = WindowProbe("s", "s|1.2.3.4", "u1", seconds=60, threshold=3, cooldown_seconds=0)
+    service = DecisionService(load_policy(), None, windows=store)  # type: ignore[arg-type]
+
+    async def go() -> int:
+        refused = await store.observe("acme", "refused", [spray], T0)
+        stored = await store.observe("acme", "stored", [spray], T0)
+        await service._retract("acme", [refused], [stored])
+        other = dataclasses.replace(spray, member="u2")
+        count = (await store.observe("acme", "next", [other], T0)).states["s"].count
+        await store.close()
+        return count
+
+    assert asyncio.run(go()) == 2

@@ -25,6 +25,7 @@ from frostgate.api import (
     routers_read,
     routers_webhooks,
 )
+from frostgate.api._common import storage_call
 from frostgate.api.context import Services
 from frostgate.api.direct import DirectRoutes, direct_handlers
 from frostgate.api.feed_notifier import FeedNotifier
@@ -32,6 +33,7 @@ from frostgate.api.heavy import HeavyReads
 from frostgate.api.openapi import body_fields, bodyless, complete_openapi, query_names
 from frostgate.config import Settings, get_settings
 from frostgate.decisions import DecisionService
+from frostgate.decisions.service import KnownEvents
 from frostgate.decisions.windows import MemoryWindowStore, RedisWindowStore, WindowStore
 from frostgate.delivery import DeliverySettings, DeliveryWorker
 from frostgate.egress import EgressClient, EgressRefused, client_from_settings
@@ -64,7 +66,8 @@ from frostgate.security.ratelimit import (
 )
 from frostgate.security.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 from frostgate.security.secret_box import SecretBox
-from frostgate.store import GroupCommitWriter, open_database
+from frostgate.store import Database, GroupCommitWriter, open_database
+from frostgate.store import decisions as decisions_repo
 from frostgate.store.catalog import all_streams
 from frostgate.store.redis_pool import RedisProbe
 
@@ -245,6 +248,19 @@ def _witnesses(
     return WitnessPublisher(egress, urls, on_failure=failed)
 
 
+def _known_events(db: Database) -> KnownEvents:
+    """Which event ids a tenant has stored, read in a worker thread (503 on failure)."""
+
+    async def known(tenant_id: str, event_ids: list[str]) -> set[str]:
+        def read() -> set[str]:
+            with db.read.connect() as conn:
+                return decisions_repo.known_event_ids(conn, tenant_id, event_ids)
+
+        return await storage_call(read)
+
+    return known
+
+
 def build_app(settings: Settings | None = None) -> AuthGate:
     """Build the service. Refuses to build when a mounted route is not declared."""
     settings = settings or get_settings()
@@ -298,7 +314,7 @@ def build_app(settings: Settings | None = None) -> AuthGate:
         settings=settings,
         db=db,
         writer=writer,
-        decisions=DecisionService(policy, writer, windows=windows),
+        decisions=DecisionService(policy, writer, windows=windows, known=_known_events(db)),
         authenticator=authenticator,
         audit=audit,
         json_limits=JsonLimits(

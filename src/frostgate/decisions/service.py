@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -20,6 +21,9 @@ from frostgate.store.entries import format_timestamp
 __all__ = ["DecisionService", "Outcome"]
 
 log = logging.getLogger("frostgate.decisions")
+
+#: ``(tenant_id, event_ids) -> the ones already stored``, read outside the writer.
+KnownEvents = Callable[[str, list[str]], Awaitable[set[str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +46,13 @@ class DecisionService:
         writer: GroupCommitWriter,
         *,
         windows: WindowStore | None = None,
+        known: KnownEvents | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.policy = policy
         self._writer = writer
         self._windows = windows
+        self._known = known
         self._clock = clock
 
     def admit(self, tenant_id: str, raw: Any, *, require_event_id: bool) -> tuple[Event, str]:
@@ -84,8 +90,9 @@ class DecisionService:
             await self._retract(tenant_id, observed)
             raise
         unstored = [o for o, r in zip(observed, results, strict=True) if r.status != "created"]
+        kept = [o for o, r in zip(observed, results, strict=True) if r.status == "created"]
         try:
-            await self._retract(tenant_id, unstored)
+            await self._retract(tenant_id, unstored, kept)
         except FrostGateError:
             # The created events are committed and must be answered as stored; what could
             # not be taken back only over-counts (a burst seen a little early), never
@@ -93,11 +100,35 @@ class DecisionService:
             log.warning("window observations of %d unstored events kept", len(unstored))
         return results
 
-    async def _retract(self, tenant_id: str, observations: list[Observation]) -> None:
-        if self._windows is not None:
-            for observation in observations:
-                if observation.marks:
-                    await self._windows.retract(tenant_id, observation)
+    async def _stored_among(self, tenant_id: str, admitted: list[tuple[Event, str]]) -> set[str]:
+        """The batch's event ids already stored, among those the windows would observe.
+        Observed, a resent event armed a rule that its own refusal then disarmed, after
+        the real events behind it in the batch had been decided in that cooldown: a
+        burst resent with one old event was never blocked. (Between this read and the
+        write another process may store one; the take-back covers that case.)"""
+        if self._known is None or self._windows is None:
+            return set()
+        watched = [event_id for event, event_id in admitted if self.policy.window_probes(event)]
+        return await self._known(tenant_id, watched) if watched else set()
+
+    async def _retract(
+        self, tenant_id: str, observations: list[Observation], kept: Sequence[Observation] = ()
+    ) -> None:
+        """Take ``observations`` back, except members that a kept (stored) observation
+        of this batch recorded too: in a Redis set one member is shared, and removing it
+        erased a stored event's user from a distinct count."""
+        if self._windows is None:
+            return
+        shared = {(m.key, member) for o in kept for m in o.marks for member in m.members}
+        for observation in observations:
+            marks = tuple(
+                dataclasses.replace(
+                    mark, members=tuple(x for x in mark.members if (mark.key, x) not in shared)
+                )
+                for mark in observation.marks
+            )
+            if marks:
+                await self._windows.retract(tenant_id, Observation(observation.states, marks))
 
     def build(
         self,
@@ -173,10 +204,14 @@ class DecisionService:
                     ErrorCode.DUPLICATE_EVENT_IN_BATCH,
                     reason=f"events[{index}] repeats the event_id of events[{first}]",
                 )
+        stored = await self._stored_among(tenant_id, admitted)
         pending = []
         observed = []
         for raw, (event, event_id) in zip(events, admitted, strict=True):
-            observation = await self.observe(tenant_id, event, event_id, now)
+            if event_id in stored:  # a replay or a conflict: it will count for nothing
+                observation = NOTHING_OBSERVED
+            else:
+                observation = await self.observe(tenant_id, event, event_id, now)
             observed.append(observation)
             pending.append(
                 self.build(

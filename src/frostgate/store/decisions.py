@@ -22,6 +22,7 @@ __all__ = [
     "chain_rows",
     "feed_page",
     "get_decision",
+    "known_event_ids",
     "ledger_head",
     "list_page",
     "stats",
@@ -65,6 +66,22 @@ def get_decision(conn: sa.Connection, tenant_id: str, event_id: str) -> dict[str
         sa.select(_d).where(_d.c.tenant_id == tenant_id, _d.c.event_id == event_id)
     ).first()
     return None if row is None else dict(row._mapping)
+
+
+def known_event_ids(conn: sa.Connection, tenant_id: str, event_ids: list[str]) -> set[str]:
+    """Which of ``event_ids`` the tenant has stored (one indexed lookup per 500)."""
+    bind_tenant(conn, tenant_id)
+    found: set[str] = set()
+    for start in range(0, len(event_ids), 500):
+        chunk = event_ids[start : start + 500]
+        found.update(
+            conn.execute(
+                sa.select(_d.c.event_id).where(
+                    _d.c.tenant_id == tenant_id, _d.c.event_id.in_(chunk)
+                )
+            ).scalars()
+        )
+    return found
 
 
 def list_page(
