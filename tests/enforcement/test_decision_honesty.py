@@ -11,7 +11,6 @@ an action.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from frostgate.enforcement.service import MitigationService
@@ -19,6 +18,7 @@ from frostgate.security import admin
 from frostgate.store import Database, PendingDecision
 from tests.conftest import Env
 from tests.enforcement.test_mitigations import brute, defend, lookup
+from tests.store.test_writer import pending
 
 
 def _only(decision: dict[str, Any]) -> dict[str, Any]:
@@ -86,22 +86,7 @@ def test_a_target_already_waiting_for_approval_is_reported_pending(env: Env) -> 
 
 
 def _proposing(event_id: str, *proposals: tuple[str, str | None, str, int]) -> PendingDecision:
-    return PendingDecision(
-        tenant_id="acme",
-        event_id=event_id,
-        source="s",
-        event_type="t",
-        src_ip=None,
-        threat_level="high",
-        score=90,
-        rules=["r"],
-        actions=[],
-        policy_hash="0" * 64,
-        created_at=datetime.now(UTC),
-        request_json="{}",
-        response_json="{}",
-        proposals=proposals,
-    )
+    return pending(event_id, proposals=proposals, threat_level="high", score=90)
 
 
 def test_an_unparsable_target_is_rejected_and_advice_is_advisory(db: Database) -> None:

@@ -210,21 +210,25 @@ def test_ten_failed_ssh_logins_one_per_event_yield_one_block_a_bouncer_sees(env:
     assert [d["value"] for d in gone["deleted"]] == ["198.51.100.200"]
 
 
+def _store_a_note(env: Env, event_id: str) -> None:
+    """A stored event under ``event_id``, which a later failure then reuses."""
+    note = {"event_id": event_id, "source": "s", "event_type": "note"}
+    assert env.client.post("/v1/defend", json=note, headers=env.headers()).status_code == 200
+
+
+def _ssh_failure(event_id: str, ip: str) -> dict[str, str]:
+    return {"event_id": event_id, "source": "sshd", "event_type": "ssh_login_failed", "src_ip": ip}
+
+
 def test_an_event_that_is_not_stored_counts_for_nothing(env: Env) -> None:
     """A red-team round: nine failures, then a tenth sent under an event_id already
     used (409 IDEMPOTENCY_CONFLICT) started the burst's cooldown although nothing was
     stored, so the burst was never blocked. A refused event is now taken back from the
     windows, and the burst is blocked by the next real failure."""
-    first = {"event_id": "note-1", "source": "s", "event_type": "note"}
-    assert env.client.post("/v1/defend", json=first, headers=env.headers()).status_code == 200
+    _store_a_note(env, "note-1")
 
     def failure(event_id: str) -> dict[str, str]:
-        return {
-            "event_id": event_id,
-            "source": "sshd",
-            "event_type": "ssh_login_failed",
-            "src_ip": "192.0.2.111",
-        }
+        return _ssh_failure(event_id, "192.0.2.111")
 
     for n in range(9):
         r = env.client.post("/v1/defend", json=failure(f"f-{n}"), headers=env.headers())
@@ -479,16 +483,10 @@ def test_a_resent_event_in_a_batch_does_not_hide_the_burst_behind_it(env: Env) -
     10th failure] in one batch. The resent event armed the burst rule, the 10th was
     decided inside that cooldown, and the take-back then cleared a cooldown nobody
     had used: ten stored failures, no block. Already stored ids are not observed."""
-    old = {"event_id": "old-1", "source": "s", "event_type": "note"}
-    assert env.client.post("/v1/defend", json=old, headers=env.headers()).status_code == 200
+    _store_a_note(env, "old-1")
 
     def failure(event_id: str) -> dict[str, str]:
-        return {
-            "event_id": event_id,
-            "source": "sshd",
-            "event_type": "ssh_login_failed",
-            "src_ip": "203.0.113.77",
-        }
+        return _ssh_failure(event_id, "203.0.113.77")
 
     batch = [failure(f"r{n}") for n in range(1, 10)] + [failure("old-1"), failure("r10")]
     r = env.client.post("/v1/ingest", json={"events": batch}, headers=env.headers())

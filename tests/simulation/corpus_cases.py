@@ -661,6 +661,10 @@ def _ip_aliases() -> list[Spec]:
             )
         )
     hit = _x("high", 90, BF, actions=_block(), et="auth", n=5)
+
+    def noting(note: str) -> Expect:
+        return _x("high", 90, BF, actions=_block(), et="auth", n=5, notes=(note,))
+
     out += [
         Spec(
             "ip-ecs-source",
@@ -689,43 +693,19 @@ def _ip_aliases() -> list[Spec]:
             "ip-conflict-aliases",
             "src_ip and client_ip disagree: src_ip (alias order), the other named",
             {"event_type": "auth", "failed_auths": 5, "client_ip": IP2, "src_ip": IP},
-            _x(
-                "high",
-                90,
-                BF,
-                actions=_block(),
-                et="auth",
-                n=5,
-                notes=(f"source address: client_ip gives {IP2}, src_ip ({IP}) used",),
-            ),
+            noting(f"source address: client_ip gives {IP2}, src_ip ({IP}) used"),
         ),
         Spec(
             "ip-conflict-top-and-payload",
             "a top-level alias beats a payload alias, which is named",
             {"event_type": "auth", "failed_auths": 5, "remote_ip": IP, "payload": {"src_ip": IP2}},
-            _x(
-                "high",
-                90,
-                BF,
-                actions=_block(),
-                et="auth",
-                n=5,
-                notes=(f"source address: payload.src_ip gives {IP2}, remote_ip ({IP}) used",),
-            ),
+            noting(f"source address: payload.src_ip gives {IP2}, remote_ip ({IP}) used"),
         ),
         Spec(
             "ip-conflict-alias-and-ecs",
             "a plain alias beats ECS source.ip, which is named",
             {"event_type": "auth", "failed_auths": 5, "source": {"ip": IP2}, "payload": {"ip": IP}},
-            _x(
-                "high",
-                90,
-                BF,
-                actions=_block(),
-                et="auth",
-                n=5,
-                notes=(f"source address: source.ip gives {IP2}, payload.ip ({IP}) used",),
-            ),
+            noting(f"source address: source.ip gives {IP2}, payload.ip ({IP}) used"),
         ),
         Spec(
             "ip-agreeing-spellings",

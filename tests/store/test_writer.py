@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -19,22 +20,24 @@ from frostgate.store import Database, GroupCommitWriter, PendingDecision, WriteR
 from frostgate.store.writer import _RecentPeak
 
 
-def _pending(event_id: str, tenant: str = "acme") -> PendingDecision:
-    return PendingDecision(
-        tenant_id=tenant,
-        event_id=event_id,
-        source="s",
-        event_type="t",
-        src_ip=None,
-        threat_level="none",
-        score=0,
-        rules=["default_allow"],
-        actions=[],
-        policy_hash="0" * 64,
-        created_at=datetime.now(UTC),
-        request_json=f'{{"event_id":"{event_id}"}}',
-        response_json=f'{{"event_id":"{event_id}"}}',
-    )
+def pending(event_id: str, tenant: str = "acme", **changes: Any) -> PendingDecision:
+    """A decision ready for the writer, as the decision service would hand it over."""
+    fields: dict[str, Any] = {
+        "tenant_id": tenant,
+        "event_id": event_id,
+        "source": "s",
+        "event_type": "t",
+        "src_ip": None,
+        "threat_level": "none",
+        "score": 0,
+        "rules": ["default_allow"],
+        "actions": [],
+        "policy_hash": "0" * 64,
+        "created_at": datetime.now(UTC),
+        "request_json": f'{{"event_id":"{event_id}"}}',
+        "response_json": f'{{"event_id":"{event_id}"}}',
+    }
+    return PendingDecision(**{**fields, **changes})
 
 
 @pytest.fixture
@@ -52,7 +55,7 @@ def test_concurrent_writers_get_one_contiguous_chain_per_tenant(
 ) -> None:
     async def burst() -> None:
         await asyncio.gather(
-            *(writer.write([_pending(f"e{i}", "acme" if i % 3 else "globex")]) for i in range(300))
+            *(writer.write([pending(f"e{i}", "acme" if i % 3 else "globex")]) for i in range(300))
         )
 
     asyncio.run(burst())
@@ -76,7 +79,7 @@ def test_writer_survives_a_client_whose_event_loop_closed(
 
     def vanish() -> None:
         async def fire_and_leave() -> None:
-            in_flight.append(asyncio.ensure_future(writer.write([_pending("orphan")])))
+            in_flight.append(asyncio.ensure_future(writer.write([pending("orphan")])))
             started.set()
 
         asyncio.run(fire_and_leave())  # the loop closes with the write in flight
@@ -86,14 +89,14 @@ def test_writer_survives_a_client_whose_event_loop_closed(
     thread.join()
     assert started.is_set()
     # The writer keeps serving others.
-    results = asyncio.run(asyncio.wait_for(writer.write([_pending("after")]), timeout=10))
+    results = asyncio.run(asyncio.wait_for(writer.write([pending("after")]), timeout=10))
     assert results[0].status == "created"
 
 
 def test_write_fails_closed_when_the_writer_is_not_running(db: Database) -> None:
     stopped = GroupCommitWriter(db.write)
     with pytest.raises(FrostGateError) as caught:
-        asyncio.run(stopped.write([_pending("x")]))
+        asyncio.run(stopped.write([pending("x")]))
     assert caught.value.code.name == "STORAGE_UNAVAILABLE"
 
 
@@ -113,11 +116,11 @@ def test_one_tenants_failure_does_not_fail_the_others_in_the_same_commit(db: Dat
     w.start()
 
     async def run() -> list[object]:
-        first = asyncio.ensure_future(w.write([_pending("s1", "slow")]))
+        first = asyncio.ensure_future(w.write([pending("s1", "slow")]))
         await asyncio.sleep(0.1)
         both = asyncio.gather(
-            w.write([_pending("a1", "acme")]),
-            w.write([_pending("g1", "globex")]),
+            w.write([pending("a1", "acme")]),
+            w.write([pending("g1", "globex")]),
             return_exceptions=True,
         )
         await asyncio.sleep(0.1)
@@ -164,7 +167,7 @@ def test_a_lone_client_is_answered_without_lingering(db: Database) -> None:
 
     async def one_after_another() -> None:
         for i in range(5):
-            await asyncio.wait_for(w.write([_pending(f"lone{i}")]), timeout=10)
+            await asyncio.wait_for(w.write([pending(f"lone{i}")]), timeout=10)
 
     try:
         with commits_counted(db) as commits:
@@ -193,9 +196,9 @@ class SlowTenantWriter:
         """Four requests queue behind a held commit and are then committed together:
         four waited on one commit."""
         self.hold.clear()
-        first = asyncio.ensure_future(self.writer.write([_pending(f"{tag}-s", "slow")]))
+        first = asyncio.ensure_future(self.writer.write([pending(f"{tag}-s", "slow")]))
         await asyncio.sleep(0.1)
-        four = asyncio.gather(*(self.writer.write([_pending(f"{tag}-{i}")]) for i in range(4)))
+        four = asyncio.gather(*(self.writer.write([pending(f"{tag}-{i}")]) for i in range(4)))
         await asyncio.sleep(0.1)
         self.hold.set()
         await first
@@ -215,7 +218,7 @@ def test_clients_that_waited_together_share_one_commit_when_they_come_back(
     async def four_arrive_apart() -> None:
         async def client(i: int) -> None:
             await asyncio.sleep(0.2 * i)
-            await slow.writer.write([_pending(f"b{i}")])
+            await slow.writer.write([pending(f"b{i}")])
 
         await asyncio.wait_for(asyncio.gather(*(client(i) for i in range(4))), timeout=10)
 
@@ -243,7 +246,7 @@ def test_a_large_batch_does_not_wait_for_company(db: Database) -> None:
 
     async def one_large_batch() -> None:
         await slow.four_wait_on_one_commit("a")
-        items = [_pending(f"big{i}") for i in range(300)]
+        items = [pending(f"big{i}") for i in range(300)]
         await asyncio.wait_for(slow.writer.write(items), timeout=10)
 
     try:
@@ -257,7 +260,7 @@ def test_stopping_commits_a_lingering_batch_and_answers_it(db: Database) -> None
 
     async def one_lingers_then_stop() -> list[object]:
         await slow.four_wait_on_one_commit("a")
-        lingering = asyncio.ensure_future(slow.writer.write([_pending("last")]))
+        lingering = asyncio.ensure_future(slow.writer.write([pending("last")]))
         await asyncio.sleep(0.2)
         stopping = asyncio.ensure_future(asyncio.to_thread(slow.writer.stop))
         results = await asyncio.wait_for(lingering, timeout=10)
@@ -275,12 +278,12 @@ def test_a_write_that_comes_while_the_writer_stops_is_refused_not_lost(db: Datab
     slow = SlowTenantWriter(db, 0.0)
 
     async def write_during_stop() -> BaseException | None:
-        held = asyncio.ensure_future(slow.writer.write([_pending("held", "slow")]))
+        held = asyncio.ensure_future(slow.writer.write([pending("held", "slow")]))
         await asyncio.sleep(0.1)
         stopping = asyncio.ensure_future(asyncio.to_thread(slow.writer.stop))
         await asyncio.sleep(0.1)  # stop() has queued its marker and waits for the commit
         try:
-            await asyncio.wait_for(slow.writer.write([_pending("late")]), timeout=5)
+            await asyncio.wait_for(slow.writer.write([pending("late")]), timeout=5)
             outcome: BaseException | None = None
         except (FrostGateError, TimeoutError) as exc:
             outcome = exc
@@ -319,7 +322,7 @@ def test_the_expected_gathering_is_the_recent_peak_and_falls_within_two_windows(
 def _write_one(w: GroupCommitWriter, event_id: str) -> str:
     """The writer's answer for one event: its status, or the error code it refused with."""
     try:
-        (result,) = asyncio.run(asyncio.wait_for(w.write([_pending(event_id)]), timeout=10))
+        (result,) = asyncio.run(asyncio.wait_for(w.write([pending(event_id)]), timeout=10))
     except FrostGateError as refused:
         return refused.code.name
     return result.status
@@ -401,7 +404,7 @@ def test_a_connection_left_in_an_unknown_state_by_a_failed_commit_is_thrown_away
     w.start()
     try:
         with pytest.raises(FrostGateError if failure == "sql" else RuntimeError):
-            asyncio.run(asyncio.wait_for(w.write([_pending("p0")]), timeout=10))
+            asyncio.run(asyncio.wait_for(w.write([pending("p0")]), timeout=10))
         answers = [_write_one(w, f"p{i}") for i in (1, 2)]
     finally:
         w.stop()
@@ -444,7 +447,7 @@ def test_two_processes_writing_one_tenant_see_each_others_commits(
 
     def write(name: str, w: GroupCommitWriter, ids: list[str]) -> None:
         try:
-            answers = asyncio.run(w.write([_pending(i) for i in ids]))
+            answers = asyncio.run(w.write([pending(i) for i in ids]))
             results[name] = [a.status for a in answers]
         except FrostGateError as exc:
             results[name] = [exc.code.name]
@@ -478,9 +481,9 @@ def test_an_event_id_twice_in_one_commit_is_stored_once(db: Database) -> None:
     w = GroupCommitWriter(db.write)
     w.start()
     try:
-        other = _pending("same")
+        other = pending("same")
         other.request_json = '{"event_id":"same","x":1}'
-        answers = asyncio.run(w.write([_pending("same"), _pending("same"), other, _pending("b")]))
+        answers = asyncio.run(w.write([pending("same"), pending("same"), other, pending("b")]))
     finally:
         w.stop()
     assert [a.status for a in answers] == ["created", "replayed", "conflict", "created"]
