@@ -851,8 +851,8 @@ def _count_aliases() -> list[Spec]:
             )
         )
 
-    def hit(n: int) -> Expect:
-        return _x("high", 90, BF, actions=_block(), et="auth", n=n)
+    def hit(n: int, *notes: str) -> Expect:
+        return _x("high", 90, BF, actions=_block(), et="auth", n=n, notes=notes)
 
     def ev(**counts: Any) -> dict[str, Any]:
         return {"event_type": "auth", "src_ip": IP, **counts}
@@ -865,29 +865,13 @@ def _count_aliases() -> list[Spec]:
             "count-conflict-aliases",
             "failed_auths 3 beside attempts 9: the highest, the other named",
             ev(attempts=9, failed_auths=3),
-            _x(
-                "high",
-                90,
-                BF,
-                actions=_block(),
-                et="auth",
-                n=9,
-                notes=("failure count: failed_auths gives 3, attempts (9) used",),
-            ),
+            hit(9, "failure count: failed_auths gives 3, attempts (9) used"),
         ),
         Spec(
             "count-conflict-top-and-payload",
             "a top-level 4 beside a payload 50: 50, the 4 named (it used to decide none)",
             ev(failed_logins=4, payload={"failed_auths": 50}),
-            _x(
-                "high",
-                90,
-                BF,
-                actions=_block(),
-                et="auth",
-                n=50,
-                notes=("failure count: failed_logins gives 4, payload.failed_auths (50) used",),
-            ),
+            hit(50, "failure count: failed_logins gives 4, payload.failed_auths (50) used"),
         ),
         Spec(
             "count-null-falls-through",
