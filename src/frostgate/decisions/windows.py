@@ -82,9 +82,10 @@ NOTHING_OBSERVED = Observation({})
 
 
 def _members(probe: WindowProbe, event_member: str) -> tuple[str, ...]:
-    """What one observation records: the distinct value, or for a plain count the event
-    once per unit of its weight (``e``, ``e#2`` ... ``e#weight``), so that a replay of
-    the event adds nothing and a retraction takes back exactly what it added."""
+    """What one Redis observation records: the distinct value, or for a plain count the
+    event once per unit of its weight (``e``, ``e#2`` ... ``e#weight``: a sorted set has
+    no weights to sum), so that a replay of the event adds nothing and a retraction
+    takes back exactly what it added. The memory store keeps the weight in the entry."""
     if probe.member is not None:
         return (probe.member,)
     return (event_member, *(f"{event_member}#{k}" for k in range(2, probe.weight + 1)))
@@ -104,8 +105,11 @@ class WindowStore(Protocol):
 
 @dataclass(slots=True)
 class _Window:
-    entries: deque[tuple[float, str]] = field(default_factory=deque)
+    # (time, member, weight): a plain count's member is an event id with its weight;
+    # a distinct count's is the value counted, weight 1.
+    entries: deque[tuple[float, str, int]] = field(default_factory=deque)
     members: Counter[str] = field(default_factory=Counter)
+    weight: int = 0  # the entries' weights summed: a plain count
     cooling_until: float = 0.0
     # From this time on the window holds no live entry and is not cooling down.
     idle_from: float = 0.0
@@ -157,22 +161,24 @@ class MemoryWindowStore:
         for probe in probes:
             window = self._window(tenant_id, probe.key)
             self._drop(window, t - probe.seconds)
-            members = _members(probe, event_id)
-            added = probe.member is not None or members[0] not in window.members
+            plain = probe.member is None
+            member = event_id if probe.member is None else probe.member
+            added = not plain or member not in window.members
             if added:
-                for member in members:
-                    window.entries.append((t, member))
-                    window.members[member] += 1
+                weight = probe.weight if plain else 1
+                window.entries.append((t, member, weight))
+                window.members[member] += 1
+                window.weight += weight
             while len(window.entries) > self._max_members:
                 self._pop(window)
-            count = len(window.members)
+            count = window.weight if plain else len(window.members)
             armed = count >= probe.threshold and t >= window.cooling_until
             if armed:
                 window.cooling_until = t + probe.cooldown_seconds
             # An entry at t is dropped by an observation at t + seconds (``_drop``).
             window.idle_from = max(t + probe.seconds, window.cooling_until)
             states[probe.rule_id] = WindowState(count=count, armed=armed)
-            marks.append(Mark(probe.key, members, t, added, None, armed))
+            marks.append(Mark(probe.key, (member,), t, added, None, armed))
         return Observation(states, tuple(marks))
 
     async def retract(self, tenant_id: str, observation: Observation) -> None:
@@ -182,10 +188,11 @@ class MemoryWindowStore:
             if window is None:
                 continue  # forgotten or evicted since: nothing of it is left to take back
             for member in mark.members if mark.added else ():
-                entry = (mark.at, member)
                 for i in range(len(window.entries) - 1, -1, -1):
-                    if window.entries[i] == entry:
+                    at, recorded, weight = window.entries[i]
+                    if at == mark.at and recorded == member:
                         del window.entries[i]
+                        window.weight -= weight
                         window.members[member] -= 1
                         if window.members[member] <= 0:
                             del window.members[member]
@@ -243,7 +250,8 @@ class MemoryWindowStore:
 
     @staticmethod
     def _pop(window: _Window) -> None:
-        _, member = window.entries.popleft()
+        _, member, weight = window.entries.popleft()
+        window.weight -= weight
         window.members[member] -= 1
         if window.members[member] <= 0:
             del window.members[member]
