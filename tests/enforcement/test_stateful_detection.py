@@ -436,13 +436,7 @@ def test_a_burst_reported_four_failures_at_a_time_is_blocked(env: Env) -> None:
     events. The burst rule now counts the failures the events report."""
     decisions = []
     for n in range(4):
-        event = {
-            "event_id": f"four-{n}",
-            "source": "sshd",
-            "event_type": "ssh_login_failed",
-            "src_ip": "203.0.113.222",
-            "failures": 4,
-        }
+        event = {**_ssh_failure(f"four-{n}", "203.0.113.222"), "failures": 4}
         r = env.client.post("/v1/defend", json=event, headers=env.headers())
         decisions.append((r.json()["rules_triggered"], len(r.json()["mitigations"])))
     assert all("brute_force_burst" not in rules for rules, _ in decisions[:2])

@@ -13,7 +13,7 @@ import orjson
 import uuid_utils
 
 from frostgate.decisions.windows import NOTHING_OBSERVED, Observation, WindowStore
-from frostgate.engine import Event, Policy, WindowState, evaluate, normalize
+from frostgate.engine import Event, Policy, WindowProbe, WindowState, evaluate, normalize
 from frostgate.errors import ErrorCode, FrostGateError
 from frostgate.store import GroupCommitWriter, PendingDecision, WriteResult
 from frostgate.store.entries import format_timestamp
@@ -71,10 +71,10 @@ class DecisionService:
         return event, event.event_id
 
     async def observe(
-        self, tenant_id: str, event: Event, event_id: str, now: datetime
+        self, tenant_id: str, event_id: str, probes: Sequence[WindowProbe], now: datetime
     ) -> Observation:
-        """Record the event in the windows of the stateful rules it matches."""
-        probes = self.policy.window_probes(event)
+        """Record the event in the windows of the stateful rules it matches (``probes``:
+        :meth:`~frostgate.engine.Policy.window_probes` of the event)."""
         if not probes or self._windows is None:
             return NOTHING_OBSERVED
         return await self._windows.observe(tenant_id, event_id, probes, now)
@@ -100,16 +100,16 @@ class DecisionService:
             log.warning("window observations of %d unstored events kept", len(unstored))
         return results
 
-    async def _stored_among(self, tenant_id: str, admitted: list[tuple[Event, str]]) -> set[str]:
-        """The batch's event ids already stored, among those the windows would observe.
+    async def _stored_among(self, tenant_id: str, watched: list[str]) -> set[str]:
+        """Which of ``watched`` (the batch's event ids the windows would observe) are
+        already stored.
         Observed, a resent event armed a rule that its own refusal then disarmed, after
         the real events behind it in the batch had been decided in that cooldown: a
         burst resent with one old event was never blocked. (Between this read and the
         write another process may store one; the take-back covers that case.)"""
-        if self._known is None or self._windows is None:
+        if self._known is None or self._windows is None or not watched:
             return set()
-        watched = [event_id for event, event_id in admitted if self.policy.window_probes(event)]
-        return await self._known(tenant_id, watched) if watched else set()
+        return await self._known(tenant_id, watched)
 
     async def _retract(
         self, tenant_id: str, observations: list[Observation], kept: Sequence[Observation] = ()
@@ -177,7 +177,7 @@ class DecisionService:
         ``key_id`` is the submitting key: the proposer of any mitigation it causes."""
         now = self._clock()
         event, event_id = self.admit(tenant_id, raw, require_event_id=False)
-        observed = await self.observe(tenant_id, event, event_id, now)
+        observed = await self.observe(tenant_id, event_id, self.policy.window_probes(event), now)
         pending = self.build(
             tenant_id, raw, event, event_id, now=now, windows=observed.states, key_id=key_id
         )
@@ -204,14 +204,17 @@ class DecisionService:
                     ErrorCode.DUPLICATE_EVENT_IN_BATCH,
                     reason=f"events[{index}] repeats the event_id of events[{first}]",
                 )
-        stored = await self._stored_among(tenant_id, admitted)
+        probes = [self.policy.window_probes(event) for event, _ in admitted]
+        stored = await self._stored_among(
+            tenant_id, [event_id for (_, event_id), p in zip(admitted, probes, strict=True) if p]
+        )
         pending = []
         observed = []
-        for raw, (event, event_id) in zip(events, admitted, strict=True):
+        for raw, (event, event_id), event_probes in zip(events, admitted, probes, strict=True):
             if event_id in stored:  # a replay or a conflict: it will count for nothing
                 observation = NOTHING_OBSERVED
             else:
-                observation = await self.observe(tenant_id, event, event_id, now)
+                observation = await self.observe(tenant_id, event_id, event_probes, now)
             observed.append(observation)
             pending.append(
                 self.build(

@@ -137,12 +137,14 @@ def _parsed(
     return good
 
 
-def _chosen(what: str, good: list[tuple[str, Any]], pick: Any, notes: list[str]) -> Any:
-    """``pick`` of the parsed values (None if there is none); each other value that
-    differs from it is noted, so the decision says what it did not use."""
+def _chosen(
+    what: str, good: list[tuple[str, Any]], notes: list[str], *, highest: bool = False
+) -> Any:
+    """The first of the parsed values, or the ``highest`` (None if there is none); each
+    other value that differs from it is noted, so the decision says what it did not use."""
     if not good:
         return None
-    label, value = pick(good, key=lambda g: g[1]) if pick is max else good[0]
+    label, value = max(good, key=lambda g: g[1]) if highest else good[0]
     for other, given in good:
         if given != value:
             notes.append(f"{what}: {other} gives {given}, {label} ({value}) used")
@@ -378,14 +380,14 @@ def _source_ip(layers: tuple[Mapping[str, Any], ...], notes: list[str]) -> str |
         for value in _ecs_in_layer(layer, "source", "ip"):
             label = "source.ip" if depth == 0 else "payload.source.ip"
             spellings.append((label, "source.ip", value))
-    ip: str | None = _chosen("source address", _parsed(spellings, _parse_ip, notes), None, notes)
+    ip: str | None = _chosen("source address", _parsed(spellings, _parse_ip, notes), notes)
     return ip
 
 
 def _failure_count(layers: tuple[Mapping[str, Any], ...], notes: list[str]) -> int | None:
     """The highest valid failure count given (a lower one beside it cannot hide it)."""
     good = _parsed(_spellings(layers, _COUNT_KEYS), _parse_count, notes)
-    count: int | None = _chosen("failure count", good, max, notes)
+    count: int | None = _chosen("failure count", good, notes, highest=True)
     return count
 
 

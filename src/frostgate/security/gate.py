@@ -92,6 +92,11 @@ class GateLimits:
     max_concurrent_per_address: int = 256
     max_concurrent_per_tenant: int = 256
 
+    @property
+    def max_concurrent_keyless_bodies(self) -> int:
+        """Keyless requests with a body, all clients together: a quarter of the process."""
+        return max(1, self.max_concurrent_requests // 4)
+
 
 class AuthGate:
     def __init__(
@@ -263,8 +268,9 @@ class AuthGate:
             # Keyless requests with a body (signed deliveries), all clients together, hold
             # a quarter of the process: four addresses' slow bodies (4 x 256) had held
             # every place, and every tenant was answered OVERLOADED.
-            keyless_share = max(1, limits.max_concurrent_requests // 4)
-            if spec.signed and not self._hold(_KEYLESS_BODIES, keyless_share, held):
+            if spec.signed and not self._hold(
+                _KEYLESS_BODIES, limits.max_concurrent_keyless_bodies, held
+            ):
                 return Refusal(ErrorCode.CONCURRENCY_LIMITED, _RETRY_SOON)
             if spec.signed and self.address_rate_limit is not None:
                 # Keyless but costly to refuse (a lookup, signature checks): limited by
